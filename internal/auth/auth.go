@@ -1,0 +1,222 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrBadCredentials is returned for an unknown user, a wrong password or an invalid token; the
+// cases are deliberately not told apart to the caller.
+var ErrBadCredentials = errors.New("invalid user name or password")
+
+// TokenPrefix starts every gateway token, so that a token pasted where a password is expected is
+// recognised (and so that secret scanners can find leaked ones).
+const TokenPrefix = "alt_"
+
+// User is a local user.
+type User struct {
+	Name         string
+	PasswordHash string // bcrypt
+	Role         Role
+	Groups       []string
+}
+
+// HashPassword returns the bcrypt hash stored for a password.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// Service authenticates local users and issues and checks gateway tokens.
+type Service struct {
+	TokenTTL time.Duration    // lifetime of issued tokens; 12h when zero
+	Now      func() time.Time // time.Now when nil
+
+	key   []byte
+	mu    sync.RWMutex
+	users map[string]User
+	// okCache remembers recently verified (user, password) pairs by a keyed hash, so that a
+	// client opening many connections does not pay a bcrypt verification for each.
+	okCache map[[32]byte]time.Time
+}
+
+// NewService returns a Service that signs tokens with key (at least 32 bytes).
+func NewService(key []byte, users []User) (*Service, error) {
+	if len(key) < 32 {
+		return nil, errors.New("auth: token key must be at least 32 bytes")
+	}
+	s := &Service{key: key, users: map[string]User{}, okCache: map[[32]byte]time.Time{}}
+	for _, u := range users {
+		if err := s.AddUser(u); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// AddUser adds or replaces a local user.
+func (s *Service) AddUser(u User) error {
+	if u.Name == "" {
+		return errors.New("auth: user name is required")
+	}
+	if strings.ContainsAny(u.Name, ":/ \t") {
+		return fmt.Errorf("auth: user name %q may not contain ':', '/' or spaces", u.Name)
+	}
+	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+		return fmt.Errorf("auth: user %q: password hash is not a bcrypt hash", u.Name)
+	}
+	if u.Role == "" {
+		u.Role = RoleUser
+	}
+	s.mu.Lock()
+	s.users[u.Name] = u
+	s.okCache = map[[32]byte]time.Time{}
+	s.mu.Unlock()
+	return nil
+}
+
+// HasUser reports whether a local user exists.
+func (s *Service) HasUser(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.users[name]
+	return ok
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) ttl() time.Duration {
+	if s.TokenTTL > 0 {
+		return s.TokenTTL
+	}
+	return 12 * time.Hour
+}
+
+// Login checks a local user's password.
+func (s *Service) Login(ctx context.Context, user, password string) (*Identity, error) {
+	s.mu.RLock()
+	u, ok := s.users[user]
+	s.mu.RUnlock()
+	if !ok {
+		// Spend the same time as a real check so that user names cannot be probed by timing.
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return nil, ErrBadCredentials
+	}
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write([]byte(u.PasswordHash))
+	mac.Write([]byte{0})
+	mac.Write([]byte(password))
+	var k [32]byte
+	mac.Sum(k[:0])
+	now := s.now()
+	s.mu.RLock()
+	until, cached := s.okCache[k]
+	s.mu.RUnlock()
+	if !cached || now.After(until) {
+		if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+			return nil, ErrBadCredentials
+		}
+		s.mu.Lock()
+		if len(s.okCache) > 10000 {
+			s.okCache = map[[32]byte]time.Time{}
+		}
+		s.okCache[k] = now.Add(time.Minute)
+		s.mu.Unlock()
+	}
+	return &Identity{User: u.Name, Groups: u.Groups, Role: u.Role, Method: "password"}, nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("airlock-dummy"), bcrypt.DefaultCost)
+
+type tokenClaims struct {
+	V      int      `json:"v"`
+	User   string   `json:"sub"`
+	Groups []string `json:"groups,omitempty"`
+	Role   Role     `json:"role"`
+	Issued int64    `json:"iat"`
+	Expiry int64    `json:"exp"`
+	Nonce  string   `json:"jti"`
+}
+
+// IssueToken returns a signed token for id.
+func (s *Service) IssueToken(id *Identity) (token string, expires time.Time, err error) {
+	now := s.now()
+	expires = now.Add(s.ttl()).Truncate(time.Second)
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", time.Time{}, err
+	}
+	body, err := json.Marshal(tokenClaims{V: 1, User: id.User, Groups: id.Groups, Role: id.Role,
+		Issued: now.Unix(), Expiry: expires.Unix(), Nonce: base64.RawURLEncoding.EncodeToString(nonce)})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	payload := base64.RawURLEncoding.EncodeToString(body)
+	return TokenPrefix + payload + "." + s.sign(payload), expires, nil
+}
+
+func (s *Service) sign(payload string) string {
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write([]byte(TokenPrefix + payload))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// VerifyToken checks a token's signature and expiry.
+func (s *Service) VerifyToken(token string) (*Identity, error) {
+	rest, ok := strings.CutPrefix(token, TokenPrefix)
+	if !ok {
+		return nil, ErrBadCredentials
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(s.sign(payload))) {
+		return nil, ErrBadCredentials
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return nil, ErrBadCredentials
+	}
+	var c tokenClaims
+	if err := json.Unmarshal(body, &c); err != nil || c.V != 1 {
+		return nil, ErrBadCredentials
+	}
+	exp := time.Unix(c.Expiry, 0)
+	if !s.now().Before(exp) {
+		return nil, fmt.Errorf("%w: token expired at %s", ErrBadCredentials, exp.UTC().Format(time.RFC3339))
+	}
+	return &Identity{User: c.User, Groups: c.Groups, Role: c.Role, Method: "token", ExpiresAt: exp}, nil
+}
+
+// Authenticate accepts either a gateway token issued to user or user's password: what a
+// protocol client puts in its password field.
+func (s *Service) Authenticate(ctx context.Context, user, secret string) (*Identity, error) {
+	if strings.HasPrefix(secret, TokenPrefix) {
+		id, err := s.VerifyToken(secret)
+		if err != nil {
+			return nil, err
+		}
+		if id.User != user {
+			return nil, fmt.Errorf("%w: token was issued to another user", ErrBadCredentials)
+		}
+		return id, nil
+	}
+	return s.Login(ctx, user, secret)
+}

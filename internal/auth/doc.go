@@ -1,0 +1,3 @@
+// Package auth authenticates people and programs: local users with passwords, and the gateway's
+// own signed tokens.
+package auth

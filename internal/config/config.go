@@ -1,0 +1,340 @@
+// Package config loads the gateway's YAML configuration, applies AIRLOCK_* environment
+// overrides and fills in defaults. The zero Config, after SetDefaults, is the embedded default.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the gateway's configuration. Every field's default is stated beside it and
+// documented in docs/configuration.md.
+type Config struct {
+	DataDir string `yaml:"data_dir"` // default ./airlock-data
+	Listen  Listen `yaml:"listen"`
+	Log     Log    `yaml:"log"`
+
+	// TLS for the gateway's listeners. When both are empty the gateway generates a self-signed
+	// certificate in data_dir on first start and reuses it.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+
+	Postgres  Postgres  `yaml:"postgres"`
+	Recording Recording `yaml:"recording"`
+	Auth      Auth      `yaml:"auth"`
+
+	// ShutdownGrace is how long SIGTERM lets running sessions finish before ending them.
+	// Default 30s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+
+	Users    []User   `yaml:"users"`
+	Targets  []Target `yaml:"targets"`
+	Policies []Policy `yaml:"policies"` // nil: every authenticated user reaches every target
+
+	// path is the file the config was read from ("" for the embedded default).
+	path string
+}
+
+// Listen holds listener addresses. An empty address disables that listener, except that an
+// unset api and postgres take their defaults.
+type Listen struct {
+	API      string `yaml:"api"`      // default 127.0.0.1:8009
+	Postgres string `yaml:"postgres"` // default 127.0.0.1:15432; "off" disables it
+}
+
+// Log configures structured logs on stderr.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Format string `yaml:"format"` // json | text; default json unless stderr is a terminal
+}
+
+// Postgres configures the PostgreSQL listener.
+type Postgres struct {
+	// AllowPlaintextLoopback lets clients on a loopback address connect without TLS (and so
+	// send their password in clear over loopback). Default false: TLS is required.
+	AllowPlaintextLoopback bool `yaml:"allow_plaintext_loopback"`
+	// MaxMessageSize bounds one protocol message from either side, in bytes. Default 1 GiB,
+	// the limit PostgreSQL itself enforces.
+	MaxMessageSize int `yaml:"max_message_size"`
+}
+
+// Recording configures the embedded recording store.
+type Recording struct {
+	// Fsync is when appended events are flushed to stable storage: "interval" (default: group
+	// commit every fsync_interval) or "always" (before the bytes they describe are forwarded).
+	// Either way an event is written to the store before those bytes are forwarded, so a
+	// crash of the gateway process loses nothing; fsync only matters for power loss.
+	Fsync         string        `yaml:"fsync"`
+	FsyncInterval time.Duration `yaml:"fsync_interval"` // default 50ms
+}
+
+// Auth configures the gateway's own credentials.
+type Auth struct {
+	TokenTTL time.Duration `yaml:"token_ttl"` // lifetime of gateway tokens; default 12h
+	// AdminPassword sets the password of the local "admin" user created on first start. When
+	// empty, a random one is generated and printed once. Env: AIRLOCK_ADMIN_PASSWORD.
+	AdminPassword string `yaml:"admin_password"`
+}
+
+// User is a local user.
+type User struct {
+	Name         string   `yaml:"name"`
+	Password     string   `yaml:"password"`      // cleartext; prefer password_hash
+	PasswordHash string   `yaml:"password_hash"` // bcrypt, e.g. from `airlock hash-password`
+	Role         string   `yaml:"role"`          // user (default) | auditor | admin
+	Groups       []string `yaml:"groups"`
+}
+
+// Target is a destination defined in the config file.
+type Target struct {
+	Name         string            `yaml:"name"`
+	Type         string            `yaml:"type"` // postgres
+	Address      string            `yaml:"address"`
+	Database     string            `yaml:"database"` // default database when the client names none
+	Username     string            `yaml:"username"`
+	Password     string            `yaml:"password"`
+	PasswordEnv  string            `yaml:"password_env"`  // read the password from this env var
+	PasswordFile string            `yaml:"password_file"` // read the password from this file
+	TLS          string            `yaml:"tls"`           // disable | prefer (default) | require | verify-ca | verify-full
+	CAFile       string            `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
+	Labels       map[string]string `yaml:"labels"`
+}
+
+// Policy is an access rule. As of 2026-11 only access is decided; recording, masking and
+// guardrail settings come with the policy issue and are refused here until then rather than
+// silently ignored.
+type Policy struct {
+	Name     string   `yaml:"name"`
+	Subjects []string `yaml:"subjects"` // user:NAME, group:NAME, role:NAME or "*"
+	Targets  []string `yaml:"targets"`  // names or globs ("prod-*"), type:NAME, "*"
+	Access   string   `yaml:"access"`   // allow | deny
+}
+
+// Load reads a YAML file (path "" means none), applies AIRLOCK_* environment overrides and
+// defaults, and validates the result.
+func Load(path string) (*Config, error) {
+	c := &Config{path: path}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // an empty file is an empty config
+			return nil, fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(c, os.Environ()); err != nil {
+		return nil, err
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Path is the file the config came from, "" for none.
+func (c *Config) Path() string { return c.path }
+
+// SetDefaults fills every unset field with its documented default.
+func (c *Config) SetDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./airlock-data"
+	}
+	if c.Listen.API == "" {
+		c.Listen.API = "127.0.0.1:8009"
+	}
+	if c.Listen.Postgres == "" {
+		c.Listen.Postgres = "127.0.0.1:15432"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Postgres.MaxMessageSize == 0 {
+		c.Postgres.MaxMessageSize = 1 << 30
+	}
+	if c.Recording.Fsync == "" {
+		c.Recording.Fsync = "interval"
+	}
+	if c.Recording.FsyncInterval == 0 {
+		c.Recording.FsyncInterval = 50 * time.Millisecond
+	}
+	if c.Auth.TokenTTL == 0 {
+		c.Auth.TokenTTL = 12 * time.Hour
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+	for i := range c.Targets {
+		if c.Targets[i].TLS == "" {
+			c.Targets[i].TLS = "prefer"
+		}
+	}
+}
+
+// Validate reports the first problem in a defaulted config.
+func (c *Config) Validate() error {
+	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres}} {
+		if a.addr == "off" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("config: %s: %w", a.name, err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "json", "text":
+	default:
+		return fmt.Errorf("config: log.format must be json or text, not %q", c.Log.Format)
+	}
+	switch c.Recording.Fsync {
+	case "interval", "always":
+	default:
+		return fmt.Errorf("config: recording.fsync must be interval or always, not %q", c.Recording.Fsync)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("config: tls_cert_file and tls_key_file go together")
+	}
+	seen := map[string]bool{}
+	for _, u := range c.Users {
+		if u.Name == "" {
+			return errors.New("config: users: a user has no name")
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("config: users: %q defined twice", u.Name)
+		}
+		seen[u.Name] = true
+		if (u.Password == "") == (u.PasswordHash == "") {
+			return fmt.Errorf("config: user %q: set exactly one of password and password_hash", u.Name)
+		}
+		switch u.Role {
+		case "", "user", "auditor", "admin":
+		default:
+			return fmt.Errorf("config: user %q: role must be user, auditor or admin, not %q", u.Name, u.Role)
+		}
+	}
+	seen = map[string]bool{}
+	for _, t := range c.Targets {
+		if seen[t.Name] {
+			return fmt.Errorf("config: targets: %q defined twice", t.Name)
+		}
+		seen[t.Name] = true
+		n := 0
+		for _, s := range []string{t.Password, t.PasswordEnv, t.PasswordFile} {
+			if s != "" {
+				n++
+			}
+		}
+		if n > 1 {
+			return fmt.Errorf("config: target %q: set at most one of password, password_env, password_file", t.Name)
+		}
+	}
+	for i, p := range c.Policies {
+		if p.Name == "" {
+			return fmt.Errorf("config: policies[%d]: name is required", i)
+		}
+		if len(p.Subjects) == 0 || len(p.Targets) == 0 {
+			return fmt.Errorf("config: policy %q: subjects and targets are required", p.Name)
+		}
+		if p.Access != "allow" && p.Access != "deny" {
+			return fmt.Errorf("config: policy %q: access must be allow or deny, not %q", p.Name, p.Access)
+		}
+	}
+	return nil
+}
+
+// ResolvePassword returns a target's password from password, password_env or password_file.
+func (t *Target) ResolvePassword() (string, error) {
+	switch {
+	case t.PasswordEnv != "":
+		v, ok := os.LookupEnv(t.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("target %q: environment variable %s is not set", t.Name, t.PasswordEnv)
+		}
+		return v, nil
+	case t.PasswordFile != "":
+		b, err := os.ReadFile(t.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("target %q: %w", t.Name, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return t.Password, nil
+}
+
+// ApplyEnv overrides scalar fields from AIRLOCK_* variables named after their YAML path:
+// listen.api is AIRLOCK_LISTEN_API, data_dir is AIRLOCK_DATA_DIR.
+func ApplyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "AIRLOCK_") {
+			env[k] = v
+		}
+	}
+	return applyEnv(reflect.ValueOf(c).Elem(), "AIRLOCK", env)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := env[name]
+		if !ok {
+			continue
+		}
+		switch {
+		case f.Type == durationType:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("config: %s: %w", name, err)
+			}
+			fv.SetInt(int64(d))
+		case f.Type.Kind() == reflect.String:
+			fv.SetString(s)
+		case f.Type.Kind() == reflect.Bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("config: %s: %w", name, err)
+			}
+			fv.SetBool(b)
+		case f.Type.Kind() == reflect.Int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("config: %s: %w", name, err)
+			}
+			fv.SetInt(int64(n))
+		}
+	}
+	return nil
+}

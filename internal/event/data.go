@@ -1,0 +1,107 @@
+package event
+
+// Payloads of the event types, stored as JSON in Event.Data. Field names are part of the stored
+// format and of the API: add fields, never rename or repurpose one.
+
+// SessionStartData opens every recording.
+type SessionStartData struct {
+	User            string            `json:"user"`
+	Groups          []string          `json:"groups,omitempty"`
+	Role            string            `json:"role"`
+	AuthMethod      string            `json:"auth_method"` // password | token | api_key
+	Target          string            `json:"target"`
+	TargetType      string            `json:"target_type"`
+	Database        string            `json:"database,omitempty"`
+	ClientAddr      string            `json:"client_addr"`
+	ApplicationName string            `json:"application_name,omitempty"`
+	TLS             bool              `json:"tls"`
+	TLSVersion      string            `json:"tls_version,omitempty"`
+	Params          map[string]string `json:"params,omitempty"` // client startup parameters, minus secrets
+	Upstream        string            `json:"upstream,omitempty"`
+	UpstreamTLS     bool              `json:"upstream_tls"`
+	Policy          string            `json:"policy,omitempty"` // the rule that allowed the session
+}
+
+// SessionEndData closes every recording.
+type SessionEndData struct {
+	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | gateway_shutdown | error
+	Error           string `json:"error,omitempty"`
+	DurationNS      int64  `json:"duration_ns"`
+	BytesFromClient int64  `json:"bytes_from_client"`
+	BytesToClient   int64  `json:"bytes_to_client"`
+	Statements      int64  `json:"statements"`
+}
+
+// QueryData is a statement as the target received it. For the extended protocol it is emitted at
+// Execute, with the text of the prepared statement and the parameters bound to the portal.
+type QueryData struct {
+	Text      string  `json:"text"`
+	Protocol  string  `json:"protocol"`            // simple | extended
+	Statement string  `json:"statement,omitempty"` // prepared statement name, "" for unnamed
+	Portal    string  `json:"portal,omitempty"`
+	Params    []Value `json:"params,omitempty"`
+}
+
+// Value is a parameter or column value: Text when the value is text (or decodes to it), Hex when
+// it is binary, neither when NULL.
+type Value struct {
+	Null bool    `json:"null,omitempty"`
+	Text *string `json:"text,omitempty"`
+	Hex  string  `json:"hex,omitempty"`
+	OID  uint32  `json:"oid,omitempty"`
+}
+
+// Column describes one column of a result.
+type Column struct {
+	Name   string `json:"name"`
+	OID    uint32 `json:"oid"`
+	Format int16  `json:"format"` // 0 text, 1 binary
+}
+
+// ColumnsData precedes the rows of a result.
+type ColumnsData struct {
+	Columns []Column `json:"columns"`
+}
+
+// RowsData describes Raw of a Rows event: Count rows packed with AppendRow.
+type RowsData struct {
+	Count int `json:"count"`
+}
+
+// ResultData ends one statement.
+type ResultData struct {
+	Tag        string `json:"tag"`
+	Rows       int64  `json:"rows"`
+	DurationNS int64  `json:"duration_ns"`
+	Suspended  bool   `json:"suspended,omitempty"` // portal suspended: more rows may follow
+}
+
+// MessageData is an error or notice as the client saw it.
+type MessageData struct {
+	Severity string `json:"severity"`
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Detail   string `json:"detail,omitempty"`
+	Hint     string `json:"hint,omitempty"`
+	Source   string `json:"source"` // target | gateway
+}
+
+// NotificationData is an asynchronous LISTEN/NOTIFY message.
+type NotificationData struct {
+	PID     uint32 `json:"pid"`
+	Channel string `json:"channel"`
+	Payload string `json:"payload"`
+}
+
+// CopyData describes Raw of a copy.in / copy.out event.
+type CopyData struct {
+	Bytes int    `json:"bytes"`
+	Done  bool   `json:"done,omitempty"`
+	Fail  string `json:"fail,omitempty"`
+}
+
+// CancelData records a cancel request routed to the session's upstream.
+type CancelData struct {
+	Delivered bool   `json:"delivered"`
+	Error     string `json:"error,omitempty"`
+}

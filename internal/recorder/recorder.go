@@ -1,0 +1,187 @@
+// Package recorder turns what engines observe into a session's sealed, hash-chained events and
+// writes them to the store before the engine forwards the bytes they describe.
+package recorder
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/metrics"
+	"github.com/airlock-gw/airlock/internal/store"
+)
+
+// ErrUnavailable wraps every store failure: engines turn it into a protocol-native "recording
+// unavailable" error and end the session (fail closed).
+var ErrUnavailable = errors.New("recording unavailable")
+
+// Recorder opens recordings.
+type Recorder struct {
+	Store   store.Recordings
+	Metrics *metrics.Metrics
+	Now     func() time.Time // time.Now when nil; must carry a monotonic reading
+}
+
+// Info describes a session being opened.
+type Info struct {
+	Protocol string // engine name
+	Target   string
+	User     string
+	Client   string // client address
+	Start    event.SessionStartData
+}
+
+// Start creates the session in the store and durably records its session.start event.
+func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
+	now := r.now()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("session id: %w", err)
+	}
+	w, err := r.Store.Create(ctx, store.Session{
+		ID: id.String(), User: info.User, Target: info.Target, Type: info.Protocol,
+		ClientAddr: info.Client, StartedAt: now.UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: create session: %v", ErrUnavailable, err)
+	}
+	s := &Session{r: r, id: id.String(), protocol: info.Protocol, w: w, start: now}
+	s.Record(event.SessionStart, info.Start, nil)
+	if err := s.Commit(); err != nil {
+		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})
+		return nil, err
+	}
+	return s, nil
+}
+
+func (r *Recorder) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Session is one recording in progress. Its methods are safe for concurrent use: an engine's
+// two relay directions record into the same chain.
+type Session struct {
+	r        *Recorder
+	id       string
+	protocol string
+	w        store.Writer
+	start    time.Time
+
+	mu      sync.Mutex
+	seq     uint64
+	prev    [32]byte
+	pending []*event.Event
+	scratch []byte
+	err     error // sticky: once the store failed, every Commit fails
+	ended   bool
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// Started returns the session's start time.
+func (s *Session) Started() time.Time { return s.start }
+
+// Record seals an event into the chain; it reaches the store at the next Commit. data is
+// marshalled to JSON (a []byte or json.RawMessage is taken as already-encoded JSON). raw is kept
+// by reference: the caller must not modify it until Commit returns.
+func (s *Session) Record(t event.Type, data any, raw []byte) {
+	var b []byte
+	switch d := data.(type) {
+	case json.RawMessage:
+		b = d
+	case []byte:
+		b = d
+	default:
+		var err error
+		if b, err = json.Marshal(data); err != nil {
+			// Payloads are the event package's own structs; this is a programming error, but
+			// record it rather than lose the event.
+			b, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
+		}
+	}
+	now := s.r.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.seq++
+	e := &event.Event{Session: s.id, Seq: s.seq, Type: t, Offset: now.Sub(s.start), Time: now.UTC(), Data: b, Raw: raw}
+	s.scratch = e.Seal(s.prev, s.scratch)
+	s.prev = e.Hash
+	s.pending = append(s.pending, e)
+}
+
+// Commit writes every pending event to the store. The engine calls it before forwarding the
+// bytes those events describe; an error means the recording cannot be kept and the session must
+// end.
+func (s *Session) Commit() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commitLocked()
+}
+
+func (s *Session) commitLocked() error {
+	if s.err != nil {
+		return s.err
+	}
+	if len(s.pending) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	if err := s.w.Append(s.pending...); err != nil {
+		s.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		s.r.Metrics.Error("store")
+		return s.err
+	}
+	if m := s.r.Metrics; m != nil {
+		m.RecorderLatency.Observe(time.Since(t0).Seconds())
+		m.EventsRecorded.WithLabelValues(s.protocol).Add(float64(len(s.pending)))
+	}
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// End records session.end, writes everything and closes the recording's index entry. It is
+// idempotent.
+func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
+	d.DurationNS = int64(s.r.now().Sub(s.start))
+	s.Record(event.SessionEnd, d, nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil
+	}
+	s.ended = true
+	err := s.commitLocked()
+	if serr := s.w.Sync(); err == nil && serr != nil {
+		err = fmt.Errorf("%w: %v", ErrUnavailable, serr)
+	}
+	reason := d.Reason
+	if err != nil {
+		reason = "error"
+	}
+	if eerr := s.w.End(ctx, store.SessionEnd{EndedAt: s.r.now().UTC(), Reason: reason, Events: s.seq, Head: s.prev}); err == nil && eerr != nil {
+		err = fmt.Errorf("%w: %v", ErrUnavailable, eerr)
+	}
+	return err
+}
+
+// Head returns the current chain head as hex, for logs.
+func (s *Session) Head() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return hex.EncodeToString(s.prev[:])
+}

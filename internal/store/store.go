@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/target"
+)
+
+// Errors every backend returns (wrapped) so callers can tell cases apart. A missing target is
+// target.ErrUnknown.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrClosed   = errors.New("store closed")
+)
+
+// Session is the index entry of one recording: what the sessions list shows. The recording
+// itself is the session's events.
+type Session struct {
+	ID         string     `json:"id"`
+	User       string     `json:"user"`
+	Target     string     `json:"target"`
+	Type       string     `json:"type"` // engine name: postgres, mysql, ssh, ...
+	ClientAddr string     `json:"client_addr"`
+	StartedAt  time.Time  `json:"started_at"`
+	EndedAt    *time.Time `json:"ended_at"`             // nil while the session runs
+	EndReason  string     `json:"end_reason,omitempty"` // see event.SessionEndData.Reason
+	Events     uint64     `json:"events"`               // number of events, known once ended
+	// Head is the hash of the last event once ended (hex); the chain's anchor.
+	Head string `json:"head,omitempty"`
+}
+
+// SessionEnd finalizes a session's index entry.
+type SessionEnd struct {
+	EndedAt time.Time
+	Reason  string
+	Events  uint64
+	Head    [32]byte
+}
+
+// Filter selects sessions. Zero fields match everything. From/To select sessions whose lifetime
+// overlaps [From, To): started before To and (still running or ended at or after From).
+type Filter struct {
+	From, To time.Time
+	User     string
+	Target   string
+	Type     string
+	Limit    int // 0 means the backend default (1000)
+}
+
+// Recordings is the append-only recording store. There is deliberately no way to change or
+// remove an event or a session.
+type Recordings interface {
+	// Create registers a new session and returns the writer for its events. The session's ID
+	// must be unique.
+	Create(ctx context.Context, s Session) (Writer, error)
+	// Sessions lists sessions matching f, newest first.
+	Sessions(ctx context.Context, f Filter) ([]Session, error)
+	// Session returns one session's index entry.
+	Session(ctx context.Context, id string) (Session, error)
+	// Events calls fn for each event of session id in sequence order, starting after seq
+	// `after` (0 for all). The event passed to fn is valid only during the call.
+	Events(ctx context.Context, id string, after uint64, fn func(*event.Event) error) error
+}
+
+// Writer appends one session's events. It is not safe for concurrent use; the recorder
+// serializes a session's events.
+type Writer interface {
+	// Append writes events, already sealed in sequence, to the store. When it returns nil the
+	// events survive a crash of the gateway process; whether they also survive a power loss
+	// before the next Sync depends on the backend's fsync policy.
+	Append(events ...*event.Event) error
+	// Sync makes everything appended so far durable on stable storage.
+	Sync() error
+	// End finalizes the session's index entry and releases the writer.
+	End(ctx context.Context, end SessionEnd) error
+}
+
+// Targets keeps targets registered through the API (targets from the config file are not
+// stored).
+type Targets interface {
+	PutTarget(ctx context.Context, t target.Target) error // creates or replaces by name
+	GetTarget(ctx context.Context, name string) (target.Target, error)
+	ListTargets(ctx context.Context) ([]target.Target, error)
+}
+
+// KV holds small pieces of gateway state (the bootstrap admin's password hash, ...).
+type KV interface {
+	GetKV(ctx context.Context, key string) ([]byte, error) // ErrNotFound when absent
+	PutKV(ctx context.Context, key string, value []byte) error
+}
+
+// Store is everything a backend provides.
+type Store interface {
+	Recordings
+	Targets
+	KV
+	Close() error
+}

@@ -1,0 +1,108 @@
+// Package target describes the destinations users reach through the gateway and where they are
+// defined: the config file (read-only) and the API (stored).
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Target is a destination. Password is the gateway's credential for it, resolved from
+// password/password_env/password_file; it never leaves the gateway through the API.
+type Target struct {
+	Name      string            `json:"name"`
+	Type      string            `json:"type"` // engine name: postgres, ...
+	Address   string            `json:"address"`
+	Database  string            `json:"database,omitempty"`
+	Username  string            `json:"username,omitempty"`
+	Password  string            `json:"password,omitempty"`
+	TLS       string            `json:"tls,omitempty"` // upstream TLS: disable | prefer (default) | require | verify-full
+	CAFile    string            `json:"ca_file,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Source    string            `json:"source"` // config | api
+	CreatedAt time.Time         `json:"created_at,omitzero"`
+	CreatedBy string            `json:"created_by,omitempty"`
+}
+
+// ErrUnknown is returned (wrapped) for a target name that is not defined.
+var ErrUnknown = errors.New("unknown target")
+
+// Validate checks the fields every target needs.
+func (t *Target) Validate() error {
+	switch {
+	case t.Name == "":
+		return errors.New("target: name is required")
+	case t.Type == "":
+		return fmt.Errorf("target %q: type is required", t.Name)
+	case t.Address == "":
+		return fmt.Errorf("target %q: address is required", t.Name)
+	}
+	switch t.TLS {
+	case "", "disable", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return fmt.Errorf("target %q: tls must be disable, prefer, require, verify-ca or verify-full, not %q", t.Name, t.TLS)
+	}
+	return nil
+}
+
+// Redacted returns a copy without secrets, for API answers and logs.
+func (t Target) Redacted() Target {
+	t.Password = ""
+	return t
+}
+
+// Stored is what the catalog needs from the store.
+type Stored interface {
+	GetTarget(ctx context.Context, name string) (Target, error)
+	ListTargets(ctx context.Context) ([]Target, error)
+}
+
+// Catalog resolves target names: config-file targets first (they cannot be overridden through
+// the API), then stored ones.
+type Catalog struct {
+	Static map[string]Target
+	Store  Stored
+}
+
+// Lookup returns the named target or an error wrapping ErrUnknown.
+func (c *Catalog) Lookup(ctx context.Context, name string) (Target, error) {
+	if t, ok := c.Static[name]; ok {
+		return t, nil
+	}
+	if c.Store != nil {
+		t, err := c.Store.GetTarget(ctx, name)
+		if err == nil {
+			t.Source = "api"
+			return t, nil
+		}
+		if !errors.Is(err, ErrUnknown) {
+			return Target{}, err
+		}
+	}
+	return Target{}, fmt.Errorf("%w %q", ErrUnknown, name)
+}
+
+// List returns every target, sorted by name.
+func (c *Catalog) List(ctx context.Context) ([]Target, error) {
+	var out []Target
+	for _, t := range c.Static {
+		out = append(out, t)
+	}
+	if c.Store != nil {
+		stored, err := c.Store.ListTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range stored {
+			if _, dup := c.Static[t.Name]; !dup {
+				t.Source = "api"
+				out = append(out, t)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
