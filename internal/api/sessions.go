@@ -1,0 +1,261 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
+)
+
+// sessionJSON is a session as the API shows it. Every field is always present.
+type sessionJSON struct {
+	ID         string     `json:"id"`
+	User       string     `json:"user"`
+	Target     string     `json:"target"`
+	Type       string     `json:"type"`
+	ClientAddr string     `json:"client_addr"`
+	StartedAt  time.Time  `json:"started_at"`
+	EndedAt    *time.Time `json:"ended_at"`
+	EndReason  string     `json:"end_reason"`
+	Events     uint64     `json:"events"`
+	Head       string     `json:"head"`
+	Status     string     `json:"status"` // active | ended
+}
+
+func toSessionJSON(s store.Session) sessionJSON {
+	j := sessionJSON{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, ClientAddr: s.ClientAddr,
+		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active"}
+	if s.EndedAt != nil {
+		t := s.EndedAt.UTC()
+		j.EndedAt = &t
+		j.Status = "ended"
+	}
+	return j
+}
+
+// parseFilter reads the sessions list's query parameters.
+func parseFilter(q url.Values) (store.Filter, error) {
+	var f store.Filter
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return f, errorf(http.StatusBadRequest, "bad_request", "%s: %q is not an RFC 3339 time (like 2026-01-02T15:04:05Z)", p.name, v)
+		}
+		*p.dst = t
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return f, errorf(http.StatusBadRequest, "bad_request", "from (%s) must be before to (%s)", q.Get("from"), q.Get("to"))
+	}
+	f.User, f.Target, f.Type = q.Get("user"), q.Get("target"), q.Get("type")
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return f, errorf(http.StatusBadRequest, "bad_request", "limit: %q is not a non-negative integer", v)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseFilter(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	id := auth.FromContext(r.Context())
+	if !id.Role.CanReadAll() {
+		if f.User != "" && f.User != id.User {
+			// Asking for someone else's sessions is not an error; there are just none to see.
+			return writeJSON(w, http.StatusOK, map[string]any{"sessions": []sessionJSON{}})
+		}
+		f.User = id.User
+	}
+	list, err := s.Store.Sessions(r.Context(), f)
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	out := make([]sessionJSON, 0, len(list))
+	for _, x := range list {
+		if id.Role.CanReadAll() || x.User == id.User {
+			out = append(out, toSessionJSON(x))
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+// visibleSession returns the session named in the path if the caller may see it. A session that
+// exists but is not the caller's is reported as absent, so ids cannot be probed.
+func (s *Server) visibleSession(ctx context.Context, idStr string) (store.Session, error) {
+	sess, err := s.Store.Session(ctx, idStr)
+	if errors.Is(err, store.ErrNotFound) {
+		return sess, errorf(http.StatusNotFound, "not_found", "no session %q", idStr)
+	}
+	if err != nil {
+		return sess, fmt.Errorf("get session %s: %w", idStr, err)
+	}
+	id := auth.FromContext(ctx)
+	if !id.Role.CanReadAll() && sess.User != id.User {
+		return sess, errorf(http.StatusNotFound, "not_found", "no session %q", idStr)
+	}
+	return sess, nil
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"session": toSessionJSON(sess)})
+}
+
+// eventJSON is one event as the API shows it.
+type eventJSON struct {
+	Seq      uint64          `json:"seq"`
+	Type     event.Type      `json:"type"`
+	OffsetNS int64           `json:"offset_ns"`
+	Time     time.Time       `json:"time"`
+	Data     json.RawMessage `json:"data"`
+	Prev     string          `json:"prev"`
+	Hash     string          `json:"hash"`
+	// Rows is set on rows events: one array of values per row (see renderValue).
+	Rows      []json.RawMessage `json:"rows,omitempty"`
+	RowsError string            `json:"rows_error,omitempty"`
+	// Text or Base64 carries Raw of copy.in / copy.out events.
+	Text   *string `json:"text,omitempty"`
+	Base64 *string `json:"base64,omitempty"`
+}
+
+var nullJSON = json.RawMessage("null")
+
+// sessionEvents streams a session's events: each is encoded as it is read from the store, so
+// memory stays flat whatever the recording's size. Once the answer has started, an error from
+// the store is reported in a top-level "error" field after the events delivered so far.
+func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		after, err = strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "after: %q is not a sequence number", v)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	var (
+		rr    rowRenderer
+		n     int
+		werr  error // a write to the client failed: stop reading
+		ej    eventJSON
+		flush = http.NewResponseController(w)
+	)
+	io := func(s string) {
+		if werr == nil {
+			_, werr = w.Write([]byte(s))
+		}
+	}
+	io(`{"events":[`)
+	// Read from the start even when after > 0: rows events need the formats of the latest
+	// columns event, which may precede `after`. Events before it are not rendered.
+	err = s.Store.Events(r.Context(), sess.ID, 0, func(e *event.Event) error {
+		if e.Type == event.Columns {
+			rr.setColumns(e.Data)
+		}
+		if e.Seq <= after {
+			return nil
+		}
+		ej = eventJSON{Seq: e.Seq, Type: e.Type, OffsetNS: int64(e.Offset), Time: e.Time.UTC(),
+			Data: nullJSON, Prev: hex.EncodeToString(e.Prev[:]), Hash: hex.EncodeToString(e.Hash[:])}
+		if len(e.Data) > 0 {
+			if json.Valid(e.Data) {
+				ej.Data = e.Data
+			} else {
+				b, _ := json.Marshal(string(e.Data))
+				ej.Data = b
+			}
+		}
+		switch e.Type {
+		case event.Rows:
+			ej.Rows, err = rr.render(e.Raw)
+			if err != nil {
+				ej.RowsError = err.Error()
+			}
+			if ej.Rows == nil {
+				ej.Rows = []json.RawMessage{}
+			}
+		case event.CopyIn, event.CopyOut:
+			if utf8.Valid(e.Raw) {
+				t := string(e.Raw)
+				ej.Text = &t
+			} else {
+				b := base64.StdEncoding.EncodeToString(e.Raw)
+				ej.Base64 = &b
+			}
+		}
+		if n > 0 {
+			io(",")
+		}
+		n++
+		if werr == nil {
+			werr = enc.Encode(&ej)
+		}
+		if n%256 == 0 {
+			flush.Flush()
+		}
+		return werr
+	})
+	io("]")
+	if err != nil && werr == nil {
+		s.log().Error("api: reading session events", "session", sess.ID, "after_events", n, "err", err)
+		s.Metrics.Error("store")
+		msg, _ := json.Marshal(fmt.Sprintf("reading recording %s stopped after %d events: %v", sess.ID, n, err))
+		io(`,"error":` + string(msg))
+	}
+	io("}\n")
+	if werr != nil {
+		s.log().Debug("api: client went away during events", "session", sess.ID, "err", werr)
+	}
+	return nil
+}
+
+// sessionsOther answers every method other than GET on the sessions tree.
+func (s *Server) sessionsOther(w http.ResponseWriter, r *http.Request) error {
+	switch r.Method {
+	case http.MethodPut, http.MethodPatch, http.MethodDelete:
+		user := ""
+		if id, err := s.authenticate(r); err == nil {
+			user = id.User
+		}
+		s.log().Warn("api: refused attempt to modify a recording", "method", r.Method, "path", r.URL.Path,
+			"user", user, "remote", r.RemoteAddr)
+		w.Header().Set("Allow", "GET, HEAD")
+		return errorf(http.StatusMethodNotAllowed, "immutable", "recordings cannot be modified or deleted")
+	case http.MethodGet, http.MethodHead:
+		return errorf(http.StatusNotFound, "not_found", "no API route %s %s", r.Method, r.URL.Path)
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path)
+}

@@ -1,0 +1,84 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/target"
+)
+
+func (s *Server) listTargets(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.Targets.List(r.Context())
+	if err != nil {
+		return fmt.Errorf("list targets: %w", err)
+	}
+	out := make([]target.Target, 0, len(list))
+	for _, t := range list {
+		out = append(out, t.Redacted())
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"targets": out})
+}
+
+func (s *Server) getTarget(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	t, err := s.Targets.Lookup(r.Context(), name)
+	if errors.Is(err, target.ErrUnknown) {
+		return errorf(http.StatusNotFound, "not_found", "no target %q", name)
+	}
+	if err != nil {
+		return fmt.Errorf("look up target %s: %w", name, err)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"target": t.Redacted()})
+}
+
+// targetRequest is what a client may set on a target; the gateway sets source and creation.
+type targetRequest struct {
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Address  string            `json:"address"`
+	Database string            `json:"database"`
+	Username string            `json:"username"`
+	Password string            `json:"password"`
+	TLS      string            `json:"tls"`
+	CAFile   string            `json:"ca_file"`
+	Labels   map[string]string `json:"labels"`
+}
+
+// createTarget registers a target (admins only). A name the config file defines cannot be
+// taken over; a target registered through the API before is replaced (200 instead of 201).
+func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
+	id := auth.FromContext(r.Context())
+	if id.Role != auth.RoleAdmin {
+		return errorf(http.StatusForbidden, "forbidden", "only admins may register targets (you are %s with role %s)", id.User, id.Role)
+	}
+	var req targetRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	t := target.Target{Name: req.Name, Type: req.Type, Address: req.Address, Database: req.Database,
+		Username: req.Username, Password: req.Password, TLS: req.TLS, CAFile: req.CAFile, Labels: req.Labels,
+		Source: "api", CreatedAt: time.Now().UTC().Truncate(time.Second), CreatedBy: id.User}
+	if err := t.Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid_target", "%v", err)
+	}
+	if t.Type != "postgres" {
+		return errorf(http.StatusBadRequest, "invalid_target", "target %q: type %q is not supported (supported: postgres)", t.Name, t.Type)
+	}
+	if _, ok := s.Targets.Static[t.Name]; ok {
+		return errorf(http.StatusConflict, "exists", "target %q is defined in the config file and cannot be changed through the API", t.Name)
+	}
+	status := http.StatusCreated
+	if _, err := s.Store.GetTarget(r.Context(), t.Name); err == nil {
+		status = http.StatusOK
+	} else if !errors.Is(err, target.ErrUnknown) {
+		return fmt.Errorf("look up target %s: %w", t.Name, err)
+	}
+	if err := s.Store.PutTarget(r.Context(), t); err != nil {
+		return fmt.Errorf("store target %s: %w", t.Name, err)
+	}
+	s.log().Info("api: target registered", "target", t.Name, "address", t.Address, "by", id.User, "replaced", status == http.StatusOK)
+	return writeJSON(w, status, map[string]any{"target": t.Redacted()})
+}
