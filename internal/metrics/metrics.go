@@ -53,3 +53,10 @@ func (m *Metrics) Error(kind string) {
 		m.Errors.WithLabelValues(kind).Inc()
 	}
 }
+
+// AuthFailuresInc counts one failed authentication on a protocol listener or the API.
+func (m *Metrics) AuthFailuresInc(protocol string) {
+	if m != nil {
+		m.AuthFailures.WithLabelValues(protocol).Inc()
+	}
+}

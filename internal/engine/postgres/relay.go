@@ -1,0 +1,561 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/airlock-gw/airlock/internal/engine"
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/recorder"
+)
+
+const (
+	// batchBytes bounds what one direction reads before it records, commits and forwards. It
+	// is what keeps memory flat whatever a result's size: at most one batch per direction is
+	// held, plus one message when a single message is larger.
+	batchBytes   = 256 << 10
+	clientBufSz  = 32 << 10
+	upstreamBufS = 64 << 10
+)
+
+// Kinds of requests awaiting a response, in the order the client sent them.
+const (
+	pendSimple   = 'Q' // a simple Query: ends at ReadyForQuery
+	pendExecute  = 'E' // Execute: ends at CommandComplete, EmptyQueryResponse, PortalSuspended or an error
+	pendDescribe = 'D' // Describe of a statement: ends at ParameterDescription or an error
+	pendSync     = 'S' // Sync: ends at ReadyForQuery
+)
+
+type pending struct {
+	kind  byte
+	start time.Time
+	stmt  string // for pendDescribe
+}
+
+type stmtInfo struct {
+	sql  string
+	oids []uint32
+}
+
+type relay struct {
+	e     *Engine
+	log   *slog.Logger
+	c     *client
+	cr    *bufio.Reader
+	up    *upstream
+	ur    *bufio.Reader
+	rec   *recorder.Session
+	limit int
+
+	// Shared by both directions.
+	mu      sync.Mutex
+	queue   []pending
+	stmts   map[string]*stmtInfo // prepared statements by name
+	cwMu    sync.Mutex           // serializes writes to the client
+	ended   atomic.Bool
+	fatalUp atomic.Bool // the target sent a FATAL error before closing
+
+	fromClient, toClient, statements atomic.Int64
+	mFrom, mTo                       prometheus.Counter
+
+	// Client-to-target direction only.
+	portals map[string]portalInfo
+	copyIn  []byte
+
+	// Target-to-client direction only.
+	columns    []event.Column
+	rows       []byte // packed rows of this batch; events alias it until the batch's Commit
+	rowsStart  int    // where the rows not yet recorded start in rows
+	rowsN      int
+	resultRows int64
+	copyOut    []byte // like rows: aliased by events until the batch's Commit
+	copyStart  int
+	types      *valueRenderer
+}
+
+type portalInfo struct {
+	stmt   string
+	params []event.Value
+}
+
+func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorder.Session) *relay {
+	r := &relay{
+		e: e, log: log, c: c, up: up, rec: rec, limit: e.d.Config.Postgres.MaxMessageSize,
+		cr:      bufio.NewReaderSize(c.r, clientBufSz),
+		ur:      bufio.NewReaderSize(up.conn, upstreamBufS),
+		stmts:   map[string]*stmtInfo{},
+		portals: map[string]portalInfo{},
+		types:   newValueRenderer(),
+	}
+	if m := e.d.Metrics; m != nil {
+		r.mFrom = m.Bytes.WithLabelValues(Name, c.target, "from_client")
+		r.mTo = m.Bytes.WithLabelValues(Name, c.target, "to_client")
+	}
+	return r
+}
+
+// endState is how one direction ended.
+type endState struct {
+	reason string
+	err    error
+}
+
+// run relays until either side ends or ctx is cancelled, and returns what session.end records.
+func (r *relay) run(ctx context.Context) event.SessionEndData {
+	done := make(chan endState, 2)
+	go func() { done <- r.clientToTarget() }()
+	go func() { done <- r.targetToClient() }()
+
+	var first endState
+	select {
+	case first = <-done:
+	case <-ctx.Done():
+		cause := context.Cause(ctx)
+		first = endState{reason: "gateway_shutdown", err: cause}
+		if errors.Is(cause, engine.ErrTerminated) {
+			first.reason = "terminated"
+		}
+		r.writeClientFatal(fatal(codeAdminShutdown, "terminating connection: "+cause.Error(), ""))
+	}
+	r.ended.Store(true)
+	r.c.conn.Close()
+	r.up.conn.Close()
+	<-done
+	if first.reason == "gateway_shutdown" || first.reason == "terminated" {
+		<-done
+	}
+	d := event.SessionEndData{Reason: first.reason, BytesFromClient: r.fromClient.Load(),
+		BytesToClient: r.toClient.Load(), Statements: r.statements.Load()}
+	if first.err != nil {
+		d.Error = first.err.Error()
+	}
+	return d
+}
+
+func (r *relay) writeClientFatal(pe *pgError) {
+	r.cwMu.Lock()
+	defer r.cwMu.Unlock()
+	r.c.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	r.c.conn.Write(pe.encode(nil))
+}
+
+// clientToTarget reads the client's messages, records statements, and forwards them.
+func (r *relay) clientToTarget() endState {
+	buf := make([]byte, 0, clientBufSz)
+	for {
+		buf = buf[:0]
+		var readErr error
+		terminated := false
+		for {
+			typ, body, err := readMessage(r.cr, &buf, r.limit)
+			if err != nil {
+				readErr = err
+				break
+			}
+			r.onClientMessage(typ, buf[body:])
+			if typ == 'X' {
+				terminated = true
+				break
+			}
+			if r.cr.Buffered() < 5 || len(buf) >= batchBytes {
+				break
+			}
+		}
+		r.flushCopyIn(false, "")
+		if err := r.rec.Commit(); err != nil {
+			return r.recordingFailed(err)
+		}
+		if len(buf) > 0 {
+			if _, err := r.up.conn.Write(buf); err != nil {
+				if r.ended.Load() {
+					return endState{reason: "client_disconnected"}
+				}
+				return endState{reason: "upstream_closed", err: err}
+			}
+			r.fromClient.Add(int64(len(buf)))
+			if r.mFrom != nil {
+				r.mFrom.Add(float64(len(buf)))
+			}
+		}
+		if terminated {
+			return endState{reason: "client_terminated"}
+		}
+		if readErr != nil {
+			var tooLarge errTooLarge
+			switch {
+			case errors.As(readErr, &tooLarge):
+				r.writeClientFatal(fatal(codeProtocolViolation, readErr.Error(), "Raise postgres.max_message_size in the gateway's config if this is legitimate."))
+				return endState{reason: "error", err: readErr}
+			case r.ended.Load(), errors.Is(readErr, io.EOF), errors.Is(readErr, io.ErrUnexpectedEOF), errors.Is(readErr, net.ErrClosed):
+				return endState{reason: "client_disconnected"}
+			}
+			return endState{reason: "client_disconnected", err: readErr}
+		}
+		if cap(buf) > 4*batchBytes {
+			buf = make([]byte, 0, clientBufSz)
+		}
+	}
+}
+
+func (r *relay) recordingFailed(err error) endState {
+	r.log.Error("recording failed: ending session", "err", err)
+	r.writeClientFatal(fatal(codeIOError, "recording failed, so the gateway ends this session: "+err.Error(),
+		"The session's recording is required. Try again once the gateway's store is writable."))
+	return endState{reason: "error", err: err}
+}
+
+func (r *relay) push(p pending) {
+	r.mu.Lock()
+	r.queue = append(r.queue, p)
+	r.mu.Unlock()
+}
+
+// onClientMessage records what a client message means. It never changes the message.
+func (r *relay) onClientMessage(typ byte, body []byte) {
+	switch typ {
+	case 'Q':
+		var q pgproto3.Query
+		if q.Decode(body) != nil {
+			return
+		}
+		now := time.Now()
+		r.rec.Record(event.Query, event.QueryData{Text: q.String, Protocol: "simple"}, nil)
+		r.push(pending{kind: pendSimple, start: now})
+	case 'P':
+		var p pgproto3.Parse
+		if p.Decode(body) != nil {
+			return
+		}
+		r.mu.Lock()
+		r.stmts[p.Name] = &stmtInfo{sql: p.Query, oids: p.ParameterOIDs}
+		r.mu.Unlock()
+	case 'B':
+		var b pgproto3.Bind
+		if b.Decode(body) != nil {
+			return
+		}
+		r.mu.Lock()
+		var oids []uint32
+		if st := r.stmts[b.PreparedStatement]; st != nil {
+			oids = st.oids
+		}
+		r.mu.Unlock()
+		params := make([]event.Value, len(b.Parameters))
+		for i, v := range b.Parameters {
+			var oid uint32
+			if i < len(oids) {
+				oid = oids[i]
+			}
+			params[i] = r.types.render(oid, paramFormat(b.ParameterFormatCodes, i), v)
+		}
+		r.portals[b.DestinationPortal] = portalInfo{stmt: b.PreparedStatement, params: params}
+	case 'E':
+		var ex pgproto3.Execute
+		if ex.Decode(body) != nil {
+			return
+		}
+		p := r.portals[ex.Portal]
+		r.mu.Lock()
+		var sql string
+		if st := r.stmts[p.stmt]; st != nil {
+			sql = st.sql
+		}
+		r.mu.Unlock()
+		now := time.Now()
+		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "extended", Statement: p.stmt, Portal: ex.Portal, Params: p.params}, nil)
+		r.push(pending{kind: pendExecute, start: now})
+	case 'D':
+		var d pgproto3.Describe
+		if d.Decode(body) == nil && d.ObjectType == 'S' {
+			r.push(pending{kind: pendDescribe, stmt: d.Name})
+		}
+	case 'C':
+		var c pgproto3.Close
+		if c.Decode(body) != nil {
+			return
+		}
+		if c.ObjectType == 'S' {
+			r.mu.Lock()
+			delete(r.stmts, c.Name)
+			r.mu.Unlock()
+		} else {
+			delete(r.portals, c.Name)
+		}
+	case 'S':
+		r.push(pending{kind: pendSync})
+	case 'd':
+		r.copyIn = append(r.copyIn, body...)
+		if len(r.copyIn) >= batchBytes {
+			r.flushCopyIn(false, "")
+		}
+	case 'c':
+		r.flushCopyIn(true, "")
+	case 'f':
+		var f pgproto3.CopyFail
+		msg := "copy failed"
+		if f.Decode(body) == nil {
+			msg = f.Message
+		}
+		r.flushCopyIn(true, msg)
+	case 'F':
+		var f pgproto3.FunctionCall
+		if f.Decode(body) != nil {
+			return
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: "function call: oid " + strconv.FormatUint(uint64(f.Function), 10), Protocol: "function"}, nil)
+		r.push(pending{kind: pendSimple, start: time.Now()})
+	}
+}
+
+func paramFormat(codes []int16, i int) int16 {
+	switch len(codes) {
+	case 0:
+		return 0
+	case 1:
+		return codes[0]
+	}
+	if i < len(codes) {
+		return codes[i]
+	}
+	return 0
+}
+
+func (r *relay) flushCopyIn(done bool, fail string) {
+	if len(r.copyIn) == 0 && !done {
+		return
+	}
+	data := make([]byte, len(r.copyIn))
+	copy(data, r.copyIn)
+	r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: done, Fail: fail}, data)
+	r.copyIn = r.copyIn[:0]
+}
+
+// targetToClient reads the target's messages, records results, and forwards them.
+func (r *relay) targetToClient() endState {
+	buf := make([]byte, 0, upstreamBufS)
+	for {
+		buf = buf[:0]
+		var readErr error
+		for {
+			typ, body, err := readMessage(r.ur, &buf, r.limit)
+			if err != nil {
+				readErr = err
+				break
+			}
+			r.onTargetMessage(typ, buf[body:])
+			if r.ur.Buffered() < 5 || len(buf) >= batchBytes {
+				break
+			}
+		}
+		r.flushRows()
+		r.flushCopyOut(false)
+		if err := r.rec.Commit(); err != nil {
+			return r.recordingFailed(err)
+		}
+		// Committed: the buffers the events aliased may be reused.
+		r.rows, r.rowsStart = r.rows[:0], 0
+		r.copyOut, r.copyStart = r.copyOut[:0], 0
+		if len(buf) > 0 {
+			r.cwMu.Lock()
+			_, err := r.c.conn.Write(buf)
+			r.cwMu.Unlock()
+			if err != nil {
+				return endState{reason: "client_disconnected"}
+			}
+			r.toClient.Add(int64(len(buf)))
+			if r.mTo != nil {
+				r.mTo.Add(float64(len(buf)))
+			}
+		}
+		if readErr != nil {
+			if r.ended.Load() {
+				return endState{reason: "client_disconnected"}
+			}
+			if !r.fatalUp.Load() {
+				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
+			}
+			if errors.Is(readErr, io.EOF) || errors.Is(readErr, net.ErrClosed) {
+				readErr = nil
+			}
+			return endState{reason: "upstream_closed", err: readErr}
+		}
+		if cap(buf) > 4*batchBytes {
+			buf = make([]byte, 0, upstreamBufS)
+		}
+	}
+}
+
+// front returns the oldest pending request; ok is false when none is pending.
+func (r *relay) front() (pending, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 {
+		return pending{}, false
+	}
+	return r.queue[0], true
+}
+
+func (r *relay) pop() {
+	r.mu.Lock()
+	if len(r.queue) > 0 {
+		r.queue = r.queue[1:]
+	}
+	r.mu.Unlock()
+}
+
+// restartFront sets the start time of the running simple query's next statement.
+func (r *relay) restartFront(t time.Time) {
+	r.mu.Lock()
+	if len(r.queue) > 0 {
+		r.queue[0].start = t
+	}
+	r.mu.Unlock()
+}
+
+// onTargetMessage records what a target message means. It never changes the message.
+func (r *relay) onTargetMessage(typ byte, body []byte) {
+	switch typ {
+	case 'D':
+		r.rows = event.AppendRowBody(r.rows, body)
+		r.rowsN++
+		r.resultRows++
+	case 'T':
+		var rd pgproto3.RowDescription
+		if rd.Decode(body) != nil {
+			return
+		}
+		r.flushRows()
+		r.columns = r.columns[:0]
+		for _, f := range rd.Fields {
+			r.columns = append(r.columns, event.Column{Name: string(f.Name), OID: f.DataTypeOID, Format: f.Format})
+		}
+		r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
+		r.resultRows = 0
+	case 'C', 'I', 's':
+		r.flushRows()
+		var tag string
+		if typ == 'C' {
+			var cc pgproto3.CommandComplete
+			if cc.Decode(body) == nil {
+				tag = string(cc.CommandTag)
+			}
+		}
+		now := time.Now()
+		p, _ := r.front()
+		res := event.ResultData{Tag: tag, Rows: rowsFromTag(tag, r.resultRows), Suspended: typ == 's'}
+		if !p.start.IsZero() {
+			res.DurationNS = int64(now.Sub(p.start))
+		}
+		r.rec.Record(event.Result, res, nil)
+		r.statements.Add(1)
+		r.resultRows = 0
+		if p.kind == pendExecute {
+			r.pop()
+		} else if p.kind == pendSimple {
+			r.restartFront(now)
+		}
+	case 'E':
+		r.flushRows()
+		var er pgproto3.ErrorResponse
+		if er.Decode(body) != nil {
+			return
+		}
+		r.rec.Record(event.Error, event.MessageData{Severity: er.Severity, Code: er.Code, Message: er.Message,
+			Detail: er.Detail, Hint: er.Hint, Source: "target"}, nil)
+		if er.Severity == "FATAL" || er.Severity == "PANIC" {
+			r.fatalUp.Store(true)
+		}
+		r.resultRows = 0
+		// In the extended protocol the target skips everything up to the next Sync.
+		r.mu.Lock()
+		if len(r.queue) > 0 && r.queue[0].kind != pendSimple && r.queue[0].kind != pendSync {
+			i := 0
+			for i < len(r.queue) && r.queue[i].kind != pendSync {
+				i++
+			}
+			r.queue = r.queue[i:]
+		}
+		r.mu.Unlock()
+	case 'Z':
+		r.mu.Lock()
+		for len(r.queue) > 0 {
+			k := r.queue[0].kind
+			r.queue = r.queue[1:]
+			if k == pendSync || k == pendSimple {
+				break
+			}
+		}
+		r.mu.Unlock()
+	case 't':
+		var pd pgproto3.ParameterDescription
+		if pd.Decode(body) != nil {
+			return
+		}
+		if p, ok := r.front(); ok && p.kind == pendDescribe {
+			r.pop()
+			r.mu.Lock()
+			if st := r.stmts[p.stmt]; st != nil {
+				st.oids = pd.ParameterOIDs
+			}
+			r.mu.Unlock()
+		}
+	case 'N':
+		var n pgproto3.NoticeResponse
+		if n.Decode(body) == nil {
+			r.rec.Record(event.Notice, event.MessageData{Severity: n.Severity, Code: n.Code, Message: n.Message,
+				Detail: n.Detail, Hint: n.Hint, Source: "target"}, nil)
+		}
+	case 'A':
+		var n pgproto3.NotificationResponse
+		if n.Decode(body) == nil {
+			r.rec.Record(event.Notification, event.NotificationData{PID: n.PID, Channel: n.Channel, Payload: n.Payload}, nil)
+		}
+	case 'd':
+		r.copyOut = append(r.copyOut, body...)
+	case 'c':
+		r.flushCopyOut(true)
+	}
+}
+
+// rowsFromTag takes the row count from a command tag ("SELECT 5", "INSERT 0 3"), falling back
+// to the rows counted.
+func rowsFromTag(tag string, counted int64) int64 {
+	if i := strings.LastIndexByte(tag, ' '); i >= 0 {
+		if n, err := strconv.ParseInt(tag[i+1:], 10, 64); err == nil {
+			return n
+		}
+	}
+	return counted
+}
+
+func (r *relay) flushRows() {
+	if r.rowsN == 0 {
+		return
+	}
+	// The event aliases r.rows until the batch's Commit; later appends go past it (or to a new
+	// array), never over it.
+	r.rec.Record(event.Rows, event.RowsData{Count: r.rowsN}, r.rows[r.rowsStart:len(r.rows):len(r.rows)])
+	r.rowsStart = len(r.rows)
+	r.rowsN = 0
+}
+
+func (r *relay) flushCopyOut(done bool) {
+	data := r.copyOut[r.copyStart:len(r.copyOut):len(r.copyOut)]
+	if len(data) == 0 && !done {
+		return
+	}
+	r.rec.Record(event.CopyOut, event.CopyData{Bytes: len(data), Done: done}, data)
+	r.copyStart = len(r.copyOut)
+}

@@ -1,0 +1,328 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/api"
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/config"
+	"github.com/airlock-gw/airlock/internal/connector"
+	"github.com/airlock-gw/airlock/internal/engine"
+	"github.com/airlock-gw/airlock/internal/metrics"
+	"github.com/airlock-gw/airlock/internal/policy"
+	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/store/filestore"
+	"github.com/airlock-gw/airlock/internal/target"
+
+	_ "github.com/airlock-gw/airlock/internal/engine/postgres" // registers the postgres engine
+)
+
+// Gateway is a running server.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   store.Store
+	metrics *metrics.Metrics
+
+	addrs     map[string]string       // listen address by protocol
+	listeners map[string]net.Listener // by protocol, plus "api"
+	engines   map[string]engine.Engine
+	apiServer *http.Server
+
+	ready      atomic.Bool
+	sessions   sync.WaitGroup
+	sessCtx    context.Context
+	endAll     context.CancelCauseFunc
+	serveGroup sync.WaitGroup
+}
+
+// New builds a gateway from cfg: it opens the store, prepares identities, TLS and engines, but
+// listens on nothing yet. Announcements meant for the operator (the generated admin password)
+// go to out.
+func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	st, err := filestore.Open(cfg.DataDir, filestore.Options{Fsync: cfg.Recording.Fsync, FsyncInterval: cfg.Recording.FsyncInterval})
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	g := &Gateway{cfg: cfg, log: log, store: st, metrics: metrics.New(), listeners: map[string]net.Listener{}, engines: map[string]engine.Engine{}}
+	g.sessCtx, g.endAll = context.WithCancelCause(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+
+	authSvc, err := g.identities(out)
+	if err != nil {
+		return nil, err
+	}
+	catalog := &target.Catalog{Static: map[string]target.Target{}, Store: st}
+	for _, t := range cfg.Targets {
+		pw, err := t.ResolvePassword()
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
+			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, Source: "config"}
+		if err := tt.Validate(); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		catalog.Static[t.Name] = tt
+	}
+	pol := &policy.Engine{Rules: cfg.Policies}
+	if len(cfg.Policies) == 0 {
+		log.Warn("no policies configured: every authenticated user reaches every target (add `policies:` to the config to restrict access)")
+	}
+
+	cert, created, err := loadOrCreateCert(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("generated a self-signed TLS certificate", "dir", cfg.DataDir+"/tls")
+	}
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+
+	rec := &recorder.Recorder{Store: st, Metrics: g.metrics}
+	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
+		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics}
+	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
+	for name, addr := range g.addrs {
+		if addr == "" || addr == "off" {
+			continue
+		}
+		e, err := engine.New(name, deps)
+		if err != nil {
+			return nil, err
+		}
+		g.engines[name] = e
+	}
+
+	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load}
+	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ok = true
+	return g, nil
+}
+
+// identities builds the auth service: config users, the bootstrap admin, the token key.
+func (g *Gateway) identities(out io.Writer) (*auth.Service, error) {
+	ctx := context.Background()
+	key, err := g.store.GetKV(ctx, "auth/token_key")
+	if errors.Is(err, store.ErrNotFound) {
+		key = make([]byte, 32)
+		rand.Read(key)
+		err = g.store.PutKV(ctx, "auth/token_key", key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	var users []auth.User
+	hasAdmin := false
+	for _, u := range g.cfg.Users {
+		hash := u.PasswordHash
+		if hash == "" {
+			if hash, err = auth.HashPassword(u.Password); err != nil {
+				return nil, err
+			}
+		}
+		role, err := auth.ParseRole(u.Role)
+		if err != nil {
+			return nil, fmt.Errorf("config: user %q: %w", u.Name, err)
+		}
+		users = append(users, auth.User{Name: u.Name, PasswordHash: hash, Role: role, Groups: u.Groups})
+		hasAdmin = hasAdmin || u.Name == "admin"
+	}
+	if !hasAdmin {
+		hash, err := g.bootstrapAdmin(ctx, out)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, auth.User{Name: "admin", PasswordHash: hash, Role: auth.RoleAdmin})
+	}
+	svc, err := auth.NewService(key, users)
+	if err != nil {
+		return nil, err
+	}
+	svc.TokenTTL = g.cfg.Auth.TokenTTL
+	return svc, nil
+}
+
+// bootstrapAdmin returns the local admin's password hash: from AIRLOCK_ADMIN_PASSWORD (or
+// auth.admin_password) when set, else the one stored on first start, else a new random password
+// that is printed once.
+func (g *Gateway) bootstrapAdmin(ctx context.Context, out io.Writer) (string, error) {
+	const k = "auth/admin_password_hash"
+	pw := os.Getenv("AIRLOCK_ADMIN_PASSWORD")
+	if pw == "" {
+		pw = g.cfg.Auth.AdminPassword
+	}
+	if pw != "" {
+		hash, err := auth.HashPassword(pw)
+		if err != nil {
+			return "", err
+		}
+		return hash, g.store.PutKV(ctx, k, []byte(hash))
+	}
+	stored, err := g.store.GetKV(ctx, k)
+	if err == nil {
+		return string(stored), nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	b := make([]byte, 18)
+	rand.Read(b)
+	pw = base64.RawURLEncoding.EncodeToString(b)
+	hash, err := auth.HashPassword(pw)
+	if err != nil {
+		return "", err
+	}
+	if err := g.store.PutKV(ctx, k, []byte(hash)); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "\n  Airlock created the local administrator.\n    user:     admin\n    password: %s\n  It is shown this once; set AIRLOCK_ADMIN_PASSWORD to choose it instead.\n\n", pw)
+	return hash, nil
+}
+
+// Start opens the listeners and serves them in the background.
+func (g *Gateway) Start() error {
+	for name := range g.engines {
+		ln, err := net.Listen("tcp", g.addrs[name])
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("listen %s on %s: %w", name, g.addrs[name], err)
+		}
+		g.listeners[name] = ln
+	}
+	ln, err := net.Listen("tcp", g.cfg.Listen.API)
+	if err != nil {
+		g.closeListeners()
+		return fmt.Errorf("listen api on %s: %w", g.cfg.Listen.API, err)
+	}
+	g.listeners["api"] = ln
+	for name, ln := range g.listeners {
+		g.log.Info("listening", "listener", name, "addr", ln.Addr().String())
+		if name == "api" {
+			g.serveGroup.Add(1)
+			go func() {
+				defer g.serveGroup.Done()
+				if err := g.apiServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					g.log.Error("api server stopped", "err", err)
+				}
+			}()
+			continue
+		}
+		g.serveGroup.Add(1)
+		go g.acceptLoop(ln, g.engines[name])
+	}
+	g.ready.Store(true)
+	return nil
+}
+
+// Addr returns the bound address of a listener ("api", "postgres"), or "".
+func (g *Gateway) Addr(name string) string {
+	if ln := g.listeners[name]; ln != nil {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+func (g *Gateway) acceptLoop(ln net.Listener, e engine.Engine) {
+	defer g.serveGroup.Done()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Warn("accept failed", "listener", e.Name(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		g.sessions.Add(1)
+		go g.serveConn(conn, e)
+	}
+}
+
+func (g *Gateway) serveConn(conn net.Conn, e engine.Engine) {
+	defer g.sessions.Done()
+	defer conn.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			g.metrics.Error("panic")
+			g.log.Error("session handler panicked", "protocol", e.Name(), "client", conn.RemoteAddr().String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	if g.sessCtx.Err() != nil {
+		e.Refuse(conn, engine.ErrShutdown)
+		return
+	}
+	if err := e.Serve(g.sessCtx, conn); err != nil {
+		g.log.Warn("session error", "protocol", e.Name(), "err", err)
+	}
+}
+
+func (g *Gateway) closeListeners() {
+	for name, ln := range g.listeners {
+		if name != "api" {
+			ln.Close()
+		}
+	}
+}
+
+// Shutdown stops in stages: stop accepting, let sessions finish until drain is done (or
+// cfg.ShutdownGrace passes), then end the rest with a message to their clients, close their
+// recordings and the store. Cancelling force skips the wait.
+func (g *Gateway) Shutdown(force <-chan struct{}) error {
+	g.ready.Store(false)
+	g.closeListeners()
+	g.log.Info("shutting down: no new sessions; waiting for running ones", "grace", g.cfg.ShutdownGrace.String())
+	drained := make(chan struct{})
+	go func() { g.sessions.Wait(); close(drained) }()
+	timer := time.NewTimer(g.cfg.ShutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		g.log.Warn("grace period over: ending the remaining sessions")
+	case <-force:
+		g.log.Warn("second signal: ending every session now")
+	}
+	g.endAll(engine.ErrShutdown)
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		g.log.Error("sessions did not end within 10s of being told to; closing the store under them")
+	case <-force:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g.apiServer.Shutdown(ctx)
+	g.serveGroup.Wait()
+	err := g.store.Close()
+	g.log.Info("stopped")
+	return err
+}
