@@ -496,7 +496,11 @@ type fatalRecorder struct {
 	msg string
 }
 
-func (f *fatalRecorder) Fatal(args ...any) { f.msg = fmt.Sprint(args...); f.T.Log(f.msg); panic(errFatal) }
+func (f *fatalRecorder) Fatal(args ...any) {
+	f.msg = fmt.Sprint(args...)
+	f.T.Log(f.msg)
+	panic(errFatal)
+}
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	f.T.Log(f.msg)
