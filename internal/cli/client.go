@@ -1,0 +1,316 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// env is what a client command touches outside itself, so that tests can run commands
+// in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	http           *http.Client
+	now            func() time.Time
+	// sleep waits for d or until ctx is done.
+	sleep func(ctx context.Context, d time.Duration)
+	// stdinTerminal reports whether stdin is a terminal; readPassword reads a line from it
+	// without echo.
+	stdinTerminal bool
+	readPassword  func() ([]byte, error)
+}
+
+func osEnv() *env {
+	fd := int(os.Stdin.Fd())
+	return &env{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+		http: &http.Client{Timeout: 0}, now: time.Now,
+		sleep: func(ctx context.Context, d time.Duration) {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		},
+		stdinTerminal: term.IsTerminal(fd),
+		readPassword:  func() ([]byte, error) { return term.ReadPassword(fd) },
+	}
+}
+
+// Exit codes of the client commands.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// credentials is what airlock login saves.
+type credentials struct {
+	Gateway   string    `json:"gateway"`
+	User      string    `json:"user"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// credentialsPath is $XDG_CONFIG_HOME/airlock/credentials.json, ~/.config/airlock/ by default.
+func (e *env) credentialsPath() (string, error) {
+	dir := e.getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home := e.getenv("HOME")
+		if home == "" {
+			h, err := os.UserHomeDir()
+			if err != nil {
+				return "", fmt.Errorf("cannot find the credentials directory: set XDG_CONFIG_HOME or HOME")
+			}
+			home = h
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "airlock", "credentials.json"), nil
+}
+
+func (e *env) loadCredentials() (credentials, error) {
+	var c credentials
+	p, err := e.credentialsPath()
+	if err != nil {
+		return c, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read credentials: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("read credentials %s: %w", p, err)
+	}
+	return c, nil
+}
+
+// saveCredentials writes c readable by the user only, replacing the file atomically.
+func (e *env) saveCredentials(c credentials) (string, error) {
+	p, err := e.credentialsPath()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	f, err := os.CreateTemp(dir, ".credentials-*.json")
+	if err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	return p, nil
+}
+
+// normalizeGateway accepts host:port and adds http://.
+func normalizeGateway(s string) string {
+	s = strings.TrimRight(strings.TrimSpace(s), "/")
+	if s != "" && !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	return s
+}
+
+// client talks to the gateway's API.
+type client struct {
+	e       *env
+	gateway string
+	token   string
+}
+
+// newClient resolves the gateway and token: AIRLOCK_GATEWAY and AIRLOCK_TOKEN override what
+// airlock login saved.
+func (e *env) newClient() (*client, error) {
+	saved, err := e.loadCredentials()
+	if err != nil {
+		return nil, err
+	}
+	c := &client{e: e, gateway: saved.Gateway, token: saved.Token}
+	if v := e.getenv("AIRLOCK_GATEWAY"); v != "" {
+		c.gateway = v
+	}
+	if v := e.getenv("AIRLOCK_TOKEN"); v != "" {
+		c.token = v
+	}
+	c.gateway = normalizeGateway(c.gateway)
+	if c.gateway == "" {
+		return nil, errors.New("no gateway: run airlock login --gateway URL --user NAME, or set AIRLOCK_GATEWAY")
+	}
+	return c, nil
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	msg := fmt.Sprintf("%d %s: %s", e.Status, strings.ToLower(http.StatusText(e.Status)), e.Message)
+	if e.Status == http.StatusUnauthorized {
+		msg += " (run airlock login)"
+	}
+	return msg
+}
+
+// request sends a request and returns the response when its status is 2xx; otherwise the JSON
+// error body becomes an *apiError.
+func (c *client) request(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
+	u := c.gateway + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("bad gateway URL %q: %w", c.gateway, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, err := c.e.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the gateway at %s: %w", c.gateway, err)
+	}
+	if res.StatusCode/100 == 2 {
+		return res, nil
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	ae := &apiError{Status: res.StatusCode}
+	var j struct{ Error, Code string }
+	if json.Unmarshal(b, &j) == nil && j.Error != "" {
+		ae.Message, ae.Code = j.Error, j.Code
+	} else {
+		ae.Message = strings.TrimSpace(string(b))
+		if ae.Message == "" {
+			ae.Message = "no details"
+		}
+	}
+	return nil, ae
+}
+
+// getJSON GETs path and decodes the answer into out; raw, when non-nil, receives the body.
+func (c *client) getJSON(ctx context.Context, path string, query url.Values, out any, raw *[]byte) error {
+	res, err := c.request(ctx, http.MethodGet, path, query, nil)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return fmt.Errorf("read answer of %s: %w", path, err)
+	}
+	if raw != nil {
+		*raw = b
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("decode answer of %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// fail prints err the way every command does and returns the failure exit code.
+func (e *env) fail(err error) int {
+	fmt.Fprintf(e.stderr, "airlock: %v\n", err)
+	return exitFailure
+}
+
+// parseArgs parses flags that may come before, between or after positional arguments
+// (airlock replay ID --speed 0), and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// newFlagSet returns a FlagSet that reports to stderr.
+func (e *env) newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// usageCode maps a flag parsing error to an exit code: -h is success, anything else usage.
+func usageCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// printJSON writes b indented.
+func printJSON(w io.Writer, b []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		_, err = w.Write(b)
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
