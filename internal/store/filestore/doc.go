@@ -1,0 +1,2 @@
+// Package filestore is the embedded store: one append-only file per recording, indexed in SQLite.
+package filestore

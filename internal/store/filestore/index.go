@@ -1,0 +1,338 @@
+package filestore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/target"
+)
+
+// schema holds the migrations, applied in name order; the number a file starts with is the
+// schema version it brings the database to. Never edit one that was released: add the next.
+//
+//go:embed schema/*.sql
+var schema embed.FS
+
+const defaultLimit = 1000
+
+// openDB opens the index twice: a single connection for writes, so that writers queue in Go
+// instead of spinning on SQLITE_BUSY, and a pool for reads, which WAL lets run beside the writer.
+func openDB(file string) (wdb, rdb *sql.DB, err error) {
+	// Create the file ourselves so that it (and the -wal and -shm files SQLite derives from
+	// it) is private to the gateway.
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.Close()
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// FULL: a session's index row is durable when Create returns, like its first event.
+	// Sessions start far less often than events are written, so this costs little.
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_txlock", "immediate")
+	dsn := "file:" + file + "?" + q.Encode()
+	if wdb, err = sql.Open("sqlite", dsn); err != nil {
+		return nil, nil, err
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(wdb); err != nil {
+		wdb.Close()
+		return nil, nil, err
+	}
+	q.Add("_pragma", "query_only(true)")
+	if rdb, err = sql.Open("sqlite", "file:"+file+"?"+q.Encode()); err != nil {
+		wdb.Close()
+		return nil, nil, err
+	}
+	rdb.SetMaxOpenConns(8)
+	rdb.SetMaxIdleConns(8)
+	return wdb, rdb, nil
+}
+
+func migrate(db *sql.DB) error {
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	files, err := fs.Glob(schema, "schema/*.sql")
+	if err != nil {
+		return err
+	}
+	latest := 0
+	for _, name := range files { // fs.Glob returns names sorted
+		v, err := strconv.Atoi(strings.SplitN(path.Base(name), "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migrate: bad migration name %s", name)
+		}
+		latest = v
+		if v <= current {
+			continue
+		}
+		body, err := schema.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(string(body)); err != nil {
+			return fmt.Errorf("migrate to schema version %d: %w", v, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, v); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if current > latest {
+		return fmt.Errorf("index schema version %d is newer than this gateway knows (%d): upgrade the gateway", current, latest)
+	}
+	return tx.Commit()
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+const sessionCols = `id, user, target, type, client_addr, started_at, ended_at, end_reason, events, head`
+
+func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
+	var (
+		s       store.Session
+		started int64
+		ended   sql.NullInt64
+		events  int64
+	)
+	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &started, &ended, &s.EndReason, &events, &s.Head); err != nil {
+		return s, err
+	}
+	s.StartedAt = time.Unix(0, started).UTC()
+	if ended.Valid {
+		t := time.Unix(0, ended.Int64).UTC()
+		s.EndedAt = &t
+	}
+	s.Events = uint64(events)
+	return s, nil
+}
+
+// Sessions lists sessions matching f, newest first.
+func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if !f.From.IsZero() {
+		where = append(where, "(ended_at IS NULL OR ended_at >= ?)")
+		args = append(args, f.From.UnixNano())
+	}
+	if !f.To.IsZero() {
+		where = append(where, "started_at < ?")
+		args = append(args, f.To.UnixNano())
+	}
+	for _, c := range []struct{ col, v string }{{"user", f.User}, {"target", f.Target}, {"type", f.Type}} {
+		if c.v != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	q := `SELECT ` + sessionCols + ` FROM sessions`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	q += ` ORDER BY started_at DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Session{}
+	for rows.Next() {
+		sess, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, sess)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return out, nil
+}
+
+// Session returns one session's index entry.
+func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {
+	if err := s.checkOpen(); err != nil {
+		return store.Session{}, err
+	}
+	sess, err := scanSession(s.rdb.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Session{}, fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Session{}, fmt.Errorf("get session %q: %w", id, err)
+	}
+	return sess, nil
+}
+
+func (s *Store) sessionPath(ctx context.Context, id string) (string, error) {
+	var p string
+	err := s.rdb.QueryRowContext(ctx, `SELECT path FROM sessions WHERE id = ?`, id).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get session %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// endSession records a session's end; it fails when the end was already recorded.
+func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd, events uint64, head [32]byte) error {
+	res, err := s.wdb.ExecContext(ctx,
+		`UPDATE sessions SET ended_at = ?, end_reason = ?, events = ?, head = ? WHERE id = ? AND ended_at IS NULL`,
+		end.EndedAt.UnixNano(), end.Reason, int64(events), hex.EncodeToString(head[:]), id)
+	if err != nil {
+		return fmt.Errorf("end session %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("end session %q: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("end session %q: end already recorded: %w", id, store.ErrExists)
+	}
+	return nil
+}
+
+// PutTarget creates or replaces a target by name.
+func (s *Store) PutTarget(ctx context.Context, t target.Target) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if t.Name == "" {
+		return errors.New("put target: name is required")
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("put target %q: %w", t.Name, err)
+	}
+	if _, err := s.wdb.ExecContext(ctx,
+		`INSERT INTO targets (name, json) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET json = excluded.json`,
+		t.Name, string(b)); err != nil {
+		return fmt.Errorf("put target %q: %w", t.Name, err)
+	}
+	return nil
+}
+
+// GetTarget returns a stored target, or an error wrapping target.ErrUnknown.
+func (s *Store) GetTarget(ctx context.Context, name string) (target.Target, error) {
+	if err := s.checkOpen(); err != nil {
+		return target.Target{}, err
+	}
+	var b string
+	err := s.rdb.QueryRowContext(ctx, `SELECT json FROM targets WHERE name = ?`, name).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return target.Target{}, fmt.Errorf("%w %q", target.ErrUnknown, name)
+	}
+	if err != nil {
+		return target.Target{}, fmt.Errorf("get target %q: %w", name, err)
+	}
+	var t target.Target
+	if err := json.Unmarshal([]byte(b), &t); err != nil {
+		return target.Target{}, fmt.Errorf("get target %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// ListTargets returns every stored target, sorted by name.
+func (s *Store) ListTargets(ctx context.Context) ([]target.Target, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT json FROM targets ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	defer rows.Close()
+	out := []target.Target{}
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("list targets: %w", err)
+		}
+		var t target.Target
+		if err := json.Unmarshal([]byte(b), &t); err != nil {
+			return nil, fmt.Errorf("list targets: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	return out, nil
+}
+
+// GetKV returns the value stored under key, or an error wrapping store.ErrNotFound.
+func (s *Store) GetKV(ctx context.Context, key string) ([]byte, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT value FROM kv WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("kv %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get kv %q: %w", key, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// PutKV stores value under key, replacing what was there.
+func (s *Store) PutKV(ctx context.Context, key string, value []byte) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	if _, err := s.wdb.ExecContext(ctx,
+		`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		key, value); err != nil {
+		return fmt.Errorf("put kv %q: %w", key, err)
+	}
+	return nil
+}

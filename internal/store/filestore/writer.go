@@ -1,0 +1,174 @@
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
+)
+
+// writer appends to one recording file. Append and End come from one goroutine at a time (the
+// recorder serializes them); Sync may also come from the group commit.
+type writer struct {
+	s    *Store
+	id   string
+	path string
+	f    *os.File
+
+	// Owned by the appending goroutine.
+	buf   []byte
+	seq   uint64
+	head  [32]byte
+	err   error // sticky: after a failed write the file's tail is unknown
+	ended bool
+
+	dirty atomic.Bool // appended since the last fsync
+
+	mu         sync.Mutex // serializes fsync and close
+	closed     bool
+	syncErr    error // sticky: after a failed fsync the page cache cannot be trusted
+	dirsSynced bool
+}
+
+// maxKeptBuf is the largest encode buffer a writer keeps between Appends: a session that once
+// appended a huge batch should not hold that memory for its lifetime.
+const maxKeptBuf = 1 << 20
+
+// Append encodes every event into one buffer and writes it with one write(2). It refuses events
+// that do not continue the chain exactly (next Seq, Prev equal to the last Hash, this session).
+func (w *writer) Append(events ...*event.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.ended {
+		return fmt.Errorf("append to session %q: %w", w.id, store.ErrClosed)
+	}
+	seq, head := w.seq, w.head
+	buf := w.buf[:0]
+	var err error
+	for _, e := range events {
+		switch {
+		case e.Session != w.id:
+			return fmt.Errorf("append to session %q: event of session %q", w.id, e.Session)
+		case e.Seq != seq+1:
+			return fmt.Errorf("append to session %q: event %d where %d was next", w.id, e.Seq, seq+1)
+		case e.Prev != head:
+			return fmt.Errorf("append to session %q: event %d does not chain to event %d", w.id, e.Seq, seq)
+		case len(e.Type) > math.MaxUint16:
+			return fmt.Errorf("append to session %q: event %d: type too long", w.id, e.Seq)
+		}
+		if buf, err = appendRecord(buf, e); err != nil {
+			return fmt.Errorf("append to session %q: %w", w.id, err)
+		}
+		seq, head = e.Seq, e.Hash
+	}
+	if cap(buf) <= maxKeptBuf {
+		w.buf = buf
+	}
+	if _, err := w.f.Write(buf); err != nil {
+		w.mu.Lock()
+		closed := w.closed
+		w.mu.Unlock()
+		if closed {
+			return fmt.Errorf("append to session %q: %w", w.id, store.ErrClosed)
+		}
+		w.err = fmt.Errorf("append to session %q: %w", w.id, err)
+		return w.err
+	}
+	w.seq, w.head = seq, head
+	w.dirty.Store(true)
+	if w.s.opts.Fsync == FsyncAlways {
+		return w.Sync()
+	}
+	return nil
+}
+
+// Sync fsyncs the recording (and, the first time, the directory entries leading to it).
+func (w *writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.syncLocked()
+}
+
+func (w *writer) syncLocked() error {
+	if w.syncErr != nil {
+		return w.syncErr
+	}
+	if w.closed {
+		if w.dirty.Load() {
+			return fmt.Errorf("sync session %q: %w", w.id, store.ErrClosed)
+		}
+		return nil
+	}
+	if !w.dirty.Swap(false) {
+		return nil
+	}
+	if err := w.f.Sync(); err != nil {
+		w.syncErr = fmt.Errorf("sync session %q: %w", w.id, err)
+		return w.syncErr
+	}
+	if !w.dirsSynced {
+		if err := w.s.syncDirs(w.path); err != nil {
+			w.syncErr = fmt.Errorf("sync session %q: directory: %w", w.id, err)
+			return w.syncErr
+		}
+		w.dirsSynced = true
+	}
+	return nil
+}
+
+// close syncs and closes the file and forgets the writer.
+func (w *writer) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	err := w.syncLocked()
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close session %q: %w", w.id, cerr)
+	}
+	w.closed = true
+	w.s.mu.Lock()
+	if w.s.open[w.id] == w {
+		delete(w.s.open, w.id)
+	}
+	w.s.mu.Unlock()
+	return err
+}
+
+// End syncs and closes the recording and records its end in the index, once. Events and Head
+// are recorded as this writer wrote them; an end whose counts disagree is still recorded (the
+// file is the truth) and reported.
+func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
+	if w.ended {
+		return fmt.Errorf("end session %q: end already recorded: %w", w.id, store.ErrExists)
+	}
+	w.ended = true
+	err := w.close()
+	if errors.Is(err, store.ErrClosed) {
+		return err
+	}
+	if w.s.checkOpen() != nil {
+		return errors.Join(err, fmt.Errorf("end session %q: %w", w.id, store.ErrClosed))
+	}
+	if end.EndedAt.IsZero() {
+		end.EndedAt = w.s.opts.Now()
+	}
+	if ierr := w.s.endSession(ctx, w.id, end, w.seq, w.head); ierr != nil {
+		return errors.Join(err, ierr)
+	}
+	if err == nil && (end.Events != w.seq || end.Head != w.head) && (end.Events != 0 || end.Head != [32]byte{}) {
+		err = fmt.Errorf("end session %q: caller counted %d events, the recording holds %d (recorded)", w.id, end.Events, w.seq)
+	}
+	return err
+}

@@ -1,0 +1,596 @@
+// Package storetest is the suite every store backend must pass.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/target"
+)
+
+// Opener opens the backend under test on dir. Each subtest passes a fresh directory; opening the
+// same dir again after Close must reach the same data (a backend on a server can derive a
+// database or schema name from dir). The suite closes what it opens.
+type Opener func(t *testing.T, dir string) store.Store
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"AppendAndRead", testAppendAndRead},
+		{"AppendRejectsBrokenChain", testAppendRejects},
+		{"ConcurrentSessions", testConcurrent},
+		{"ReadWhileWriting", testReadWhileWriting},
+		{"Filter", testFilter},
+		{"NotFound", testNotFound},
+		{"CreateDuplicate", testCreateDuplicate},
+		{"EndOnce", testEndOnce},
+		{"Reopen", testReopen},
+		{"Targets", testTargets},
+		{"KV", testKV},
+		{"Closed", testClosed},
+		{"EventsCallbackError", testCallbackError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+// Chain builds a session's sealed events the way the recorder does.
+type Chain struct {
+	Session string
+	seq     uint64
+	prev    [32]byte
+	buf     []byte
+}
+
+// Next returns the next sealed event, with data and raw derived from its sequence number.
+func (c *Chain) Next() *event.Event {
+	c.seq++
+	e := &event.Event{
+		Session: c.Session, Seq: c.seq, Type: event.Query,
+		Offset: time.Duration(c.seq) * time.Millisecond,
+		Time:   t0.Add(time.Duration(c.seq) * time.Millisecond),
+		Data:   fmt.Appendf(nil, `{"text":"select %d"}`, c.seq),
+	}
+	if c.seq%3 == 0 {
+		e.Type = event.Rows
+		e.Raw = event.AppendRow(nil, [][]byte{fmt.Appendf(nil, "%d", c.seq), nil})
+	}
+	c.buf = e.Seal(c.prev, c.buf)
+	c.prev = e.Hash
+	return e
+}
+
+// NextN returns n events.
+func (c *Chain) NextN(n int) []*event.Event {
+	out := make([]*event.Event, n)
+	for i := range out {
+		out[i] = c.Next()
+	}
+	return out
+}
+
+func session(id string, start time.Time) store.Session {
+	return store.Session{ID: id, User: "alice", Target: "pg", Type: "postgres", ClientAddr: "127.0.0.1:5555", StartedAt: start}
+}
+
+func mustOpen(t *testing.T, open Opener, dir string) store.Store {
+	t.Helper()
+	s := open(t, dir)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func create(t *testing.T, s store.Store, sess store.Session) store.Writer {
+	t.Helper()
+	w, err := s.Create(context.Background(), sess)
+	if err != nil {
+		t.Fatalf("Create(%s): %v", sess.ID, err)
+	}
+	return w
+}
+
+func appendOK(t *testing.T, w store.Writer, events ...*event.Event) {
+	t.Helper()
+	if err := w.Append(events...); err != nil {
+		t.Fatalf("Append(%d events from %d): %v", len(events), events[0].Seq, err)
+	}
+}
+
+// readAll returns copies of the events of id after seq `after`, checking order and the chain.
+func readAll(t *testing.T, s store.Store, id string, after uint64) []*event.Event {
+	t.Helper()
+	var out []*event.Event
+	err := s.Events(context.Background(), id, after, func(e *event.Event) error {
+		c := *e
+		c.Data = bytes.Clone(e.Data)
+		c.Raw = bytes.Clone(e.Raw)
+		out = append(out, &c)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Events(%s, %d): %v", id, after, err)
+	}
+	checkChain(t, out, after)
+	return out
+}
+
+func checkChain(t *testing.T, got []*event.Event, after uint64) {
+	t.Helper()
+	for i, e := range got {
+		if e.Seq != after+uint64(i)+1 {
+			t.Fatalf("event %d has seq %d, want %d", i, e.Seq, after+uint64(i)+1)
+		}
+		if !e.Verify() {
+			t.Fatalf("event %d does not verify", e.Seq)
+		}
+		if i > 0 && e.Prev != got[i-1].Hash {
+			t.Fatalf("event %d does not chain to %d", e.Seq, got[i-1].Seq)
+		}
+		if e.Seq == 1 && e.Prev != ([32]byte{}) {
+			t.Fatalf("first event has non-zero prev")
+		}
+	}
+}
+
+func sameEvents(t *testing.T, got, want []*event.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Session != w.Session || g.Seq != w.Seq || g.Type != w.Type || g.Offset != w.Offset ||
+			!g.Time.Equal(w.Time) || !bytes.Equal(g.Data, w.Data) || !bytes.Equal(g.Raw, w.Raw) ||
+			g.Prev != w.Prev || g.Hash != w.Hash {
+			t.Fatalf("event %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+}
+
+func testAppendAndRead(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	w := create(t, s, session("s-read", t0))
+	c := &Chain{Session: "s-read"}
+	want := c.NextN(10)
+	appendOK(t, w, want[0])
+	appendOK(t, w, want[1:4]...)
+	appendOK(t, w, want[4:]...)
+	if err := w.Append(); err != nil {
+		t.Fatalf("empty Append: %v", err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	sameEvents(t, readAll(t, s, "s-read", 0), want)
+	sameEvents(t, readAll(t, s, "s-read", 4), want[4:])
+	sameEvents(t, readAll(t, s, "s-read", 10), nil)
+	sameEvents(t, readAll(t, s, "s-read", 99), nil)
+
+	// A large event (a big COPY chunk) goes through too.
+	big := c.Next()
+	big.Raw = bytes.Repeat([]byte("x"), 3<<20)
+	c.buf = big.Seal(big.Prev, c.buf)
+	c.prev = big.Hash
+	appendOK(t, w, big)
+	got := readAll(t, s, "s-read", 10)
+	sameEvents(t, got, []*event.Event{big})
+}
+
+func testAppendRejects(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	w := create(t, s, session("s-rej", t0))
+	c := &Chain{Session: "s-rej"}
+	e1, e2, e3 := c.Next(), c.Next(), c.Next()
+	appendOK(t, w, e1)
+
+	tests := []struct {
+		name   string
+		events func() []*event.Event
+	}{
+		{"gap", func() []*event.Event { return []*event.Event{e3} }},
+		{"repeat", func() []*event.Event { return []*event.Event{e1} }},
+		{"gap inside batch", func() []*event.Event { return []*event.Event{e2, e2} }},
+		{"wrong prev", func() []*event.Event {
+			bad := *e2
+			bad.Prev[0] ^= 1
+			return []*event.Event{&bad}
+		}},
+		{"other session", func() []*event.Event {
+			other := (&Chain{Session: "s-other"}).NextN(2)
+			return other[1:]
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := w.Append(tt.events()...); err == nil {
+				t.Fatal("Append accepted events that break the chain")
+			}
+		})
+	}
+	// The writer is still usable, and nothing of the rejected batches was written.
+	appendOK(t, w, e2, e3)
+	sameEvents(t, readAll(t, s, "s-rej", 0), []*event.Event{e1, e2, e3})
+}
+
+func testConcurrent(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	const sessions, perSession = 16, 300
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("s-conc-%02d", i)
+			w, err := s.Create(context.Background(), session(id, t0.Add(time.Duration(i)*time.Second)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			c := &Chain{Session: id}
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for n := 0; n < perSession; {
+				k := min(1+rng.IntN(20), perSession-n)
+				if err := w.Append(c.NextN(k)...); err != nil {
+					errs <- err
+					return
+				}
+				n += k
+			}
+			errs <- w.End(context.Background(), store.SessionEnd{EndedAt: t0.Add(time.Hour), Reason: "client_terminated", Events: c.seq, Head: c.prev})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range sessions {
+		id := fmt.Sprintf("s-conc-%02d", i)
+		if got := readAll(t, s, id, 0); len(got) != perSession {
+			t.Fatalf("%s: %d events, want %d", id, len(got), perSession)
+		}
+		sess, err := s.Session(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sess.Events != perSession || sess.EndedAt == nil {
+			t.Fatalf("%s: %+v", id, sess)
+		}
+	}
+}
+
+func testReadWhileWriting(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	w := create(t, s, session("s-live", t0))
+	c := &Chain{Session: "s-live"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if err := w.Append(c.NextN(5)...); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	// Readers see a growing prefix of the chain, never an error.
+	for {
+		select {
+		case <-done:
+			got := readAll(t, s, "s-live", 0)
+			if len(got) != 1000 {
+				t.Fatalf("%d events, want 1000", len(got))
+			}
+			return
+		default:
+			readAll(t, s, "s-live", 0)
+		}
+	}
+}
+
+func testFilter(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	type spec struct {
+		id, user, target, typ string
+		start, end           int // hours from t0; end -1: running
+	}
+	specs := []spec{
+		{"a", "alice", "pg", "postgres", 0, 1},
+		{"b", "bob", "pg", "postgres", 2, 5},
+		{"c", "alice", "mysql", "mysql", 3, -1},
+		{"d", "carol", "ssh1", "ssh", 6, 7},
+		{"e", "alice", "pg", "postgres", 8, 8}, // zero length
+	}
+	for _, sp := range specs {
+		w := create(t, s, store.Session{ID: sp.id, User: sp.user, Target: sp.target, Type: sp.typ, ClientAddr: "10.0.0.1:1", StartedAt: h(sp.start)})
+		if sp.end >= 0 {
+			if err := w.End(ctx, store.SessionEnd{EndedAt: h(sp.end), Reason: "client_terminated"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name string
+		f    store.Filter
+		want string
+	}{
+		{"all newest first", store.Filter{}, "edcba"},
+		{"limit", store.Filter{Limit: 2}, "ed"},
+		{"user", store.Filter{User: "alice"}, "eca"},
+		{"target", store.Filter{Target: "pg"}, "eba"},
+		{"type", store.Filter{Type: "ssh"}, "d"},
+		{"user and target", store.Filter{User: "alice", Target: "pg"}, "ea"},
+		{"nothing", store.Filter{User: "mallory"}, ""},
+		// [4h, 6h): b ended at 5 (overlaps), c runs, d starts at 6 (excluded: To is exclusive).
+		{"window", store.Filter{From: h(4), To: h(6)}, "cb"},
+		// From is inclusive of an end exactly at From.
+		{"ended at from", store.Filter{From: h(1), To: h(2)}, "a"},
+		{"from only", store.Filter{From: h(7)}, "edc"},
+		{"to only", store.Filter{To: h(3)}, "ba"},
+		{"window and user", store.Filter{From: h(4), To: h(9), User: "alice"}, "ec"},
+		{"window before everything", store.Filter{From: h(-5), To: h(-1)}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Sessions(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := ""
+			for _, g := range got {
+				ids += g.ID
+			}
+			if ids != tt.want {
+				t.Fatalf("Sessions(%+v) = %q, want %q", tt.f, ids, tt.want)
+			}
+		})
+	}
+	got, err := s.Session(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Session{ID: "c", User: "alice", Target: "mysql", Type: "mysql", ClientAddr: "10.0.0.1:1", StartedAt: h(3)}
+	if got.ID != want.ID || got.User != want.User || got.Target != want.Target || got.Type != want.Type ||
+		got.ClientAddr != want.ClientAddr || !got.StartedAt.Equal(want.StartedAt) || got.EndedAt != nil {
+		t.Fatalf("Session(c) = %+v, want %+v", got, want)
+	}
+}
+
+func testNotFound(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.Session(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Session(nope) = %v, want ErrNotFound", err)
+	}
+	err := s.Events(ctx, "nope", 0, func(*event.Event) error { return nil })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Events(nope) = %v, want ErrNotFound", err)
+	}
+}
+
+func testCreateDuplicate(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	w := create(t, s, session("dup", t0))
+	if _, err := s.Create(context.Background(), session("dup", t0)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Create while open = %v, want ErrExists", err)
+	}
+	if err := w.End(context.Background(), store.SessionEnd{EndedAt: t0.Add(time.Minute), Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	// Another day: a different place on disk for a file-backed store, still the same id.
+	if _, err := s.Create(context.Background(), session("dup", t0.Add(48*time.Hour))); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Create after end = %v, want ErrExists", err)
+	}
+}
+
+func testEndOnce(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	w := create(t, s, session("s-end", t0))
+	c := &Chain{Session: "s-end"}
+	appendOK(t, w, c.NextN(4)...)
+	end := store.SessionEnd{EndedAt: t0.Add(90 * time.Second), Reason: "client_terminated", Events: 4, Head: c.prev}
+	if err := w.End(ctx, end); err != nil {
+		t.Fatalf("End: %v", err)
+	}
+	got, err := s.Session(ctx, "s-end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.EndedAt == nil || !got.EndedAt.Equal(end.EndedAt) || got.EndReason != "client_terminated" ||
+		got.Events != 4 || got.Head != fmt.Sprintf("%x", c.prev) {
+		t.Fatalf("after End: %+v", got)
+	}
+	if err := w.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Hour), Reason: "error"}); err == nil {
+		t.Fatal("second End succeeded")
+	}
+	if err := w.Append(c.Next()); err == nil {
+		t.Fatal("Append after End succeeded")
+	}
+	again, err := s.Session(ctx, "s-end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.EndedAt.Equal(*got.EndedAt) || again.EndReason != got.EndReason || again.Events != 4 {
+		t.Fatalf("second End changed the session: %+v", again)
+	}
+	if n := len(readAll(t, s, "s-end", 0)); n != 4 {
+		t.Fatalf("%d events after End, want 4", n)
+	}
+}
+
+func testReopen(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir)
+	ended, running := &Chain{Session: "s-ended"}, &Chain{Session: "s-running"}
+	w1 := create(t, s, session("s-ended", t0))
+	w2 := create(t, s, session("s-running", t0.Add(time.Minute)))
+	e1, e2 := ended.NextN(7), running.NextN(5)
+	appendOK(t, w1, e1...)
+	appendOK(t, w2, e2...)
+	if err := w1.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Hour), Reason: "client_terminated", Events: 7, Head: ended.prev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutTarget(ctx, target.Target{Name: "pg", Type: "postgres", Address: "127.0.0.1:5432"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutKV(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// A writer of a closed store refuses to append rather than write behind the store's back.
+	if err := w2.Append(running.Next()); err == nil {
+		t.Fatal("Append after Close succeeded")
+	}
+
+	s = mustOpen(t, open, dir)
+	sameEvents(t, readAll(t, s, "s-ended", 0), e1)
+	sameEvents(t, readAll(t, s, "s-running", 0), e2)
+	list, err := s.Sessions(ctx, store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].ID != "s-running" || list[0].EndedAt != nil || list[1].Events != 7 {
+		t.Fatalf("after reopen: %+v", list)
+	}
+	if tg, err := s.GetTarget(ctx, "pg"); err != nil || tg.Address != "127.0.0.1:5432" {
+		t.Fatalf("GetTarget after reopen = %+v, %v", tg, err)
+	}
+	if v, err := s.GetKV(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("GetKV after reopen = %q, %v", v, err)
+	}
+}
+
+func testTargets(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.GetTarget(ctx, "pg"); !errors.Is(err, target.ErrUnknown) {
+		t.Fatalf("GetTarget(absent) = %v, want target.ErrUnknown", err)
+	}
+	if l, err := s.ListTargets(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("ListTargets(empty) = %v, %v", l, err)
+	}
+	pg := target.Target{
+		Name: "pg", Type: "postgres", Address: "127.0.0.1:5432", Database: "test", Username: "postgres",
+		Password: "secret", TLS: "require", Labels: map[string]string{"env": "dev"}, Source: "api",
+		CreatedAt: t0, CreatedBy: "alice",
+	}
+	for _, tg := range []target.Target{pg, {Name: "mysql", Type: "mysql", Address: "127.0.0.1:3306"}, {Name: "a-ssh", Type: "ssh", Address: "h:22"}} {
+		if err := s.PutTarget(ctx, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetTarget(ctx, "pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Password != "secret" || got.Labels["env"] != "dev" || !got.CreatedAt.Equal(t0) || got.TLS != "require" {
+		t.Fatalf("GetTarget = %+v", got)
+	}
+	pg.Address = "10.0.0.5:5432"
+	if err := s.PutTarget(ctx, pg); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetTarget(ctx, "pg"); got.Address != "10.0.0.5:5432" {
+		t.Fatalf("replace: %+v", got)
+	}
+	l, err := s.ListTargets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tg := range l {
+		names = append(names, tg.Name)
+	}
+	if fmt.Sprint(names) != "[a-ssh mysql pg]" {
+		t.Fatalf("ListTargets = %v", names)
+	}
+}
+
+func testKV(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	if _, err := s.GetKV(ctx, "admin"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetKV(absent) = %v, want ErrNotFound", err)
+	}
+	bin := []byte{0, 1, 2, 0xff, 0}
+	for _, kv := range []struct {
+		k string
+		v []byte
+	}{{"admin", []byte("hash1")}, {"bin", bin}, {"empty", nil}, {"admin", []byte("hash2")}} {
+		if err := s.PutKV(ctx, kv.k, kv.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range map[string][]byte{"admin": []byte("hash2"), "bin": bin, "empty": {}} {
+		got, err := s.GetKV(ctx, k)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("GetKV(%s) = %q, %v; want %q", k, got, err, want)
+		}
+	}
+}
+
+func testClosed(t *testing.T, open Opener) {
+	s := open(t, t.TempDir())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ctx := context.Background()
+	if _, err := s.Create(ctx, session("late", t0)); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Create after Close = %v, want ErrClosed", err)
+	}
+	if _, err := s.Sessions(ctx, store.Filter{}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Sessions after Close = %v, want ErrClosed", err)
+	}
+	if _, err := s.GetKV(ctx, "k"); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("GetKV after Close = %v, want ErrClosed", err)
+	}
+}
+
+func testCallbackError(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	w := create(t, s, session("s-cb", t0))
+	c := &Chain{Session: "s-cb"}
+	appendOK(t, w, c.NextN(5)...)
+	stop := errors.New("stop")
+	n := 0
+	err := s.Events(context.Background(), "s-cb", 0, func(*event.Event) error {
+		if n++; n == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 2 {
+		t.Fatalf("Events with failing callback = %v after %d calls", err, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Events(ctx, "s-cb", 0, func(*event.Event) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Events with cancelled context = %v", err)
+	}
+}
