@@ -406,7 +406,7 @@ func indent(s string) string {
 	var b strings.Builder
 	for _, l := range lines {
 		if l != "" {
-			b.WriteString("    " + l)
+			b.WriteString("    " + strings.TrimRight(l, " \n") + "\n")
 		}
 	}
 	return b.String()
