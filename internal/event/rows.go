@@ -59,9 +59,12 @@ func DecodeRows(raw []byte, fn func(values [][]byte) error) error {
 			}
 			l := int32(binary.BigEndian.Uint32(body))
 			body = body[4:]
-			if l < 0 {
+			if l == -1 {
 				values = append(values, nil)
 				continue
+			}
+			if l < 0 {
+				return fmt.Errorf("rows: column %d length %d out of range", i, l)
 			}
 			if int(l) > len(body) {
 				return fmt.Errorf("rows: column %d length %d out of range", i, l)
