@@ -28,6 +28,8 @@ need_pkg pg_dump postgresql-client
 need_pkg pg_isready postgresql-client
 need_pkg mariadb mariadb-client
 need_pkg make make
+need_pkg bc bc
+need_pkg curl curl
 
 # PostgreSQL on 127.0.0.1:5432.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -86,19 +86,29 @@ func TestPgDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	direct := run(5*time.Minute, append(cleanEnv(), "PGHOST=127.0.0.1", "PGPORT=5432", "PGUSER=postgres"), nil, pgdump, "-s", "test")
-	if direct.Code != 0 {
-		t.Fatalf("direct pg_dump -s: %s", direct)
-	}
+	// Other packages' tests may change database test's schema while this runs: a difference
+	// counts only if it is there on three tries in a row.
+	var via cmdResult
 	appS := uniq("pgdump_schema")
-	via := run(5*time.Minute, g.psqlEnv("alice", alicePassword, "pg", appS), nil, pgdump, "-s")
-	if via.Code != 0 {
-		t.Fatalf("pg_dump -s through the gateway: %s", via)
-	}
-	if a, b := dumpFilter(direct.Stdout), dumpFilter(via.Stdout); a != b {
-		os.WriteFile(filepath.Join(dir, "direct.sql"), []byte(direct.Stdout), 0o644)
-		os.WriteFile(filepath.Join(dir, "gateway.sql"), []byte(via.Stdout), 0o644)
-		t.Errorf("schema dump through the gateway differs from the direct one (%d vs %d bytes); diff %s/direct.sql %s/gateway.sql", len(a), len(b), dir, dir)
+	for try := 1; ; try++ {
+		direct := run(5*time.Minute, append(cleanEnv(), "PGHOST=127.0.0.1", "PGPORT=5432", "PGUSER=postgres"), nil, pgdump, "-s", "test")
+		if direct.Code != 0 {
+			t.Fatalf("direct pg_dump -s: %s", direct)
+		}
+		via = run(5*time.Minute, g.psqlEnv("alice", alicePassword, "pg", appS), nil, pgdump, "-s")
+		if via.Code != 0 {
+			t.Fatalf("pg_dump -s through the gateway: %s", via)
+		}
+		a, b := dumpFilter(direct.Stdout), dumpFilter(via.Stdout)
+		if a == b {
+			break
+		}
+		if try == 3 {
+			os.WriteFile(filepath.Join(dir, "direct.sql"), []byte(direct.Stdout), 0o644)
+			os.WriteFile(filepath.Join(dir, "gateway.sql"), []byte(via.Stdout), 0o644)
+			t.Errorf("schema dump through the gateway differs from the direct one (%d vs %d bytes); diff %s/direct.sql %s/gateway.sql", len(a), len(b), dir, dir)
+			break
+		}
 	}
 	if !strings.Contains(via.Stdout, "CREATE TABLE public.e2e_dump_sample") {
 		t.Errorf("schema dump lacks e2e_dump_sample")
@@ -118,10 +128,14 @@ func TestPgDump(t *testing.T) {
 		t.Errorf("full dump lacks the data of e2e_dump_sample")
 	}
 
-	_, ev := g.waitSession(t, appS)
-	if len(ofType(ev, "query")) < 5 {
-		t.Errorf("schema dump session recorded only %d queries", len(ofType(ev, "query")))
+	for _, s := range g.waitSessions(t, appS, 1, true) {
+		ev := g.events(t, g.adminToken(t), s.ID)
+		checkChain(t, ev)
+		if len(ofType(ev, "query")) < 5 {
+			t.Errorf("schema dump session recorded only %d queries", len(ofType(ev, "query")))
+		}
 	}
+	var ev []Event
 	_, ev = g.waitSession(t, appF)
 	mustQuery(t, ev, "COPY public.e2e_dump_sample")
 	if n := sumNum(ev, "copy.out", "bytes"); n < int64(len("1000\tdump-row-1000\n")*1000/2) {

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Benchmark: the same workloads directly against PostgreSQL and through a gateway (recording
+# on, default settings, clients on their default sslmode=prefer both ways). Prints each figure
+# direct vs gateway and the ratio, against the targets of issue 2:
+#   select-only TPS >= 0.56 of direct, added mean latency <= 100 us, 2M rows within 1.1x.
+# Usage: scripts/bench.sh   (env: DURATION=20 seconds per pgbench run, SCALE=10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+SCALE=${SCALE:-10}
+DB=airlock_bench
+PGH=127.0.0.1 PGP=5432
+
+work=$(mktemp -d -t airlock-bench-XXXXXX)
+gwpid=""
+cleanup() {
+	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
+		kill -TERM "$gwpid" 2>/dev/null || true
+		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$gwpid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in psql pgbench; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
+done
+unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGAPPNAME
+
+freeport() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+}
+
+echo "== building ./cmd/airlock" >&2
+go build -o "$work/airlock" ./cmd/airlock
+
+echo "== preparing database $DB (pgbench -i -s $SCALE, directly)" >&2
+if [ "$(psql -X -h $PGH -p $PGP -U postgres -d postgres -tAc "select 1 from pg_database where datname='$DB'")" != 1 ]; then
+	psql -X -q -h $PGH -p $PGP -U postgres -d postgres -c "create database $DB"
+fi
+pgbench -q -i -s "$SCALE" -h $PGH -p $PGP -U postgres "$DB" >"$work/init.log" 2>&1 || { cat "$work/init.log" >&2; exit 1; }
+
+api=$(freeport); pgport=$(freeport)
+while [ "$pgport" = "$api" ]; do pgport=$(freeport); done
+password="bench-$RANDOM$RANDOM"
+cat >"$work/config.yaml" <<YAML
+data_dir: $work/data
+listen:
+  api: 127.0.0.1:$api
+  postgres: 127.0.0.1:$pgport
+log:
+  level: warn
+  format: json
+users:
+  - name: bench
+    password: $password
+    role: user
+targets:
+  - name: bench
+    type: postgres
+    address: $PGH:$PGP
+    database: $DB
+    username: postgres
+    password: ""
+YAML
+echo "== starting gateway (api :$api, postgres :$pgport)" >&2
+AIRLOCK_ADMIN_PASSWORD="bench-admin-$RANDOM" "$work/airlock" gateway --config "$work/config.yaml" >"$work/gateway.log" 2>&1 &
+gwpid=$!
+for _ in $(seq 1 200); do
+	curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && break
+	kill -0 "$gwpid" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
+	sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null || { echo "gateway not healthy" >&2; cat "$work/gateway.log" >&2; exit 1; }
+
+direct=(-h $PGH -p $PGP -U postgres)
+gateway=(-h 127.0.0.1 -p "$pgport" -U bench)
+
+# pgb WHERE ARGS... -> prints "tps latency_ms"
+pgb() {
+	local where=$1; shift
+	local out
+	if [ "$where" = direct ]; then
+		out=$(pgbench "${direct[@]}" "$@" "$DB" 2>&1) || { echo "$out" >&2; return 1; }
+	else
+		out=$(PGPASSWORD="$password" pgbench "${gateway[@]}" "$@" bench 2>&1) || { echo "$out" >&2; return 1; }
+	fi
+	local tps lat
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | head -n1)
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out" | head -n1)
+	echo "$tps $lat"
+}
+
+# rows2m WHERE -> best wall time of 3 in seconds
+rows2m() {
+	local where=$1 best="" t0 t1 d
+	local q="select g, md5(g::text) from generate_series(1,2000000) g"
+	for _ in 1 2 3; do
+		t0=$(date +%s.%N)
+		if [ "$where" = direct ]; then
+			psql -X -q "${direct[@]}" -d "$DB" -c "$q" -o /dev/null
+		else
+			PGPASSWORD="$password" psql -X -q "${gateway[@]}" -d bench -c "$q" -o /dev/null
+		fi
+		t1=$(date +%s.%N)
+		d=$(echo "$t1 - $t0" | bc -l)
+		if [ -z "$best" ] || [ "$(echo "$d < $best" | bc -l)" = 1 ]; then best=$d; fi
+	done
+	printf '%.3f\n' "$best"
+}
+
+ratio() { printf '%.3f' "$(echo "scale=4; $1 / $2" | bc -l)"; }
+int() { printf '%.0f' "$1"; }
+
+echo "== pgbench -S -c 8 -j 2 -T $DURATION" >&2
+read -r s8d _ < <(pgb direct -n -S -c 8 -j 2 -T "$DURATION")
+read -r s8g _ < <(pgb gateway -n -S -c 8 -j 2 -T "$DURATION")
+echo "== pgbench (tpcb-like) -c 8 -j 2 -T $DURATION" >&2
+read -r t8d _ < <(pgb direct -c 8 -j 2 -T "$DURATION")
+read -r t8g _ < <(pgb gateway -c 8 -j 2 -T "$DURATION")
+echo "== pgbench -S -c 1 -T $DURATION" >&2
+read -r s1d l1d < <(pgb direct -n -S -c 1 -T "$DURATION")
+read -r s1g l1g < <(pgb gateway -n -S -c 1 -T "$DURATION")
+echo "== 2M rows through psql to /dev/null, best of 3" >&2
+r2d=$(rows2m direct)
+r2g=$(rows2m gateway)
+
+added_us=$(echo "($l1g - $l1d) * 1000" | bc -l)
+printf -v added_us '%.0f' "$added_us"
+s8r=$(ratio "$s8g" "$s8d"); t8r=$(ratio "$t8g" "$t8d"); r2r=$(ratio "$r2g" "$r2d")
+pass() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo "yes"; else echo "NO"; fi; }
+
+cat <<REPORT
+
+machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), PostgreSQL $(psql -X "${direct[@]}" -d postgres -tAc 'show server_version'), pgbench scale $SCALE, ${DURATION}s per run
+
+| workload | direct | gateway | ratio (gateway/direct) | target | met |
+| --- | ---: | ---: | ---: | --- | --- |
+| pgbench -S -c 8 -j 2 (TPS) | $(int $s8d) | $(int $s8g) | $s8r | >= 0.56 | $(pass "$s8r >= 0.56") |
+| pgbench tpcb-like -c 8 -j 2 (TPS) | $(int $t8d) | $(int $t8g) | $t8r | (none) | - |
+| pgbench -S -c 1 (TPS) | $(int $s1d) | $(int $s1g) | $(ratio "$s1g" "$s1d") | (none) | - |
+| pgbench -S -c 1 (mean latency, ms) | $l1d | $l1g | $(ratio "$l1g" "$l1d") | added <= 100 us (here: ${added_us} us) | $(pass "$added_us <= 100") |
+| 2M rows psql to /dev/null (s, best of 3) | $r2d | $r2g | $r2r | <= 1.1 | $(pass "$r2r <= 1.1") |
+REPORT
+if grep -q '"level":"ERROR"' "$work/gateway.log"; then
+	echo "gateway logged errors:" >&2
+	grep '"level":"ERROR"' "$work/gateway.log" | tail -n 5 >&2
+fi
