@@ -50,6 +50,9 @@ type Config struct {
 type Listen struct {
 	API      string `yaml:"api"`      // default 127.0.0.1:8009
 	Postgres string `yaml:"postgres"` // default 127.0.0.1:15432; "off" disables it
+	// Debug serves Go's pprof profiles (/debug/pprof/) for performance work. Default "" (off);
+	// never expose it beyond loopback.
+	Debug string `yaml:"debug"`
 }
 
 // Log configures structured logs on stderr.

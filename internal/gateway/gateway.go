@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -234,6 +235,19 @@ func (g *Gateway) Start() error {
 		}
 		g.serveGroup.Add(1)
 		go g.acceptLoop(ln, g.engines[name])
+	}
+	if addr := g.cfg.Listen.Debug; addr != "" {
+		dln, err := net.Listen("tcp", addr)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("listen debug on %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		g.log.Warn("serving pprof profiles", "addr", dln.Addr().String())
+		go http.Serve(dln, mux)
 	}
 	g.ready.Store(true)
 	return nil

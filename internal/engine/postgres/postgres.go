@@ -263,10 +263,6 @@ func (e *Engine) handshake(ctx context.Context, raw net.Conn) (*client, error) {
 			if err := sm.Decode(body); err != nil {
 				return nil, fatal(codeProtocolViolation, "unsupported startup message: "+err.Error(), "Use a client that speaks protocol 3.0.")
 			}
-			if br.Buffered() > 0 && tlsState == nil {
-				// A client never pipelines past the startup packet before authentication.
-				return c, fatal(codeProtocolViolation, "unexpected data after the startup message", "")
-			}
 			c.r = br
 			return c, e.startup(ctx, c, &sm)
 		}

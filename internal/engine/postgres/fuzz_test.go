@@ -1,0 +1,44 @@
+package postgres
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"testing"
+)
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// FuzzHandshake feeds arbitrary bytes to the startup phase as a client would send them: the
+// engine must answer or hang up, never panic or wait for ever.
+func FuzzHandshake(f *testing.F) {
+	f.Add(startup(map[string]string{"user": "alice", "database": "pg"}))
+	f.Add(append(startup(map[string]string{"user": "alice", "database": "pg/test"}), password("pw")...))
+	f.Add([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f})
+	f.Add([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2})
+	f.Add([]byte{0x16, 3, 1, 0, 5})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		e := testEngine(t, nil)
+		e.d.Connector = downConnector{}
+		c := script(in)
+		e.Serve(context.Background(), c)
+	})
+}
+
+// FuzzRelayMessages feeds arbitrary message streams to both directions' handlers, which
+// decode what they inspect: malformed messages must be forwarded untouched, never crash.
+func FuzzRelayMessages(f *testing.F) {
+	f.Add([]byte("Q\x00\x00\x00\x0dselect 1\x00"), []byte("T\x00\x00\x00\x06\x00\x00D\x00\x00\x00\x06\x00\x00C\x00\x00\x00\x0dSELECT 1\x00Z\x00\x00\x00\x05I"))
+	f.Add([]byte("B\x00\x00\x00\x0c\x00\x00\x00\x00\x00\x01\x00\x00E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04"), []byte("E\x00\x00\x00\x05\x00"))
+	f.Fuzz(func(t *testing.T, fromClient, fromTarget []byte) {
+		r, _, _ := newRecordedRelay(t)
+		feed(fromClient, r.onClientMessage)
+		feed(fromTarget, r.onTargetMessage)
+		r.flushRows()
+		r.flushCopyIn(true, "")
+		r.flushCopyOut(true)
+		if err := r.rec.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
