@@ -52,7 +52,8 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session: %v", ErrUnavailable, err)
 	}
-	s := &Session{r: r, id: id.String(), protocol: info.Protocol, w: w, start: now}
+	// Offsets count from when the recording exists, so session.start sits at (about) zero.
+	s := &Session{r: r, id: id.String(), protocol: info.Protocol, w: w, start: r.now()}
 	s.Record(event.SessionStart, info.Start, nil)
 	if err := s.Commit(); err != nil {
 		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})

@@ -251,7 +251,7 @@ func TestRelayRecordsExtendedProtocolPipeline(t *testing.T) {
 		&pgproto3.Parse{Name: "s1", Query: "select $1::int + 1"},
 		&pgproto3.Describe{ObjectType: 'S', Name: "s1"},
 		&pgproto3.Sync{},
-		&pgproto3.Bind{PreparedStatement: "s1", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 41}}},
+		&pgproto3.Bind{PreparedStatement: "s1", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 41}}, ResultFormatCodes: []int16{1}},
 		&pgproto3.Execute{},
 		&pgproto3.Bind{PreparedStatement: "s1", ParameterFormatCodes: []int16{0}, Parameters: [][]byte{[]byte("x")}},
 		&pgproto3.Execute{},
@@ -261,7 +261,7 @@ func TestRelayRecordsExtendedProtocolPipeline(t *testing.T) {
 	describe := encode(t, &pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{23}},
 		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("?column?"), DataTypeOID: 23, Format: 0}}},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	results := encode(t, &pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("42")}},
+	results := encode(t, &pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{{0, 0, 0, 42}}},
 		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "x"`},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'})
@@ -281,12 +281,17 @@ func TestRelayRecordsExtendedProtocolPipeline(t *testing.T) {
 		if e.Type == event.Query {
 			queries = append(queries, string(e.Data))
 		}
+		if e.Type == event.Columns && !bytes.Contains(e.Data, []byte(`"format":1`)) {
+			t.Errorf("columns event does not carry the bound binary format: %s", e.Data)
+		}
 		return nil
 	})
 	must(t, err)
 	// Both Executes were pipelined before any result came back, so both queries are recorded
 	// (and forwarded) before the first result.
-	want := []event.Type{event.SessionStart, event.Columns, event.Query, event.Query, event.Rows, event.Result, event.Error, event.SessionEnd}
+	// The statement's description is not a result: its columns are recorded with the first
+	// rows, with the formats the client bound.
+	want := []event.Type{event.SessionStart, event.Query, event.Query, event.Columns, event.Rows, event.Result, event.Error, event.SessionEnd}
 	if len(types) != len(want) {
 		t.Fatalf("events %v, want %v", types, want)
 	}

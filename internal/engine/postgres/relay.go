@@ -41,12 +41,14 @@ const (
 type pending struct {
 	kind  byte
 	start time.Time
-	stmt  string // for pendDescribe
+	stmt  string         // for pendDescribe
+	cols  []event.Column // for pendExecute: the result's columns, when the statement was described
 }
 
 type stmtInfo struct {
 	sql  string
-	oids []uint32
+	oids []uint32       // parameter types, from Parse or the statement's Describe
+	cols []event.Column // result columns from the statement's Describe (formats not yet bound)
 }
 
 type relay struct {
@@ -76,6 +78,7 @@ type relay struct {
 
 	// Target-to-client direction only.
 	columns    []event.Column
+	haveCols   bool   // the current result's columns are recorded
 	rows       []byte // packed rows of this batch; events alias it until the batch's Commit
 	rowsStart  int    // where the rows not yet recorded start in rows
 	rowsN      int
@@ -86,8 +89,9 @@ type relay struct {
 }
 
 type portalInfo struct {
-	stmt   string
-	params []event.Value
+	stmt    string
+	params  []event.Value
+	formats []int16 // result format codes from Bind
 }
 
 func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorder.Session) *relay {
@@ -232,6 +236,7 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		}
 		now := time.Now()
 		r.rec.Record(event.Query, event.QueryData{Text: q.String, Protocol: "simple"}, nil)
+		r.statements.Add(1)
 		r.push(pending{kind: pendSimple, start: now})
 	case 'P':
 		var p pgproto3.Parse
@@ -260,7 +265,7 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 			}
 			params[i] = r.types.render(oid, paramFormat(b.ParameterFormatCodes, i), v)
 		}
-		r.portals[b.DestinationPortal] = portalInfo{stmt: b.PreparedStatement, params: params}
+		r.portals[b.DestinationPortal] = portalInfo{stmt: b.PreparedStatement, params: params, formats: b.ResultFormatCodes}
 	case 'E':
 		var ex pgproto3.Execute
 		if ex.Decode(body) != nil {
@@ -269,13 +274,24 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		p := r.portals[ex.Portal]
 		r.mu.Lock()
 		var sql string
+		var cols []event.Column
 		if st := r.stmts[p.stmt]; st != nil {
 			sql = st.sql
+			// Clients that described the statement (pgx) bind result formats and never
+			// describe the portal: the rows' columns are the statement's with those formats.
+			if st.cols != nil {
+				cols = make([]event.Column, len(st.cols))
+				for i, c := range st.cols {
+					c.Format = paramFormat(p.formats, i)
+					cols[i] = c
+				}
+			}
 		}
 		r.mu.Unlock()
 		now := time.Now()
 		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "extended", Statement: p.stmt, Portal: ex.Portal, Params: p.params}, nil)
-		r.push(pending{kind: pendExecute, start: now})
+		r.statements.Add(1)
+		r.push(pending{kind: pendExecute, start: now, cols: cols})
 	case 'D':
 		var d pgproto3.Describe
 		if d.Decode(body) == nil && d.ObjectType == 'S' {
@@ -315,6 +331,7 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 			return
 		}
 		r.rec.Record(event.Query, event.QueryData{Text: "function call: oid " + strconv.FormatUint(uint64(f.Function), 10), Protocol: "function"}, nil)
+		r.statements.Add(1)
 		r.push(pending{kind: pendSimple, start: time.Now()})
 	}
 }
@@ -428,6 +445,16 @@ func (r *relay) restartFront(t time.Time) {
 func (r *relay) onTargetMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
+		if !r.haveCols {
+			// Rows of an Execute whose portal was not described: take the columns from the
+			// statement's description and the formats the client bound.
+			r.haveCols = true
+			if p, ok := r.front(); ok && p.kind == pendExecute && p.cols != nil {
+				r.flushRows()
+				r.columns = p.cols
+				r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
+			}
+		}
 		r.rows = event.AppendRowBody(r.rows, body)
 		r.rowsN++
 		r.resultRows++
@@ -436,11 +463,24 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 		if rd.Decode(body) != nil {
 			return
 		}
-		r.flushRows()
-		r.columns = r.columns[:0]
-		for _, f := range rd.Fields {
-			r.columns = append(r.columns, event.Column{Name: string(f.Name), OID: f.DataTypeOID, Format: f.Format})
+		cols := make([]event.Column, len(rd.Fields))
+		for i, f := range rd.Fields {
+			cols[i] = event.Column{Name: string(f.Name), OID: f.DataTypeOID, Format: f.Format}
 		}
+		if p, ok := r.front(); ok && p.kind == pendDescribe {
+			// A statement's description: its formats are not bound yet, so it describes no
+			// rows; keep it for the Executes that will use the statement.
+			r.pop()
+			r.mu.Lock()
+			if st := r.stmts[p.stmt]; st != nil {
+				st.cols = cols
+			}
+			r.mu.Unlock()
+			return
+		}
+		r.flushRows()
+		r.columns = cols
+		r.haveCols = true
 		r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
 		r.resultRows = 0
 	case 'C', 'I', 's':
@@ -459,8 +499,8 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 			res.DurationNS = int64(now.Sub(p.start))
 		}
 		r.rec.Record(event.Result, res, nil)
-		r.statements.Add(1)
 		r.resultRows = 0
+		r.haveCols = false
 		if p.kind == pendExecute {
 			r.pop()
 		} else if p.kind == pendSimple {
@@ -474,6 +514,7 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 		}
 		r.rec.Record(event.Error, event.MessageData{Severity: er.Severity, Code: er.Code, Message: er.Message,
 			Detail: er.Detail, Hint: er.Hint, Source: "target"}, nil)
+		r.haveCols = false
 		if er.Severity == "FATAL" || er.Severity == "PANIC" {
 			r.fatalUp.Store(true)
 		}
@@ -503,13 +544,17 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 		if pd.Decode(body) != nil {
 			return
 		}
+		// The statement's RowDescription or NoData follows and ends the Describe.
 		if p, ok := r.front(); ok && p.kind == pendDescribe {
-			r.pop()
 			r.mu.Lock()
 			if st := r.stmts[p.stmt]; st != nil {
 				st.oids = pd.ParameterOIDs
 			}
 			r.mu.Unlock()
+		}
+	case 'n':
+		if p, ok := r.front(); ok && p.kind == pendDescribe {
+			r.pop()
 		}
 	case 'N':
 		var n pgproto3.NoticeResponse
