@@ -90,6 +90,11 @@ func BenchmarkSQLiteInsert(b *testing.B) {
 					PRIMARY KEY (session, seq)) WITHOUT ROWID`); err != nil {
 					b.Fatal(err)
 				}
+				insert, err := db.Prepare(`INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer insert.Close()
 				events := benchEvents(batch)
 				var (
 					seq     uint64
@@ -104,10 +109,7 @@ func BenchmarkSQLiteInsert(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					stmt, err := tx.Prepare(`INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-					if err != nil {
-						b.Fatal(err)
-					}
+					stmt := tx.Stmt(insert)
 					for _, e := range events {
 						seq++
 						e.Seq, e.Offset, e.Time = seq, time.Duration(seq), t0
