@@ -9,14 +9,14 @@ import (
 // Metrics holds every collector. A nil *Metrics is valid and records nothing, for tests.
 type Metrics struct {
 	Registry        *prometheus.Registry
-	SessionsOpen    *prometheus.GaugeVec     // protocol, target
-	SessionsTotal   *prometheus.CounterVec   // protocol, target
-	Bytes           *prometheus.CounterVec   // protocol, target, direction (from_client|to_client)
-	EventsRecorded  *prometheus.CounterVec   // protocol
-	RecorderLatency prometheus.Histogram     // seconds per commit (events written before forwarding)
-	Errors          *prometheus.CounterVec   // kind
-	AuthFailures    *prometheus.CounterVec   // protocol
-	APIRequests     *prometheus.CounterVec   // route, code
+	SessionsOpen    *prometheus.GaugeVec   // protocol, target
+	SessionsTotal   *prometheus.CounterVec // protocol, target
+	Bytes           *prometheus.CounterVec // protocol, target, direction (from_client|to_client)
+	EventsRecorded  *prometheus.CounterVec // protocol
+	RecorderLatency prometheus.Histogram   // seconds per commit (events written before forwarding)
+	Errors          *prometheus.CounterVec // kind
+	AuthFailures    *prometheus.CounterVec // protocol
+	APIRequests     *prometheus.CounterVec // route, code
 }
 
 // New creates and registers every collector, with the Go runtime and process collectors.
