@@ -53,11 +53,15 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 		return nil, fmt.Errorf("%w: create session: %v", ErrUnavailable, err)
 	}
 	// Offsets count from when the recording exists, so session.start sits at (about) zero.
-	s := &Session{r: r, id: id.String(), protocol: info.Protocol, w: w, start: r.now()}
+	s := &Session{r: r, id: id.String(), protocol: info.Protocol, target: info.Target, w: w, start: r.now()}
 	s.Record(event.SessionStart, info.Start, nil)
 	if err := s.Commit(); err != nil {
 		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})
 		return nil, err
+	}
+	if m := r.Metrics; m != nil {
+		m.SessionsOpen.WithLabelValues(info.Protocol, info.Target).Inc()
+		m.SessionsTotal.WithLabelValues(info.Protocol, info.Target).Inc()
 	}
 	return s, nil
 }
@@ -75,6 +79,7 @@ type Session struct {
 	r        *Recorder
 	id       string
 	protocol string
+	target   string
 	w        store.Writer
 	start    time.Time
 
@@ -166,6 +171,9 @@ func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
 		return nil
 	}
 	s.ended = true
+	if m := s.r.Metrics; m != nil {
+		m.SessionsOpen.WithLabelValues(s.protocol, s.target).Dec()
+	}
 	err := s.commitLocked()
 	if serr := s.w.Sync(); err == nil && serr != nil {
 		err = fmt.Errorf("%w: %v", ErrUnavailable, serr)
