@@ -14,7 +14,9 @@ PGH=127.0.0.1 PGP=5432
 
 work=$(mktemp -d -t airlock-bench-XXXXXX)
 gwpid=""
+socatpid=""
 cleanup() {
+	[ -n "$socatpid" ] && kill "$socatpid" 2>/dev/null || true
 	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
 		kill -TERM "$gwpid" 2>/dev/null || true
 		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
@@ -27,6 +29,12 @@ trap cleanup EXIT
 for tool in psql pgbench; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
 done
+# socat is the floor: a bare TCP relay that parses and records nothing, measured in the same run
+# so that the gateway's added latency can be read against what any extra hop costs here.
+if ! command -v socat >/dev/null; then
+	echo "== installing socat (the bare-relay reference)" >&2
+	apt-get install -y -qq socat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq socat; } >/dev/null
+fi
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGAPPNAME
 
 freeport() {
@@ -79,7 +87,13 @@ for _ in $(seq 1 200); do
 done
 curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null || { echo "gateway not healthy" >&2; cat "$work/gateway.log" >&2; exit 1; }
 
+relayport=$(freeport)
+socat "TCP-LISTEN:$relayport,bind=127.0.0.1,fork,reuseaddr" "TCP:$PGH:$PGP" &
+socatpid=$!
+sleep 0.3
+
 direct=(-h $PGH -p $PGP -U postgres)
+relay=(-h 127.0.0.1 -p "$relayport" -U postgres)
 gateway=(-h 127.0.0.1 -p "$pgport" -U bench)
 
 # pgb WHERE ARGS... -> prints "tps latency_ms"
@@ -88,6 +102,8 @@ pgb() {
 	local out
 	if [ "$where" = direct ]; then
 		out=$(pgbench "${direct[@]}" "$@" "$DB" 2>&1) || { echo "$out" >&2; return 1; }
+	elif [ "$where" = relay ]; then
+		out=$(pgbench "${relay[@]}" "$@" "$DB" 2>&1) || { echo "$out" >&2; return 1; }
 	else
 		out=$(PGPASSWORD="$password" pgbench "${gateway[@]}" "$@" bench 2>&1) || { echo "$out" >&2; return 1; }
 	fi
@@ -127,12 +143,15 @@ read -r t8g _ < <(pgb gateway -c 8 -j 2 -T "$DURATION")
 echo "== pgbench -S -c 1 -T $DURATION" >&2
 read -r s1d l1d < <(pgb direct -n -S -c 1 -T "$DURATION")
 read -r s1g l1g < <(pgb gateway -n -S -c 1 -T "$DURATION")
+read -r s1r l1r < <(pgb relay -n -S -c 1 -T "$DURATION")
 echo "== 2M rows through psql to /dev/null, best of 3" >&2
 r2d=$(rows2m direct)
 r2g=$(rows2m gateway)
 
 added_us=$(echo "($l1g - $l1d) * 1000" | bc -l)
 printf -v added_us '%.0f' "$added_us"
+relay_us=$(echo "($l1r - $l1d) * 1000" | bc -l)
+printf -v relay_us '%.0f' "$relay_us"
 s8r=$(ratio "$s8g" "$s8d"); t8r=$(ratio "$t8g" "$t8d"); r2r=$(ratio "$r2g" "$r2d")
 pass() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo "yes"; else echo "NO"; fi; }
 
@@ -147,6 +166,9 @@ machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -
 | pgbench -S -c 1 (TPS) | $(int $s1d) | $(int $s1g) | $(ratio "$s1g" "$s1d") | (none) | - |
 | pgbench -S -c 1 (mean latency, ms) | $l1d | $l1g | $(ratio "$l1g" "$l1d") | added <= 100 us (here: ${added_us} us) | $(pass "$added_us <= 100") |
 | 2M rows psql to /dev/null (s, best of 3) | $r2d | $r2g | $r2r | <= 1.1 | $(pass "$r2r <= 1.1") |
+
+Reference: a bare TCP relay (socat, same TLS end to end as direct) on the same path adds ${relay_us} us of
+mean latency at -S -c 1 (latency $l1r ms, $(int $s1r) TPS): the cost of one extra hop on this machine.
 REPORT
 if grep -q '"level":"ERROR"' "$work/gateway.log"; then
 	echo "gateway logged errors:" >&2

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "airlock.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEmbeddedDefault(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "./airlock-data" || c.Listen.API != "127.0.0.1:8009" || c.Listen.Postgres != "127.0.0.1:15432" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if c.ShutdownGrace != 30*time.Second || c.Recording.Fsync != "interval" || c.Auth.TokenTTL != 12*time.Hour {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLoadIssueExample(t *testing.T) {
+	p := write(t, `
+data_dir: ./airlock-data
+listen:
+  api: 127.0.0.1:8009
+  postgres: 127.0.0.1:15432
+users:
+  - name: alice
+    password: s3cret
+    role: user
+    groups: [dba]
+targets:
+  - name: pg
+    type: postgres
+    address: 127.0.0.1:5432
+    database: test
+    username: postgres
+    password: ""
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Users) != 1 || c.Users[0].Groups[0] != "dba" || c.Targets[0].TLS != "prefer" {
+		t.Fatalf("loaded %+v", c)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"unknown key", "listen:\n  apii: x\n", "apii"},
+		{"unsupported policy setting", "policies:\n  - name: p\n    subjects: ['*']\n    targets: ['*']\n    access: allow\n    masking: [email]\n", "masking"},
+		{"bad role", "users:\n  - name: a\n    password: x\n    role: root\n", "role"},
+		{"password and hash", "users:\n  - name: a\n    password: x\n    password_hash: y\n", "exactly one"},
+		{"duplicate target", "targets:\n  - {name: a, type: postgres, address: 'h:1'}\n  - {name: a, type: postgres, address: 'h:2'}\n", "twice"},
+		{"bad listen", "listen:\n  api: nope\n", "listen.api"},
+		{"bad fsync", "recording:\n  fsync: sometimes\n", "recording.fsync"},
+		{"bad access", "policies:\n  - {name: p, subjects: ['*'], targets: ['*'], access: maybe}\n", "access"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	c := &Config{}
+	err := ApplyEnv(c, []string{"AIRLOCK_LISTEN_API=127.0.0.1:9", "AIRLOCK_DATA_DIR=/d", "AIRLOCK_SHUTDOWN_GRACE=2s",
+		"AIRLOCK_POSTGRES_ALLOW_PLAINTEXT_LOOPBACK=true", "AIRLOCK_POSTGRES_MAX_MESSAGE_SIZE=42", "OTHER=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.API != "127.0.0.1:9" || c.DataDir != "/d" || c.ShutdownGrace != 2*time.Second ||
+		!c.Postgres.AllowPlaintextLoopback || c.Postgres.MaxMessageSize != 42 {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if err := ApplyEnv(&Config{}, []string{"AIRLOCK_SHUTDOWN_GRACE=soon"}); err == nil {
+		t.Fatal("bad duration accepted")
+	}
+}
+
+func TestResolvePassword(t *testing.T) {
+	t.Setenv("AIRLOCK_TEST_PW", "from-env")
+	f := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(f, []byte("from-file\n"), 0o600)
+	for _, tt := range []struct {
+		t    Target
+		want string
+	}{
+		{Target{Password: "inline"}, "inline"},
+		{Target{PasswordEnv: "AIRLOCK_TEST_PW"}, "from-env"},
+		{Target{PasswordFile: f}, "from-file"},
+	} {
+		got, err := tt.t.ResolvePassword()
+		if err != nil || got != tt.want {
+			t.Errorf("%+v: %q, %v; want %q", tt.t, got, err, tt.want)
+		}
+	}
+	if _, err := (&Target{Name: "x", PasswordEnv: "AIRLOCK_TEST_UNSET_VAR"}).ResolvePassword(); err == nil {
+		t.Error("unset env var accepted")
+	}
+}
