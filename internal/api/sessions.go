@@ -18,8 +18,9 @@ import (
 	"github.com/airlock-gw/airlock/internal/store"
 )
 
-// sessionJSON is a session as the API shows it. Every field is always present.
-type sessionJSON struct {
+// Session is a session as the API shows it (and the CLI reads it). Every field is always
+// present.
+type Session struct {
 	ID         string     `json:"id"`
 	User       string     `json:"user"`
 	Target     string     `json:"target"`
@@ -33,8 +34,8 @@ type sessionJSON struct {
 	Status     string     `json:"status"` // active | ended
 }
 
-func toSessionJSON(s store.Session) sessionJSON {
-	j := sessionJSON{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, ClientAddr: s.ClientAddr,
+func toSessionJSON(s store.Session) Session {
+	j := Session{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, ClientAddr: s.ClientAddr,
 		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active"}
 	if s.EndedAt != nil {
 		t := s.EndedAt.UTC()
@@ -84,7 +85,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 	if !id.Role.CanReadAll() {
 		if f.User != "" && f.User != id.User {
 			// Asking for someone else's sessions is not an error; there are just none to see.
-			return writeJSON(w, http.StatusOK, map[string]any{"sessions": []sessionJSON{}})
+			return writeJSON(w, http.StatusOK, map[string]any{"sessions": []Session{}})
 		}
 		f.User = id.User
 	}
@@ -92,7 +93,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
-	out := make([]sessionJSON, 0, len(list))
+	out := make([]Session, 0, len(list))
 	for _, x := range list {
 		if id.Role.CanReadAll() || x.User == id.User {
 			out = append(out, toSessionJSON(x))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-gw/airlock/internal/api"
 	"io"
 	"net/url"
 	"text/tabwriter"
@@ -19,19 +20,7 @@ func init() {
 }
 
 // session is a session as the API returns it.
-type session struct {
-	ID         string     `json:"id"`
-	User       string     `json:"user"`
-	Target     string     `json:"target"`
-	Type       string     `json:"type"`
-	ClientAddr string     `json:"client_addr"`
-	StartedAt  time.Time  `json:"started_at"`
-	EndedAt    *time.Time `json:"ended_at"`
-	EndReason  string     `json:"end_reason"`
-	Events     uint64     `json:"events"`
-	Head       string     `json:"head"`
-	Status     string     `json:"status"`
-}
+type session = api.Session
 
 const sessionsUsage = `sessions list [--from T] [--to T] [--user U] [--target T] [--type T] [--limit N] [--json]
        airlock sessions show ID [--json]
