@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/airlock-gw/airlock/internal/api"
 	"io"
 	"net/url"
 	"text/tabwriter"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/api"
 	"github.com/airlock-gw/airlock/internal/event"
 )
 
