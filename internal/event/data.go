@@ -1,5 +1,7 @@
 package event
 
+import "encoding/binary"
+
 // Payloads of the event types, stored as JSON in Event.Data. Field names are part of the stored
 // format and of the API: add fields, never rename or repurpose one.
 
@@ -104,4 +106,40 @@ type CopyData struct {
 type CancelData struct {
 	Delivered bool   `json:"delivered"`
 	Error     string `json:"error,omitempty"`
+}
+
+// CheckpointData is the gateway's Ed25519 signature over the chain head: Seq and Head are the
+// sequence number and hash of the event just before the checkpoint. Signature is
+// base64 (standard, padded) of the signature over CheckpointMessage. Final marks the checkpoint
+// recorded after session.end: a recording whose last event is not a valid final checkpoint was
+// truncated (or is still being written).
+type CheckpointData struct {
+	Seq       uint64 `json:"seq"`
+	Head      string `json:"head"` // hex
+	KeyID     string `json:"key_id"`
+	Signature string `json:"signature"`
+	Final     bool   `json:"final,omitempty"`
+}
+
+// CheckpointDomain starts every signed checkpoint message. Its version changes whenever the
+// message layout does.
+const CheckpointDomain = "airlock-checkpoint-v1\x00"
+
+// CheckpointMessage returns the bytes a checkpoint signs, fixed for v1:
+//
+//	"airlock-checkpoint-v1" 0x00 | u16 len + session id | u64 seq | 32-byte head | u8 final (0 or 1)
+//
+// Integers are big-endian. The session id binds the signature to one recording, seq and head to
+// one point of its chain, and final to whether the chain may continue after it.
+func CheckpointMessage(session string, seq uint64, head [32]byte, final bool) []byte {
+	b := make([]byte, 0, len(CheckpointDomain)+2+len(session)+8+32+1)
+	b = append(b, CheckpointDomain...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(session)))
+	b = append(b, session...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = append(b, head[:]...)
+	if final {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }

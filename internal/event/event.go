@@ -25,6 +25,9 @@ const (
 	CopyIn       Type = "copy.in"       // Data: CopyData; Raw: bytes the client sent to the target
 	CopyOut      Type = "copy.out"      // Data: CopyData; Raw: bytes the target sent to the client
 	Cancel       Type = "cancel"        // Data: CancelData; the client asked to cancel a statement
+	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
+	// chain, so the next event's hash covers it.
+	Checkpoint Type = "checkpoint"
 )
 
 // FormatVersion is the version of the canonical encoding below. A reader that meets a higher

@@ -1,0 +1,2 @@
+// Package signing holds the gateway's Ed25519 keys that sign recording checkpoints.
+package signing
