@@ -142,9 +142,11 @@ func dash(s string) string {
 	return s
 }
 
-// formatDuration rounds d for people: 850ms, 12.3s, 4m05s, 2h03m.
+// formatDuration rounds d for people: 412µs, 850ms, 12.3s, 4m05s, 2h03m.
 func formatDuration(d time.Duration) string {
 	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:
