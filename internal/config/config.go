@@ -79,6 +79,15 @@ type Recording struct {
 	// crash of the gateway process loses nothing; fsync only matters for power loss.
 	Fsync         string        `yaml:"fsync"`
 	FsyncInterval time.Duration `yaml:"fsync_interval"` // default 50ms
+	// CheckpointEvents: the recorder signs the chain head with a checkpoint event at least
+	// every this many events. Default 1000.
+	CheckpointEvents int `yaml:"checkpoint_events"`
+	// CheckpointInterval: a checkpoint also follows the first event recorded this long after
+	// the previous one. Default 5s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// SigningKeyFile is a PEM PKCS #8 Ed25519 private key that signs checkpoints. Default ""
+	// (a key generated on first start in data_dir/signing/, mode 0600).
+	SigningKeyFile string `yaml:"signing_key_file"`
 }
 
 // Auth configures the gateway's own credentials.
@@ -174,6 +183,12 @@ func (c *Config) SetDefaults() {
 	if c.Recording.FsyncInterval == 0 {
 		c.Recording.FsyncInterval = 50 * time.Millisecond
 	}
+	if c.Recording.CheckpointEvents == 0 {
+		c.Recording.CheckpointEvents = 1000
+	}
+	if c.Recording.CheckpointInterval == 0 {
+		c.Recording.CheckpointInterval = 5 * time.Second
+	}
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = 12 * time.Hour
 	}
@@ -211,6 +226,9 @@ func (c *Config) Validate() error {
 	case "interval", "always":
 	default:
 		return fmt.Errorf("config: recording.fsync must be interval or always, not %q", c.Recording.Fsync)
+	}
+	if c.Recording.CheckpointEvents < 0 || c.Recording.CheckpointInterval < 0 {
+		return errors.New("config: recording.checkpoint_events and recording.checkpoint_interval must not be negative")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("config: tls_cert_file and tls_key_file go together")

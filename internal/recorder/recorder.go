@@ -4,6 +4,7 @@ package recorder
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,36 @@ type Recorder struct {
 	Store   store.Recordings
 	Metrics *metrics.Metrics
 	Now     func() time.Time // time.Now when nil; must carry a monotonic reading
+	// Signer signs checkpoints of the chain head. When nil no checkpoint is recorded (tests of
+	// engines that do not care); the gateway always sets it.
+	Signer Signer
+	// CheckpointEvents: a checkpoint follows at most this many events after the previous one.
+	// Default 1000.
+	CheckpointEvents int
+	// CheckpointInterval: a checkpoint follows the first event recorded at least this long
+	// after the previous checkpoint (or the session start). Default 5s. An idle session records
+	// nothing, so its head needs no new signature until its next event.
+	CheckpointInterval time.Duration
+}
+
+// Signer is what the recorder needs of a signing key (signing.Keyring).
+type Signer interface {
+	KeyID() string
+	Sign(msg []byte) []byte
+}
+
+func (r *Recorder) checkpointEvents() uint64 {
+	if r.CheckpointEvents > 0 {
+		return uint64(r.CheckpointEvents)
+	}
+	return 1000
+}
+
+func (r *Recorder) checkpointInterval() time.Duration {
+	if r.CheckpointInterval > 0 {
+		return r.CheckpointInterval
+	}
+	return 5 * time.Second
 }
 
 // Info describes a session being opened.
@@ -54,6 +85,7 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	}
 	// Offsets count from when the recording exists, so session.start sits at (about) zero.
 	s := &Session{r: r, id: id.String(), protocol: info.Protocol, target: info.Target, w: w, start: r.now()}
+	s.ckAt = s.start
 	s.Record(event.SessionStart, info.Start, nil)
 	if err := s.Commit(); err != nil {
 		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})
@@ -90,6 +122,10 @@ type Session struct {
 	scratch []byte
 	err     error // sticky: once the store failed, every Commit fails
 	ended   bool
+
+	ckSeq     uint64    // seq of the last checkpoint event
+	ckAt      time.Time // when it was recorded (the session start before the first)
+	recovered bool      // ended by crash recovery: not counted as open
 }
 
 // ID returns the session id.
@@ -122,11 +158,29 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 	if s.ended {
 		return
 	}
+	s.appendLocked(t, b, raw, now)
+	if s.r.Signer != nil && (s.seq-s.ckSeq >= s.r.checkpointEvents() || now.Sub(s.ckAt) >= s.r.checkpointInterval()) {
+		s.checkpointLocked(now, false)
+	}
+}
+
+// appendLocked seals one event onto the chain and queues it for Commit.
+func (s *Session) appendLocked(t event.Type, data, raw []byte, now time.Time) {
 	s.seq++
-	e := &event.Event{Session: s.id, Seq: s.seq, Type: t, Offset: now.Sub(s.start), Time: now.UTC(), Data: b, Raw: raw}
+	e := &event.Event{Session: s.id, Seq: s.seq, Type: t, Offset: now.Sub(s.start), Time: now.UTC(), Data: data, Raw: raw}
 	s.scratch = e.Seal(s.prev, s.scratch)
 	s.prev = e.Hash
 	s.pending = append(s.pending, e)
+}
+
+// checkpointLocked records a checkpoint that signs the current head. Signing costs tens of
+// microseconds, which is why it happens every CheckpointEvents events, not per event.
+func (s *Session) checkpointLocked(now time.Time, final bool) {
+	sig := s.r.Signer.Sign(event.CheckpointMessage(s.id, s.seq, s.prev, final))
+	b, _ := json.Marshal(event.CheckpointData{Seq: s.seq, Head: hex.EncodeToString(s.prev[:]),
+		KeyID: s.r.Signer.KeyID(), Signature: base64.StdEncoding.EncodeToString(sig), Final: final})
+	s.appendLocked(event.Checkpoint, b, nil, now)
+	s.ckSeq, s.ckAt = s.seq, now
 }
 
 // Commit writes every pending event to the store. The engine calls it before forwarding the
@@ -160,21 +214,29 @@ func (s *Session) commitLocked() error {
 	return nil
 }
 
-// End records session.end, writes everything and closes the recording's index entry. It is
-// idempotent.
+// End records session.end and the final checkpoint, writes everything and closes the
+// recording's index entry. It is idempotent.
 func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
-	d.DurationNS = int64(s.r.now().Sub(s.start))
-	s.Record(event.SessionEnd, d, nil)
+	now := s.r.now()
+	d.DurationNS = int64(now.Sub(s.start))
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("session.end: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return nil
 	}
+	s.appendLocked(event.SessionEnd, b, nil, now)
+	if s.r.Signer != nil {
+		s.checkpointLocked(now, true)
+	}
 	s.ended = true
-	if m := s.r.Metrics; m != nil {
+	if m := s.r.Metrics; m != nil && !s.recovered {
 		m.SessionsOpen.WithLabelValues(s.protocol, s.target).Dec()
 	}
-	err := s.commitLocked()
+	err = s.commitLocked()
 	if serr := s.w.Sync(); err == nil && serr != nil {
 		err = fmt.Errorf("%w: %v", ErrUnavailable, serr)
 	}

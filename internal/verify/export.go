@@ -1,0 +1,188 @@
+package verify
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/event"
+)
+
+// The JSON Lines export (`airlock export --format jsonl`, GET /api/v1/sessions/{id}/export) is a
+// header line followed by one line per event, in sequence order. Every line carries what the
+// canonical encoding needs, so the chain recomputes from the file alone:
+//
+//	{"format":"airlock-export","version":1,"session":{...},"signing_keys":[...],"exported_at":"..."}
+//	{"session":"ID","seq":1,"type":"session.start","offset_ns":0,"time":"...","data":{...},"raw":"base64","prev":"hex","hash":"hex"}
+//
+// data is the event's JSON payload byte for byte; an event whose payload is not compact JSON
+// carries it as data_base64 instead. raw is omitted when empty. The header's signing keys are
+// a convenience: a verifier must take the keys it trusts from elsewhere (--public-key), since
+// whoever can edit the file can replace them too.
+
+// ExportFormat and ExportVersion name the layout above.
+const (
+	ExportFormat  = "airlock-export"
+	ExportVersion = 1
+)
+
+// Header is the first line of an export.
+type Header struct {
+	Format      string          `json:"format"`
+	Version     int             `json:"version"`
+	Session     json.RawMessage `json:"session"` // the session as GET /api/v1/sessions/{id} shows it
+	SigningKeys []KeyJSON       `json:"signing_keys"`
+	ExportedAt  time.Time       `json:"exported_at"`
+}
+
+// SessionID returns the header's session id.
+func (h *Header) SessionID() string {
+	var s struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(h.Session, &s)
+	return s.ID
+}
+
+// KeyJSON is a public key as GET /api/v1/signing-keys and the export header show it.
+type KeyJSON struct {
+	ID        string    `json:"id"`
+	Algorithm string    `json:"algorithm"`
+	PublicKey string    `json:"public_key"` // base64 of the raw 32 bytes
+	CreatedAt time.Time `json:"created_at"`
+	Current   bool      `json:"current"`
+}
+
+// Line is one event of an export.
+type Line struct {
+	Session    string          `json:"session"`
+	Seq        uint64          `json:"seq"`
+	Type       event.Type      `json:"type"`
+	OffsetNS   int64           `json:"offset_ns"`
+	Time       time.Time       `json:"time"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataBase64 string          `json:"data_base64,omitempty"`
+	Raw        string          `json:"raw,omitempty"`
+	Prev       string          `json:"prev"`
+	Hash       string          `json:"hash"`
+}
+
+// Encoder writes an export.
+type Encoder struct {
+	enc *json.Encoder
+	buf bytes.Buffer
+}
+
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder {
+	e := &Encoder{enc: json.NewEncoder(w)}
+	e.enc.SetEscapeHTML(false) // keep payloads byte for byte
+	return e
+}
+
+// Header writes the header line.
+func (x *Encoder) Header(h Header) error {
+	h.Format, h.Version = ExportFormat, ExportVersion
+	if h.SigningKeys == nil {
+		h.SigningKeys = []KeyJSON{}
+	}
+	return x.enc.Encode(h)
+}
+
+// Event writes one event line.
+func (x *Encoder) Event(e *event.Event) error {
+	l := Line{Session: e.Session, Seq: e.Seq, Type: e.Type, OffsetNS: int64(e.Offset), Time: e.Time.UTC(),
+		Prev: hex.EncodeToString(e.Prev[:]), Hash: hex.EncodeToString(e.Hash[:])}
+	if len(e.Data) > 0 {
+		x.buf.Reset()
+		if json.Compact(&x.buf, e.Data) == nil && bytes.Equal(x.buf.Bytes(), e.Data) {
+			l.Data = e.Data
+		} else {
+			l.DataBase64 = base64.StdEncoding.EncodeToString(e.Data)
+		}
+	}
+	if len(e.Raw) > 0 {
+		l.Raw = base64.StdEncoding.EncodeToString(e.Raw)
+	}
+	return x.enc.Encode(&l)
+}
+
+// Event returns the event a line describes.
+func (l *Line) Event() (*event.Event, error) {
+	e := &event.Event{Session: l.Session, Seq: l.Seq, Type: l.Type, Offset: time.Duration(l.OffsetNS), Time: l.Time.UTC(), Data: []byte(l.Data)}
+	var err error
+	if l.DataBase64 != "" {
+		if e.Data, err = base64.StdEncoding.DecodeString(l.DataBase64); err != nil {
+			return nil, fmt.Errorf("data_base64: %w", err)
+		}
+	}
+	if len(e.Data) == 0 {
+		e.Data = nil
+	}
+	if l.Raw != "" {
+		if e.Raw, err = base64.StdEncoding.DecodeString(l.Raw); err != nil {
+			return nil, fmt.Errorf("raw: %w", err)
+		}
+	}
+	for _, h := range []struct {
+		name string
+		src  string
+		dst  *[32]byte
+	}{{"prev", l.Prev, &e.Prev}, {"hash", l.Hash, &e.Hash}} {
+		b, err := hex.DecodeString(h.src)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("%s %q is not a SHA-256 hash in hex", h.name, h.src)
+		}
+		copy(h.dst[:], b)
+	}
+	return e, nil
+}
+
+// ReadExport reads an export: the header, then fn for each event line in file order. It stops
+// at the first line that does not parse, with an error naming it.
+func ReadExport(r io.Reader, fn func(*event.Event) error) (Header, error) {
+	var h Header
+	br := bufio.NewReaderSize(r, 64<<10)
+	n := 0
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			n++
+			if n == 1 {
+				if jerr := json.Unmarshal(line, &h); jerr != nil || h.Format != ExportFormat {
+					return h, fmt.Errorf("line 1 is not an airlock export header (%v)", jerr)
+				}
+				if h.Version != ExportVersion {
+					return h, fmt.Errorf("export version %d is not supported (want %d)", h.Version, ExportVersion)
+				}
+			} else {
+				var l Line
+				if jerr := json.Unmarshal(line, &l); jerr != nil {
+					return h, fmt.Errorf("line %d: %w", n, jerr)
+				}
+				e, eerr := l.Event()
+				if eerr != nil {
+					return h, fmt.Errorf("line %d: %w", n, eerr)
+				}
+				if ferr := fn(e); ferr != nil {
+					return h, ferr
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if n == 0 {
+				return h, errors.New("empty export")
+			}
+			return h, nil
+		}
+		if err != nil {
+			return h, err
+		}
+	}
+}
