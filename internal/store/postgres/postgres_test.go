@@ -1,0 +1,298 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/store/storetest"
+)
+
+// testDSN is the server the tests use: AIRLOCK_TEST_POSTGRES, or the local test database.
+func testDSN() string {
+	if dsn := os.Getenv("AIRLOCK_TEST_POSTGRES"); dsn != "" {
+		return dsn
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+var (
+	serverOnce sync.Once
+	serverErr  error
+)
+
+// admin returns a connection for the test's own DDL. Without a server the test is skipped,
+// except in CI, where a missing server must fail rather than pass by skipping.
+func admin(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, testDSN())
+	serverOnce.Do(func() { serverErr = err })
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL for the store tests (AIRLOCK_TEST_POSTGRES or %s): %v", "127.0.0.1:5432", err)
+		}
+		t.Skipf("no PostgreSQL for the store tests (set AIRLOCK_TEST_POSTGRES): %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// schemaFor names a schema after the test and a hash of dir, so that reopening dir reaches the
+// same data, and drops it when the test ends.
+func schemaFor(t testing.TB, c *pgx.Conn, dir string) string {
+	sum := sha256.Sum256([]byte(t.Name() + "\x00" + dir))
+	name := fmt.Sprintf("airlock_test_%x", sum[:8])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{name}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop test schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func TestStore(t *testing.T) {
+	c := admin(t)
+	schemas := map[string]string{}
+	var mu sync.Mutex
+	storetest.Run(t, func(t *testing.T, dir string) store.Store {
+		mu.Lock()
+		schema, ok := schemas[dir]
+		if !ok {
+			schema = schemaFor(t, c, dir)
+			schemas[dir] = schema
+		}
+		mu.Unlock()
+		s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func openTest(t testing.TB) (*Store, *pgx.Conn, string) {
+	t.Helper()
+	c := admin(t)
+	schema := schemaFor(t, c, "")
+	s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, c, schema
+}
+
+// record writes a session of n events and ends it.
+func record(t testing.TB, s *Store, id string, n int) []*event.Event {
+	t.Helper()
+	ctx := context.Background()
+	w, err := s.Create(ctx, store.Session{ID: id, User: "alice", Target: "pg", Type: "postgres"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := &storetest.Chain{Session: id}
+	events := ch.NextN(n)
+	if err := w.Append(events...); err != nil {
+		t.Fatal(err)
+	}
+	last := events[len(events)-1]
+	if err := w.End(ctx, store.SessionEnd{Reason: "client_terminated", Events: last.Seq, Head: last.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// TestAppendOnly checks that the triggers refuse, to the table owner itself, every statement
+// that would change or remove a recording.
+func TestAppendOnly(t *testing.T) {
+	s, c, schema := openTest(t)
+	record(t, s, "s1", 5)
+	ctx := context.Background()
+	q := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+	tests := []struct{ name, sql string }{
+		{"update event", `UPDATE ` + q("events") + ` SET data = '\x7b7d' WHERE seq = 2`},
+		{"update no row", `UPDATE ` + q("events") + ` SET data = '\x7b7d' WHERE seq = 99`},
+		{"delete event", `DELETE FROM ` + q("events") + ` WHERE seq = 5`},
+		{"delete all events", `DELETE FROM ` + q("events")},
+		{"truncate events", `TRUNCATE ` + q("events")},
+		{"delete session", `DELETE FROM ` + q("sessions")},
+		{"truncate sessions", `TRUNCATE ` + q("sessions") + ` CASCADE`},
+		{"reopen session", `UPDATE ` + q("sessions") + ` SET ended_at = NULL`},
+		{"re-end session", `UPDATE ` + q("sessions") + ` SET ended_at = now(), end_reason = 'x'`},
+		{"rename user", `UPDATE ` + q("sessions") + ` SET "user" = 'mallory'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Exec(ctx, tt.sql)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || !strings.Contains(pe.Message, "airlock:") {
+				t.Fatalf("%s: got %v, want the trigger's refusal", tt.sql, err)
+			}
+		})
+	}
+	var got []*event.Event
+	if err := s.Events(ctx, "s1", 0, func(e *event.Event) error { got = append(got, e); return nil }); err != nil || len(got) != 5 {
+		t.Fatalf("after the refused statements: %d events, %v", len(got), err)
+	}
+}
+
+// TestCorruption disables the triggers as the owner can, alters rows, and expects Events to
+// name the problem.
+func TestCorruption(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		sql  string // %s: the events table
+		seq  uint64 // expected CorruptError.Seq
+	}{
+		{"altered data", `UPDATE %s SET data = '\x7b7d' WHERE seq = 3`, 3},
+		{"altered hash", `UPDATE %s SET hash = sha256('x') WHERE seq = 3`, 3},
+		{"deleted", `DELETE FROM %s WHERE seq = 3`, 3},
+		{"truncated tail", `DELETE FROM %s WHERE seq >= 4`, 4},
+		{"swapped", `UPDATE %[1]s SET seq = 1000 WHERE seq = 2; UPDATE %[1]s SET seq = 2 WHERE seq = 3; UPDATE %[1]s SET seq = 3 WHERE seq = 1000`, 2},
+		{"appended after end", `INSERT INTO %[1]s SELECT session_id, 6, type, offset_ns, time_ns, data, raw, hash FROM %[1]s WHERE seq = 5`, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, c, schema := openTest(t)
+			record(t, s, "s1", 5)
+			tbl := pgx.Identifier{schema, "events"}.Sanitize()
+			if _, err := c.Exec(ctx, `ALTER TABLE `+tbl+` DISABLE TRIGGER events_append_only`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(ctx, fmt.Sprintf(tt.sql, tbl)); err != nil {
+				t.Fatal(err)
+			}
+			err := s.Events(ctx, "s1", 0, func(*event.Event) error { return nil })
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Seq != tt.seq {
+				t.Fatalf("Events = %v, want CorruptError at event %d", err, tt.seq)
+			}
+		})
+	}
+}
+
+// TestLimitedRole runs the gateway's store as a role with the privileges
+// docs/storage-postgres.md grants, and checks what such a role cannot do even with the
+// triggers out of the picture.
+func TestLimitedRole(t *testing.T) {
+	s, c, schema := openTest(t)
+	s.Close()
+	ctx := context.Background()
+	role := schema + "_gw"
+	q := pgx.Identifier{schema}.Sanitize()
+	r := pgx.Identifier{role}.Sanitize()
+	if _, err := c.Exec(ctx, `CREATE ROLE `+r+` LOGIN`); err != nil {
+		t.Skipf("cannot create a role (not a superuser?): %v", err)
+	}
+	t.Cleanup(func() {
+		// After the schema is dropped (cleanups run last-in first-out, and the schema's was
+		// registered first), nothing is left owned by or granted to the role.
+		c.Exec(context.Background(), `DROP OWNED BY `+r)
+		c.Exec(context.Background(), `DROP ROLE `+r)
+	})
+	for _, g := range []string{
+		`GRANT USAGE ON SCHEMA %[1]s TO %[2]s`,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA %[1]s TO %[2]s`,
+		`GRANT INSERT ON %[1]s.sessions, %[1]s.events, %[1]s.targets, %[1]s.kv TO %[2]s`,
+		`GRANT UPDATE (ended_at, end_reason, events, head) ON %[1]s.sessions TO %[2]s`,
+		`GRANT UPDATE ON %[1]s.targets, %[1]s.kv TO %[2]s`,
+	} {
+		if _, err := c.Exec(ctx, fmt.Sprintf(g, q, r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := pgx.ParseConfig(testDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, cfg.Host, cfg.Port, cfg.Database)
+	ls, err := Open(ctx, dsn, Options{Schema: schema})
+	if err != nil {
+		t.Fatalf("Open as %s: %v", role, err)
+	}
+	defer ls.Close()
+	record(t, ls, "s1", 3)
+	if err := ls.PutKV(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close(ctx)
+	for _, stmt := range []string{
+		`ALTER TABLE %s.events DISABLE TRIGGER events_append_only`,
+		`UPDATE %s.events SET data = '\x7b7d'`,
+		`DELETE FROM %s.events`,
+		`TRUNCATE %s.events`,
+		`UPDATE %s.sessions SET "user" = 'mallory'`,
+		`DROP TABLE %s.events`,
+	} {
+		_, err := lc.Exec(ctx, fmt.Sprintf(stmt, q))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" { // insufficient_privilege
+			t.Errorf("%s as %s: %v, want insufficient_privilege", stmt, role, err)
+		}
+	}
+}
+
+// TestConcurrentOpen starts several stores on a fresh schema at once, as replicas do.
+func TestConcurrentOpen(t *testing.T) {
+	c := admin(t)
+	schema := schemaFor(t, c, "")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEventsAfterPages reads a recording longer than a page from various starting points.
+func TestEventsAfterPages(t *testing.T) {
+	s, _, _ := openTest(t)
+	want := record(t, s, "long", 2*pageSize+7)
+	for _, after := range []uint64{0, 1, pageSize - 1, pageSize, pageSize + 1, 2*pageSize + 6, 2*pageSize + 7, 5000} {
+		var n uint64
+		err := s.Events(context.Background(), "long", after, func(e *event.Event) error {
+			n++
+			if w := want[after+n-1]; e.Seq != w.Seq || e.Hash != w.Hash || e.Prev != w.Prev {
+				return fmt.Errorf("event %d differs", e.Seq)
+			}
+			return nil
+		})
+		if wantN := uint64(len(want)) - min(after, uint64(len(want))); err != nil || n != wantN {
+			t.Fatalf("after %d: %d events, %v; want %d", after, n, err, wantN)
+		}
+	}
+}
