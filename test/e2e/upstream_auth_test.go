@@ -115,6 +115,9 @@ func TestUpstreamAuth(t *testing.T) {
 		if !strings.Contains(pe.Message, "badca") {
 			t.Errorf("message %q does not name the target", pe.Message)
 		}
+		if !strings.Contains(pe.Hint, "ca_file") {
+			t.Errorf("hint %q does not point at the target's ca_file", pe.Hint)
+		}
 		// The same cluster, the same login, the right CA: the failure was the CA alone.
 		c := g.connect(t, "alice", alicePassword, "scram", uniq("up_scram_again"), "sslmode=require")
 		checkUpstreamSession(t, c, "scram_user", true)
@@ -127,6 +130,9 @@ func TestUpstreamAuth(t *testing.T) {
 		}
 		if !strings.Contains(pe.Message, "wrongpw") {
 			t.Errorf("message %q does not name the target", pe.Message)
+		}
+		if !strings.Contains(pe.Hint, "gateway's own credential") {
+			t.Errorf("hint %q does not say the gateway's credential (not the user's) was refused", pe.Hint)
 		}
 		if !strings.Contains(pe.Message, "scram_user") {
 			t.Errorf("message %q is not the target's (it names the target's login)", pe.Message)

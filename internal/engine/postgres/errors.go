@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -54,11 +57,22 @@ func (e *pgError) encode(dst []byte) []byte {
 func upstreamError(target string, err error) *pgError {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return &pgError{Severity: "FATAL", Code: pe.Code, Message: "target " + target + ": " + pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		hint := pe.Hint
+		if strings.HasPrefix(pe.Code, "28") {
+			// Not the user's password: the gateway's own credential for the target.
+			hint = "The target refused the gateway's own credential for it (not yours); an administrator must fix the target's username or password in the gateway."
+		}
+		return &pgError{Severity: "FATAL", Code: pe.Code, Message: "target " + target + ": " + pe.Message, Detail: pe.Detail, Hint: hint}
 	}
 	hint := "Check that the target is running and reachable from the gateway."
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr):
+		hint = "The target's TLS certificate could not be verified: check the target's ca_file and tls mode in the gateway."
+	case errors.As(err, &ne) && ne.Timeout():
 		hint = "The target did not answer in time. " + hint
 	}
 	return &pgError{Severity: "FATAL", Code: codeCannotConnect, Message: "could not connect to target " + target + ": " + err.Error(), Hint: hint}
