@@ -133,6 +133,11 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 		}
 		r.writeClientFatal(fatal(codeAdminShutdown, "terminating connection: "+cause.Error(), ""))
 	}
+	if first.reason == "client_disconnected" && r.fatalUp.Load() {
+		// The target ended the session with a FATAL error; the client leaving after reading
+		// it is the consequence, whichever direction noticed first.
+		first.reason = "upstream_closed"
+	}
 	r.ended.Store(true)
 	r.c.conn.Close()
 	r.up.conn.Close()
