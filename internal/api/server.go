@@ -28,6 +28,9 @@ type Server struct {
 	Metrics *metrics.Metrics // may be nil: nothing is counted and /metrics answers 404
 	Log     *slog.Logger     // discards when nil
 	Ready   func() bool      // healthz answers 200 only when it returns true; always ready when nil
+	// SigningKeys are the public keys of recording checkpoints; with none, every recording
+	// verifies with unknown_key findings.
+	SigningKeys SigningKeys
 }
 
 // Error is an error with the status and machine-readable code an API client sees. Handlers
@@ -77,6 +80,9 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /api/v1/sessions", true, s.listSessions)
 	handle("GET /api/v1/sessions/{id}", true, s.getSession)
 	handle("GET /api/v1/sessions/{id}/events", true, s.sessionEvents)
+	handle("GET /api/v1/sessions/{id}/verify", true, s.verifySession)
+	handle("GET /api/v1/sessions/{id}/export", true, s.exportSession)
+	handle("GET /api/v1/signing-keys", false, s.signingKeys)
 	handle("GET /api/v1/targets", true, s.listTargets)
 	handle("GET /api/v1/targets/{name}", true, s.getTarget)
 	handle("POST /api/v1/targets", true, s.createTarget)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/store/filestore"
 	"github.com/airlock-gw/airlock/internal/target"
@@ -103,7 +105,22 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	}
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 
-	rec := &recorder.Recorder{Store: st, Metrics: g.metrics}
+	// Integrity (issue 3): the checkpoint signing key, then crash recovery of the sessions a
+	// previous process left running, before any new session starts.
+	keys, created, err := signing.Open(filepath.Join(cfg.DataDir, "signing"), cfg.Recording.SigningKeyFile, nil)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("generated the recording signing key", "key_id", keys.KeyID(), "dir", filepath.Join(cfg.DataDir, "signing"))
+	}
+	rec := &recorder.Recorder{Store: st, Metrics: g.metrics, Signer: keys,
+		CheckpointEvents: cfg.Recording.CheckpointEvents, CheckpointInterval: cfg.Recording.CheckpointInterval}
+	if n, err := rec.Recover(context.Background(), log, keys.Public()); err != nil {
+		log.Error("crash recovery could not close every interrupted session", "recovered", n, "err", err)
+	} else if n > 0 {
+		log.Warn("crash recovery closed sessions left running by the previous gateway process", "sessions", n)
+	}
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics}
 	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
@@ -118,7 +135,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		g.engines[name] = e
 	}
 
-	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load}
+	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
+		SigningKeys: keys}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true

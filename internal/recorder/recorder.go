@@ -219,6 +219,11 @@ func (s *Session) commitLocked() error {
 func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
 	now := s.r.now()
 	d.DurationNS = int64(now.Sub(s.start))
+	return s.end(ctx, d, now, now)
+}
+
+// end records d at now and ends the index entry at endedAt.
+func (s *Session) end(ctx context.Context, d event.SessionEndData, now, endedAt time.Time) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("session.end: %w", err)
@@ -244,7 +249,7 @@ func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
 	if err != nil {
 		reason = "error"
 	}
-	if eerr := s.w.End(ctx, store.SessionEnd{EndedAt: s.r.now().UTC(), Reason: reason, Events: s.seq, Head: s.prev}); err == nil && eerr != nil {
+	if eerr := s.w.End(ctx, store.SessionEnd{EndedAt: endedAt.UTC(), Reason: reason, Events: s.seq, Head: s.prev}); err == nil && eerr != nil {
 		err = fmt.Errorf("%w: %v", ErrUnavailable, eerr)
 	}
 	return err

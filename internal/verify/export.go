@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/signing"
 )
 
 // The JSON Lines export (`airlock export --format jsonl`, GET /api/v1/sessions/{id}/export) is a
@@ -185,4 +186,14 @@ func ReadExport(r io.Reader, fn func(*event.Event) error) (Header, error) {
 			return h, err
 		}
 	}
+}
+
+// KeysJSON renders public keys for the API and the export header.
+func KeysJSON(keys []signing.PublicKey) []KeyJSON {
+	out := make([]KeyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, KeyJSON{ID: k.ID, Algorithm: signing.Algorithm, PublicKey: base64.StdEncoding.EncodeToString(k.Key),
+			CreatedAt: k.CreatedAt.UTC(), Current: k.Current})
+	}
+	return out
 }

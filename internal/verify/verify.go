@@ -171,6 +171,20 @@ func (v *Verifier) ReadError(err error) {
 	v.add(Unreadable, v.lastSeq+1, "reading stopped after event %d: %v", v.lastSeq, err)
 }
 
+// ExpectEnd compares the last event with what the store's index recorded when the session
+// ended: the number of events and the head (hex). A difference means the recording was cut or
+// extended after it ended. Call it after the last Add.
+func (v *Verifier) ExpectEnd(events uint64, head string) {
+	switch {
+	case events > v.lastSeq:
+		v.add(Truncated, v.lastSeq+1, "the index recorded %d events at the session's end; the recording holds %d", events, v.lastSeq)
+	case events < v.lastSeq:
+		v.add(Inserted, events+1, "the index recorded %d events at the session's end; the recording holds %d", events, v.lastSeq)
+	case head != "" && head != hex.EncodeToString(v.lastTrue[:]):
+		v.add(Altered, v.lastSeq, "the index recorded head %.16s… at the session's end; the last event hashes to %.16s…", head, hex.EncodeToString(v.lastTrue[:]))
+	}
+}
+
 // Finish returns the result.
 func (v *Verifier) Finish() Result {
 	switch {
