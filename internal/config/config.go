@@ -21,8 +21,13 @@ import (
 // documented in docs/configuration.md.
 type Config struct {
 	DataDir string `yaml:"data_dir"` // default ./airlock-data
-	Listen  Listen `yaml:"listen"`
-	Log     Log    `yaml:"log"`
+	// Store is where sessions, recordings, targets and gateway state live: "" or "file" = the
+	// embedded store in data_dir (default); "postgres://..." (or "postgresql://...") =
+	// PostgreSQL, in the schema "airlock" (see docs/storage-postgres.md). data_dir still holds
+	// the generated TLS certificate and keys. Env: AIRLOCK_STORE.
+	Store  string `yaml:"store"`
+	Listen Listen `yaml:"listen"`
+	Log    Log    `yaml:"log"`
 
 	// TLS for the gateway's listeners. When both are empty the gateway generates a self-signed
 	// certificate in data_dir on first start and reuses it.
@@ -202,6 +207,19 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// ValidStore reports whether v names a store the gateway knows: "" or "file" (the embedded
+// store) or a postgres:// or postgresql:// URL.
+func ValidStore(v string) bool {
+	if v == "" || v == "file" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(v, "postgres://")
+	if !ok {
+		rest, ok = strings.CutPrefix(v, "postgresql://")
+	}
+	return ok && rest != ""
+}
+
 // Validate reports the first problem in a defaulted config.
 func (c *Config) Validate() error {
 	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres}} {
@@ -221,6 +239,10 @@ func (c *Config) Validate() error {
 	case "", "json", "text":
 	default:
 		return fmt.Errorf("config: log.format must be json or text, not %q", c.Log.Format)
+	}
+	if !ValidStore(c.Store) {
+		// Not the value: a PostgreSQL URL may carry a password.
+		return errors.New(`config: store must be "file" or a postgres:// URL`)
 	}
 	switch c.Recording.Fsync {
 	case "interval", "always":

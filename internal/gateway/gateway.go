@@ -29,7 +29,6 @@ import (
 	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
-	"github.com/airlock-gw/airlock/internal/store/filestore"
 	"github.com/airlock-gw/airlock/internal/target"
 
 	_ "github.com/airlock-gw/airlock/internal/engine/postgres" // registers the postgres engine
@@ -61,7 +60,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
-	st, err := filestore.Open(cfg.DataDir, filestore.Options{Fsync: cfg.Recording.Fsync, FsyncInterval: cfg.Recording.FsyncInterval})
+	st, err := openStore(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
