@@ -814,7 +814,7 @@ func (g *gateway) waitSession(t testing.TB, app string) (Session, []Event) {
 
 // checkChain checks the invariants every recording must hold: seq 1..N gapless, offsets
 // non-decreasing, each prev equal to the previous event's hash, session.start first and
-// session.end last.
+// session.end last (followed only by its final signed checkpoint).
 func checkChain(t testing.TB, ev []Event) {
 	t.Helper()
 	if len(ev) < 2 {
@@ -823,8 +823,11 @@ func checkChain(t testing.TB, ev []Event) {
 	if ev[0].Type != "session.start" {
 		t.Errorf("first event is %q, want session.start", ev[0].Type)
 	}
-	if last := ev[len(ev)-1]; last.Type != "session.end" {
-		t.Errorf("last event is %q, want session.end", last.Type)
+	if last := ev[len(ev)-1]; last.Type != "checkpoint" || last.Data["final"] != true {
+		t.Errorf("last event is %q %v, want the final checkpoint", last.Type, last.Data)
+	}
+	if end := endEvent(ev); end == nil || end.Seq != uint64(len(ev)-1) {
+		t.Errorf("the event before the final checkpoint is not session.end")
 	}
 	if p := ev[0].Prev; p != "" && strings.Trim(p, "0") != "" {
 		t.Errorf("first event's prev = %q, want empty or zero", p)
@@ -898,11 +901,22 @@ func queryTexts(ev []Event) []string {
 	return s
 }
 
-func endReason(ev []Event) string {
-	if len(ev) == 0 || ev[len(ev)-1].Type != "session.end" {
-		return ""
+// endEvent returns a recording's session.end: its last event, or the one before the final
+// checkpoint that follows it; nil when the recording has no end.
+func endEvent(ev []Event) *Event {
+	for i := len(ev) - 1; i >= 0 && i >= len(ev)-2; i-- {
+		if ev[i].Type == "session.end" {
+			return &ev[i]
+		}
 	}
-	return ev[len(ev)-1].str("reason")
+	return nil
+}
+
+func endReason(ev []Event) string {
+	if e := endEvent(ev); e != nil {
+		return e.str("reason")
+	}
+	return ""
 }
 
 // uniq returns an application_name unique to this test run.

@@ -52,7 +52,10 @@ func TestRecordingIntegrityAndListing(t *testing.T) {
 	if ns := ofType(evA, "notice"); len(ns) != 1 || !strings.Contains(ns[0].str("message"), "e2e-notice") {
 		t.Errorf("notice events %+v", ns)
 	}
-	end := evA[len(evA)-1]
+	end := endEvent(evA)
+	if end == nil {
+		t.Fatalf("alice's recording has no session.end")
+	}
 	if end.num("duration_ns") <= 0 || end.num("bytes_from_client") <= 0 || end.num("bytes_to_client") <= 0 {
 		t.Errorf("session.end data %v: want duration and bytes each way", end.Data)
 	}
