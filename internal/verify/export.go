@@ -51,6 +51,38 @@ func (h *Header) SessionID() string {
 	return s.ID
 }
 
+// CheckHeader compares what the header says about the session with the chain, after the last
+// Add: the header is outside the chain, so its claims count only where the chain confirms them
+// (id, user, target, end reason, number of events, head). exported_at and signing_keys are
+// not evidence and are not checked.
+func (v *Verifier) CheckHeader(h *Header) {
+	var s struct {
+		ID        string     `json:"id"`
+		User      string     `json:"user"`
+		Target    string     `json:"target"`
+		EndedAt   *time.Time `json:"ended_at"`
+		EndReason string     `json:"end_reason"`
+		Events    uint64     `json:"events"`
+		Head      string     `json:"head"`
+	}
+	if err := json.Unmarshal(h.Session, &s); err != nil {
+		v.add(Altered, 0, "the export header's session does not decode: %v", err)
+		return
+	}
+	if v.start != nil && (s.User != v.start.User || s.Target != v.start.Target) {
+		v.add(Altered, 1, "the export header says user %q, target %q; session.start says %q, %q", s.User, s.Target, v.start.User, v.start.Target)
+	}
+	if s.EndedAt == nil {
+		return
+	}
+	if v.end != nil && s.EndReason != v.end.Reason && !(s.EndReason == "error" && v.end.Reason != "") {
+		v.add(Altered, 0, "the export header says the session ended %q; session.end says %q", s.EndReason, v.end.Reason)
+	}
+	if s.Head != "" {
+		v.ExpectEnd(s.Events, s.Head)
+	}
+}
+
 // KeyJSON is a public key as GET /api/v1/signing-keys and the export header show it.
 type KeyJSON struct {
 	ID        string    `json:"id"`
@@ -145,9 +177,10 @@ func (l *Line) Event() (*event.Event, error) {
 	return e, nil
 }
 
-// ReadExport reads an export: the header, then fn for each event line in file order. It stops
-// at the first line that does not parse, with an error naming it.
-func ReadExport(r io.Reader, fn func(*event.Event) error) (Header, error) {
+// ReadExport reads an export: the header (passed to onHeader, when not nil, before any event),
+// then fn for each event line in file order. It stops at the first line that does not parse,
+// with an error naming it.
+func ReadExport(r io.Reader, onHeader func(*Header) error, fn func(*event.Event) error) (Header, error) {
 	var h Header
 	br := bufio.NewReaderSize(r, 64<<10)
 	n := 0
@@ -161,6 +194,11 @@ func ReadExport(r io.Reader, fn func(*event.Event) error) (Header, error) {
 				}
 				if h.Version != ExportVersion {
 					return h, fmt.Errorf("export version %d is not supported (want %d)", h.Version, ExportVersion)
+				}
+				if onHeader != nil {
+					if herr := onHeader(&h); herr != nil {
+						return h, herr
+					}
 				}
 			} else {
 				var l Line

@@ -76,6 +76,8 @@ type Verifier struct {
 	afterFinal     bool
 	findings       []Finding
 	scratch        []byte
+	start          *event.SessionStartData // of the first session.start
+	end            *event.SessionEndData   // of the last session.end
 }
 
 func (v *Verifier) add(k Kind, seq uint64, format string, args ...any) {
@@ -121,8 +123,17 @@ func (v *Verifier) Add(e *event.Event) {
 	default:
 		v.add(Reordered, e.Seq, "event %d comes after event %d", e.Seq, v.lastSeq)
 	}
-	if e.Type == event.Checkpoint {
+	switch e.Type {
+	case event.Checkpoint:
 		v.checkpoint(e)
+	case event.SessionStart:
+		if v.start == nil {
+			v.start = &event.SessionStartData{}
+			json.Unmarshal(e.Data, v.start)
+		}
+	case event.SessionEnd:
+		v.end = &event.SessionEndData{}
+		json.Unmarshal(e.Data, v.end)
 	}
 	v.started = true
 	v.lastSeq, v.lastHash, v.lastTrue, v.lastType = e.Seq, e.Hash, c.Hash, e.Type

@@ -261,7 +261,7 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	verifyExport := func(b []byte) (Result, error) {
 		v := &Verifier{Keys: key.keys()}
-		h, err := ReadExport(bytes.NewReader(b), func(e *event.Event) error { v.Add(e); return nil })
+		h, err := ReadExport(bytes.NewReader(b), nil, func(e *event.Event) error { v.Add(e); return nil })
 		if err != nil {
 			v.ReadError(err)
 		}
