@@ -26,7 +26,7 @@ type SessionStartData struct {
 
 // SessionEndData closes every recording.
 type SessionEndData struct {
-	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | gateway_shutdown | error
+	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | gateway_shutdown | error | interrupted (closed by crash recovery)
 	Error           string `json:"error,omitempty"`
 	DurationNS      int64  `json:"duration_ns"`
 	BytesFromClient int64  `json:"bytes_from_client"`
