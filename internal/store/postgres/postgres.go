@@ -63,6 +63,7 @@ func (o *Options) checkAndSetDefaults() error {
 type Store struct {
 	opts Options
 	pool *pool
+	live *live
 
 	mu     sync.Mutex
 	closed bool
@@ -86,7 +87,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "airlock"
 	}
-	s := &Store{opts: opts, pool: newPool(cfg, opts.MaxConns)}
+	s := &Store{opts: opts, pool: newPool(cfg, opts.MaxConns), live: &live{cfg: cfg.Copy(), held: map[string]bool{}}}
 	if err := s.with(ctx, func(c *pgx.Conn) error { return migrate(ctx, c, opts.Schema) }); err != nil {
 		s.pool.close()
 		return nil, fmt.Errorf("open postgres store: %w", err)
@@ -117,7 +118,8 @@ func (s *Store) checkOpen() error {
 }
 
 // Close closes the idle connections; operations in flight finish on theirs. Writers of a closed
-// store refuse to append. Sessions still running stay so in the database.
+// store refuse to append. Sessions still running stay so in the database, for crash recovery
+// (Resume) to end.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -127,6 +129,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.pool.close()
+	s.live.close()
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/store/storetest"
 )
@@ -294,5 +295,91 @@ func TestEventsAfterPages(t *testing.T) {
 		if wantN := uint64(len(want)) - min(after, uint64(len(want))); err != nil || n != wantN {
 			t.Fatalf("after %d: %d events, %v; want %d", after, n, err, wantN)
 		}
+	}
+}
+
+// The gateway's crash recovery finds Resume through this interface.
+var _ recorder.Resumer = (*Store)(nil)
+
+// TestResume: a gateway that stopped without ending a session leaves it to the next start's
+// crash recovery, which must not take a session that a running gateway is still recording.
+func TestResume(t *testing.T) {
+	c := admin(t)
+	schema := schemaFor(t, c, "")
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, testDSN(), Options{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	w, err := a.Create(ctx, store.Session{ID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := &storetest.Chain{Session: "s1"}
+	if err := w.Append(ch.NextN(3)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Store{a, b} {
+		if _, _, _, err := s.Resume(ctx, "s1"); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("Resume of a session being recorded = %v, want ErrExists", err)
+		}
+	}
+	a.Close() // the gateway goes away without ending s1
+
+	rw, seq, head, err := b.Resume(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ch.Next()
+	if seq != 3 || head != last.Prev {
+		t.Fatalf("Resume = %d, %x; want 3, %x", seq, head, last.Prev)
+	}
+	if _, _, _, err := open().Resume(ctx, "s1"); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Resume while resumed = %v, want ErrExists", err)
+	}
+	if err := rw.Append(last); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.End(ctx, store.SessionEnd{Reason: "interrupted", Events: 4, Head: last.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := b.Resume(ctx, "s1"); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("Resume of an ended session = %v, want ErrExists", err)
+	}
+	n := 0
+	if err := b.Events(ctx, "s1", 0, func(*event.Event) error { n++; return nil }); err != nil || n != 4 {
+		t.Fatalf("after recovery: %d events, %v", n, err)
+	}
+}
+
+// TestResumeRefusesCorrupt: nothing is appended after events that are not what was written.
+func TestResumeRefusesCorrupt(t *testing.T) {
+	s, c, schema := openTest(t)
+	ctx := context.Background()
+	w, err := s.Create(ctx, store.Session{ID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append((&storetest.Chain{Session: "s1"}).NextN(3)...); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	tbl := pgx.Identifier{schema, "events"}.Sanitize()
+	if _, err := c.Exec(ctx, `ALTER TABLE `+tbl+` DISABLE TRIGGER events_append_only; UPDATE `+tbl+` SET data = '\x7b7d' WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, testDSN(), Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var ce *CorruptError
+	if _, _, _, err := s2.Resume(ctx, "s1"); !errors.As(err, &ce) || ce.Seq != 2 {
+		t.Fatalf("Resume of a corrupt recording = %v, want CorruptError at 2", err)
 	}
 }

@@ -38,19 +38,66 @@ func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, e
 	if sess.StartedAt.IsZero() {
 		sess.StartedAt = s.opts.Now()
 	}
-	err := s.with(ctx, func(c *pgx.Conn) error {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	// Lock first: there is no moment when the row exists and another gateway's recovery could
+	// take the session for an abandoned one.
+	locked, err := s.live.tryLock(ctx, sess.ID)
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("create session %q: lock", sess.ID), err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("create session %q: %w", sess.ID, store.ErrExists)
+	}
+	err = s.with(ctx, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, `INSERT INTO sessions (id, "user", target, type, client_addr, started_at)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
 			sess.ID, sess.User, sess.Target, sess.Type, sess.ClientAddr, sess.StartedAt)
 		return err
 	})
-	if pgCode(err) == codeUniqueViolation {
-		return nil, fmt.Errorf("create session %q: %w", sess.ID, store.ErrExists)
-	}
 	if err != nil {
+		s.live.unlock(sess.ID)
+		if pgCode(err) == codeUniqueViolation {
+			return nil, fmt.Errorf("create session %q: %w", sess.ID, store.ErrExists)
+		}
 		return nil, wrap(fmt.Sprintf("create session %q", sess.ID), err)
 	}
 	return &writer{s: s, id: sess.ID}, nil
+}
+
+// Resume reopens a session whose end was never recorded (the gateway recording it stopped), for
+// crash recovery to append the session's end. It refuses a session that a running gateway (this
+// one or another sharing the database) is recording, and a recording that does not verify
+// (*CorruptError): nothing is appended after events that are not what was written. There is no
+// torn tail to cut: each Append committed whole or not at all. It returns the writer and the seq
+// and hash of the last event.
+func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [32]byte, error) {
+	var head [32]byte
+	sess, err := s.Session(ctx, id)
+	if err != nil {
+		return nil, 0, head, err
+	}
+	if sess.EndedAt != nil {
+		return nil, 0, head, fmt.Errorf("resume session %q: end already recorded: %w", id, store.ErrExists)
+	}
+	locked, err := s.live.tryLock(ctx, id)
+	if err != nil {
+		return nil, 0, head, wrap(fmt.Sprintf("resume session %q: lock", id), err)
+	}
+	if !locked {
+		return nil, 0, head, fmt.Errorf("resume session %q: it is being recorded: %w", id, store.ErrExists)
+	}
+	var seq uint64
+	err = s.Events(ctx, id, 0, func(e *event.Event) error {
+		seq, head = e.Seq, e.Hash
+		return nil
+	})
+	if err != nil {
+		s.live.unlock(id)
+		return nil, 0, [32]byte{}, fmt.Errorf("resume session %q: %w", id, err)
+	}
+	return &writer{s: s, id: id, seq: seq, head: head}, seq, head, nil
 }
 
 // writer appends one session's events. Only the recorder's goroutine uses it.
@@ -153,6 +200,7 @@ func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
 		return fmt.Errorf("end session %q: end already recorded: %w", w.id, store.ErrExists)
 	}
 	w.ended = true
+	defer w.s.live.unlock(w.id)
 	if end.EndedAt.IsZero() {
 		end.EndedAt = w.s.opts.Now()
 	}
