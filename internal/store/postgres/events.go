@@ -71,7 +71,7 @@ func (s *Store) Events(ctx context.Context, id string, after uint64, fn func(*ev
 	var canon []byte
 	for {
 		n := 0
-		err := s.with(ctx, func(c *pgx.Conn) error {
+		err := s.withPool(ctx, s.readPool, func(c *pgx.Conn) error {
 			rows, err := c.Query(ctx, `SELECT seq, type, offset_ns, time_ns, data, raw, hash FROM events
 				WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, id, int64(seq), pageSize)
 			if err != nil {

@@ -26,8 +26,12 @@ type Options struct {
 	// Schema is the PostgreSQL schema holding the store's tables, created on first start.
 	// Default "airlock".
 	Schema string
-	// MaxConns bounds the connections the store opens. Default 16.
+	// MaxConns bounds the connections for writes and small reads. Default 16.
 	MaxConns int
+	// MaxReadConns bounds the connections that stream recordings (Events), separately: a
+	// reader holds one while its callback runs (a slow export client, say), and readers must
+	// never make the recorders' Appends wait. Default 8.
+	MaxReadConns int
 	// WriteTimeout bounds one Append or End, which take no context: a store that does not
 	// answer fails the write (and a strict recording fails closed) instead of hanging.
 	// Default 30s.
@@ -43,11 +47,14 @@ func (o *Options) checkAndSetDefaults() error {
 	if len(o.Schema) > 63 {
 		return fmt.Errorf("schema name %q is longer than PostgreSQL's 63 bytes", o.Schema)
 	}
-	if o.MaxConns < 0 || o.WriteTimeout < 0 {
+	if o.MaxConns < 0 || o.MaxReadConns < 0 || o.WriteTimeout < 0 {
 		return errors.New("max conns and write timeout must not be negative")
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = 16
+	}
+	if o.MaxReadConns == 0 {
+		o.MaxReadConns = 8
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 30 * time.Second
@@ -61,9 +68,10 @@ func (o *Options) checkAndSetDefaults() error {
 // Store keeps everything in one PostgreSQL schema. It is safe for concurrent use, and several
 // gateways may share one schema.
 type Store struct {
-	opts Options
-	pool *pool
-	live *live
+	opts     Options
+	pool     *pool // writes and small reads
+	readPool *pool // Events
+	live     *live
 
 	mu     sync.Mutex
 	closed bool
@@ -87,7 +95,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "airlock"
 	}
-	s := &Store{opts: opts, pool: newPool(cfg, opts.MaxConns), live: &live{cfg: cfg.Copy(), held: map[string]bool{}}}
+	s := &Store{
+		opts:     opts,
+		pool:     newPool(cfg, opts.MaxConns),
+		readPool: newPool(cfg, opts.MaxReadConns),
+		live:     &live{cfg: cfg.Copy(), held: map[string]bool{}},
+	}
 	if err := s.with(ctx, func(c *pgx.Conn) error { return migrate(ctx, c, opts.Schema) }); err != nil {
 		s.pool.close()
 		return nil, fmt.Errorf("open postgres store: %w", err)
@@ -97,14 +110,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 
 // with runs fn on a pooled connection.
 func (s *Store) with(ctx context.Context, fn func(*pgx.Conn) error) error {
+	return s.withPool(ctx, s.pool, fn)
+}
+
+func (s *Store) withPool(ctx context.Context, p *pool, fn func(*pgx.Conn) error) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	c, err := s.pool.acquire(ctx)
+	c, err := p.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer s.pool.release(c)
+	defer p.release(c)
 	return fn(c)
 }
 
@@ -129,6 +146,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.pool.close()
+	s.readPool.close()
 	s.live.close()
 	return nil
 }

@@ -383,3 +383,36 @@ func TestResumeRefusesCorrupt(t *testing.T) {
 		t.Fatalf("Resume of a corrupt recording = %v, want CorruptError at 2", err)
 	}
 }
+
+// TestSlowReaderDoesNotBlockWriters: a reader whose callback stalls (a slow export client)
+// holds a read connection, never one that Append needs.
+func TestSlowReaderDoesNotBlockWriters(t *testing.T) {
+	c := admin(t)
+	schema := schemaFor(t, c, "")
+	ctx := context.Background()
+	s, err := Open(ctx, testDSN(), Options{Schema: schema, MaxConns: 1, MaxReadConns: 1, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	record(t, s, "done", 3)
+	stall, inside := make(chan struct{}), make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		first := true
+		readErr <- s.Events(ctx, "done", 0, func(*event.Event) error {
+			if first {
+				first = false
+				close(inside)
+				<-stall
+			}
+			return nil
+		})
+	}()
+	<-inside
+	record(t, s, "live", 5) // Create, Append, End while the reader stalls
+	close(stall)
+	if err := <-readErr; err != nil {
+		t.Fatal(err)
+	}
+}
