@@ -83,7 +83,7 @@ func TestExportEndpoint(t *testing.T) {
 		t.Fatalf("export: %d %s", res.StatusCode, b)
 	}
 	v := &verify.Verifier{Keys: keys.Public()}
-	h, err := verify.ReadExport(bytes.NewReader(b), func(e *event.Event) error { v.Add(e); return nil })
+	h, err := verify.ReadExport(bytes.NewReader(b), nil, func(e *event.Event) error { v.Add(e); return nil })
 	if err != nil || h.SessionID() != id || len(h.SigningKeys) != 1 {
 		t.Fatalf("export header %+v, %v", h, err)
 	}
