@@ -28,11 +28,6 @@ func testDSN() string {
 	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 }
 
-var (
-	serverOnce sync.Once
-	serverErr  error
-)
-
 // admin returns a connection for the test's own DDL. Without a server the test is skipped,
 // except in CI, where a missing server must fail rather than pass by skipping.
 func admin(t testing.TB) *pgx.Conn {
@@ -40,10 +35,9 @@ func admin(t testing.TB) *pgx.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, testDSN())
-	serverOnce.Do(func() { serverErr = err })
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL for the store tests (AIRLOCK_TEST_POSTGRES or %s): %v", "127.0.0.1:5432", err)
+			t.Fatalf("CI=true and no PostgreSQL for the store tests (AIRLOCK_TEST_POSTGRES, default 127.0.0.1:5432): %v", err)
 		}
 		t.Skipf("no PostgreSQL for the store tests (set AIRLOCK_TEST_POSTGRES): %v", err)
 	}
