@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -83,6 +86,36 @@ func TestKillDuringStreamingResult(t *testing.T) {
 	}
 	if code != 200 || json.Unmarshal(body, &res) != nil || !res.Intact || res.Events != len(ev) || res.Checkpoints < 1 {
 		t.Fatalf("verify after recovery: HTTP %d %s", code, clip(string(body), 2000))
+	}
+	// The CLI agrees, through the gateway and offline on an export; an edited export fails.
+	dir := t.TempDir()
+	env := append(cleanEnv(), "HOME="+dir, "AIRLOCK_GATEWAY="+g.apiURL(), "AIRLOCK_TOKEN="+g.adminToken(t))
+	if r := run(time.Minute, env, nil, airlockBin, "verify", s.ID); r.Code != 0 {
+		t.Errorf("airlock verify: %s", r)
+	}
+	file := filepath.Join(dir, "s.jsonl")
+	if r := run(time.Minute, env, nil, airlockBin, "export", s.ID, "-o", file); r.Code != 0 {
+		t.Fatalf("airlock export: %s", r)
+	}
+	offline := append(cleanEnv(), "HOME="+dir) // no gateway
+	if r := run(time.Minute, offline, nil, airlockBin, "verify", "--file", file, "--public-key", file+".pub"); r.Code != 0 {
+		t.Errorf("airlock verify --file: %s", r)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), `"reason":"interrupted"`, `"reason":"client_terminated"`, 1)
+	if edited == string(b) {
+		t.Fatalf("export has no interrupted session.end")
+	}
+	os.WriteFile(file, []byte(edited), 0o644)
+	if r := run(time.Minute, offline, nil, airlockBin, "verify", "--file", file, "--public-key", file+".pub"); r.Code != 1 || !strings.Contains(r.Stdout, "altered") {
+		t.Errorf("airlock verify --file of an edited export: %s", r)
+	}
+	// asciicast plays the rows the client saw.
+	if r := run(time.Minute, env, nil, airlockBin, "export", s.ID, "--format", "asciicast"); r.Code != 0 || !strings.Contains(r.Stdout, `"version":2`) || !strings.Contains(r.Stdout, "50000 | kkkk") {
+		t.Errorf("airlock export --format asciicast: code %d, %s", r.Code, clip(r.Stdout, 500))
 	}
 	// A second restart has nothing left to recover, and changes nothing.
 	g.stop()
