@@ -323,6 +323,13 @@ func (p *player) event(ev *apiEvent) {
 			msg += "; error: " + d.Error
 		}
 		p.linef(ev, "%s", msg)
+	case event.Checkpoint:
+		// Signatures are for `airlock verify`; a replay mentions only the seal at the end.
+		var d event.CheckpointData
+		json.Unmarshal(ev.Data, &d)
+		if d.Final {
+			p.linef(ev, "recording sealed: events 1-%d signed by key %s", d.Seq, d.KeyID)
+		}
 	default:
 		p.linef(ev, "%s %s", ev.Type, string(ev.Data))
 	}
