@@ -62,7 +62,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	}
 	st, err := openStore(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
 	g := &Gateway{cfg: cfg, log: log, store: st, metrics: metrics.New(), listeners: map[string]net.Listener{}, engines: map[string]engine.Engine{}}
 	g.sessCtx, g.endAll = context.WithCancelCause(context.Background())

@@ -22,8 +22,11 @@ const storeOpenTimeout = 30 * time.Second
 func openStore(cfg *config.Config) (store.Store, error) {
 	switch {
 	case cfg.Store == "" || cfg.Store == "file":
-		// New says where: "open store in DATA_DIR".
-		return filestore.Open(cfg.DataDir, filestore.Options{Fsync: cfg.Recording.Fsync, FsyncInterval: cfg.Recording.FsyncInterval})
+		st, err := filestore.Open(cfg.DataDir, filestore.Options{Fsync: cfg.Recording.Fsync, FsyncInterval: cfg.Recording.FsyncInterval})
+		if err != nil {
+			return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		}
+		return st, nil
 	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 		defer cancel()
