@@ -3,6 +3,7 @@ module github.com/airlock-gw/airlock
 go 1.26.8
 
 require (
+	github.com/pganalyze/pg_query_go/v6 v6.2.5
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/crypto v0.59.0
 	gopkg.in/yaml.v3 v3.0.1
