@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
@@ -31,6 +33,34 @@ type Server struct {
 	// SigningKeys are the public keys of recording checkpoints; with none, every recording
 	// verifies with unknown_key findings.
 	SigningKeys SigningKeys
+	// Audit records logins, target changes, reads of a recording by someone other than its
+	// owner and refused attempts to change one (the gateway sets an *audit.Log). nil: nothing
+	// is audited.
+	Audit Auditor
+}
+
+// Auditor is what the API needs of the audit log.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// audit records e, durably, before the caller answers. An error is the request's answer when the
+// action must not happen unaudited; where the action is already refused the caller ignores it
+// (it is logged here).
+func (s *Server) audit(r *http.Request, e audit.Entry) error {
+	if s.Audit == nil {
+		return nil
+	}
+	if e.Client == "" {
+		e.Client = r.RemoteAddr
+	}
+	if err := s.Audit.Record(context.WithoutCancel(r.Context()), e); err != nil {
+		s.log().Error("api: the audit log cannot be written", "action", e.Action, "actor", e.Actor, "subject", e.Subject, "err", err)
+		s.Metrics.Error("audit")
+		return &Error{Status: http.StatusServiceUnavailable, Code: "audit_unavailable",
+			Message: "the audit log cannot be written, so the request was refused", Err: err}
+	}
+	return nil
 }
 
 // Error is an error with the status and machine-readable code an API client sees. Handlers
@@ -224,7 +254,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		s.log().Warn("api login failed", "user", req.Username, "remote", r.RemoteAddr, "err", err)
 		s.authFailure()
+		// Refused either way; an audit failure is logged by s.audit.
+		s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: req.Username, Outcome: audit.Denied,
+			Detail: map[string]string{"method": "password", "via": "api"}})
 		return errorf(http.StatusUnauthorized, "unauthorized", "%s", auth.ErrBadCredentials.Error())
+	}
+	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK,
+		Detail: map[string]string{"method": "password", "via": "api", "role": string(id.Role)}}); err != nil {
+		return err
 	}
 	token, exp, err := s.Auth.IssueToken(id)
 	if err != nil {

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/store"
@@ -119,6 +121,28 @@ func (s *Server) visibleSession(ctx context.Context, idStr string) (store.Sessio
 	return sess, nil
 }
 
+// readRecording is visibleSession for the routes that read a recording (events, verify,
+// export): a read by someone other than the recording's owner is audited before anything is
+// read, and so is a refused one. route names the route in the entry.
+func (s *Server) readRecording(r *http.Request, route string) (store.Session, error) {
+	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	id := auth.FromContext(r.Context())
+	if err != nil {
+		var e *Error
+		if sess.ID != "" && errors.As(err, &e) && e.Status == http.StatusNotFound {
+			// The session exists but is not the caller's: refused whatever the audit log says.
+			s.audit(r, audit.Entry{Action: audit.ActionRecordingRead, Actor: id.User, Outcome: audit.Denied,
+				Subject: sess.ID, Detail: map[string]string{"route": route, "owner": sess.User}})
+		}
+		return sess, err
+	}
+	if sess.User != id.User {
+		err = s.audit(r, audit.Entry{Action: audit.ActionRecordingRead, Actor: id.User, Outcome: audit.OK,
+			Subject: sess.ID, Detail: map[string]string{"route": route, "owner": sess.User, "role": string(id.Role)}})
+	}
+	return sess, err
+}
+
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
 	if err != nil {
@@ -150,7 +174,7 @@ var nullJSON = json.RawMessage("null")
 // memory stays flat whatever the recording's size. Once the answer has started, an error from
 // the store is reported in a top-level "error" field after the events delivered so far.
 func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	sess, err := s.readRecording(r, "events")
 	if err != nil {
 		return err
 	}
@@ -242,21 +266,31 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// sessionsOther answers every method other than GET on the sessions tree.
+// sessionsOther answers every method other than GET on the sessions tree. Every refused attempt
+// to change a recording is audited (the answer is 405 whatever the audit log says).
 func (s *Server) sessionsOther(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
-	case http.MethodPut, http.MethodPatch, http.MethodDelete:
-		user := ""
-		if id, err := s.authenticate(r); err == nil {
-			user = id.User
-		}
-		s.log().Warn("api: refused attempt to modify a recording", "method", r.Method, "path", r.URL.Path,
-			"user", user, "remote", r.RemoteAddr)
-		w.Header().Set("Allow", "GET, HEAD")
-		return errorf(http.StatusMethodNotAllowed, "immutable", "recordings cannot be modified or deleted")
 	case http.MethodGet, http.MethodHead:
 		return errorf(http.StatusNotFound, "not_found", "no API route %s %s", r.Method, r.URL.Path)
+	case http.MethodOptions:
+		w.Header().Set("Allow", "GET, HEAD")
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
+	user, detail := "", map[string]string{"method": r.Method, "path": r.URL.Path}
+	if id, err := s.authenticate(r); err == nil {
+		user = id.User
+	} else {
+		detail["authenticated"] = "false"
+	}
+	// The session id, when the path names one: /api/v1/sessions/{id}[/...].
+	subject, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/v1/sessions"), "/"), "/")
+	s.log().Warn("api: refused attempt to modify a recording", "method", r.Method, "path", r.URL.Path,
+		"user", user, "remote", r.RemoteAddr)
+	s.audit(r, audit.Entry{Action: audit.ActionRecordingModify, Actor: user, Outcome: audit.Denied, Subject: subject, Detail: detail})
 	w.Header().Set("Allow", "GET, HEAD")
+	switch r.Method {
+	case http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return errorf(http.StatusMethodNotAllowed, "immutable", "recordings cannot be modified or deleted")
+	}
 	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path)
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/target"
 )
@@ -49,9 +51,14 @@ type targetRequest struct {
 
 // createTarget registers a target (admins only). A name the config file defines cannot be
 // taken over; a target registered through the API before is replaced (200 instead of 201).
+//
+// The change is audited before it is made (no change without an entry); if storing it then
+// fails, a failed entry follows. A refusal for want of the admin role is audited too.
 func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	id := auth.FromContext(r.Context())
 	if id.Role != auth.RoleAdmin {
+		s.audit(r, audit.Entry{Action: audit.ActionTargetPut, Actor: id.User, Outcome: audit.Denied,
+			Detail: map[string]string{"role": string(id.Role)}})
 		return errorf(http.StatusForbidden, "forbidden", "only admins may register targets (you are %s with role %s)", id.User, id.Role)
 	}
 	var req targetRequest
@@ -76,7 +83,16 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, target.ErrUnknown) {
 		return fmt.Errorf("look up target %s: %w", t.Name, err)
 	}
+	// What changed, never the password.
+	entry := audit.Entry{Action: audit.ActionTargetPut, Actor: id.User, Outcome: audit.OK, Subject: t.Name,
+		Detail: map[string]string{"type": t.Type, "address": t.Address, "database": t.Database,
+			"username": t.Username, "tls": t.TLS, "replaced": strconv.FormatBool(status == http.StatusOK)}}
+	if err := s.audit(r, entry); err != nil {
+		return err
+	}
 	if err := s.Store.PutTarget(r.Context(), t); err != nil {
+		entry.Outcome, entry.Detail["error"] = audit.Failed, err.Error()
+		s.audit(r, entry)
 		return fmt.Errorf("store target %s: %w", t.Name, err)
 	}
 	s.log().Info("api: target registered", "target", t.Name, "address", t.Address, "by", id.User, "replaced", status == http.StatusOK)

@@ -14,7 +14,7 @@ import (
 // verifySession recomputes a session's chain and checks its checkpoints with the gateway's
 // public keys. Visibility is that of the session's events.
 func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	sess, err := s.readRecording(r, "verify")
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
 // writes and `airlock verify --file` checks offline. A read error ends the stream early; the
 // export then fails verification as truncated.
 func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.visibleSession(r.Context(), r.PathValue("id"))
+	sess, err := s.readRecording(r, "export")
 	if err != nil {
 		return err
 	}

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/event"
@@ -330,9 +334,46 @@ func (p *player) event(ev *apiEvent) {
 		if d.Final {
 			p.linef(ev, "recording sealed: events 1-%d signed by key %s", d.Seq, d.KeyID)
 		}
+	case event.Audit:
+		var d event.AuditData
+		json.Unmarshal(ev.Data, &d)
+		p.linef(ev, "%s", auditLine(ev.Time, d))
 	default:
 		p.linef(ev, "%s %s", ev.Type, string(ev.Data))
 	}
+}
+
+// auditLine renders an audit entry on one line:
+//
+//	2026-03-01 10:00:00 UTC recording.read ok by carol: s-alice from 10.0.0.1:5000 (owner=alice role=auditor route=events)
+func auditLine(t time.Time, d event.AuditData) string {
+	actor := d.Actor
+	if actor == "" {
+		actor = "(unauthenticated)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s by %s", t.Local().Format("2006-01-02 15:04:05 MST"), dash(d.Action), dash(d.Outcome), actor)
+	if d.Subject != "" {
+		b.WriteString(": " + d.Subject)
+	}
+	if d.Client != "" {
+		b.WriteString(" from " + d.Client)
+	}
+	if len(d.Detail) > 0 {
+		kv := make([]string, 0, len(d.Detail))
+		for _, k := range slices.Sorted(maps.Keys(d.Detail)) {
+			if v := d.Detail[k]; v != "" {
+				if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == '"' || r == '=' || !unicode.IsPrint(r) }) {
+					v = strconv.Quote(v) // one line, whatever the value holds
+				}
+				kv = append(kv, k+"="+v)
+			}
+		}
+		if len(kv) > 0 {
+			b.WriteString(" (" + strings.Join(kv, " ") + ")")
+		}
+	}
+	return b.String()
 }
 
 // flushTable prints gathered rows as a psql-like aligned table.

@@ -121,6 +121,17 @@ type CheckpointData struct {
 	Final     bool   `json:"final,omitempty"`
 }
 
+// AuditData is one entry of the audit log: who did what to which subject, from where, and how
+// it went. Detail never carries a secret (a password, a token).
+type AuditData struct {
+	Action  string            `json:"action"`            // login, target.put, recording.read, recording.modify, gateway.start, gateway.stop
+	Actor   string            `json:"actor"`             // the user (for a failed login: the name given)
+	Outcome string            `json:"outcome"`           // ok | denied | failed
+	Subject string            `json:"subject,omitempty"` // session id, target name, ...
+	Client  string            `json:"client,omitempty"`  // client address
+	Detail  map[string]string `json:"detail,omitempty"`
+}
+
 // CheckpointDomain starts every signed checkpoint message. Its version changes whenever the
 // message layout does.
 const CheckpointDomain = "airlock-checkpoint-v1\x00"

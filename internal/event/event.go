@@ -28,6 +28,9 @@ const (
 	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
 	// chain, so the next event's hash covers it.
 	Checkpoint Type = "checkpoint"
+	// Audit is one entry of the gateway's audit log, a recording of its own (type "audit"):
+	// Data: AuditData.
+	Audit Type = "audit"
 )
 
 // FormatVersion is the version of the canonical encoding below. A reader that meets a higher

@@ -15,11 +15,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/api"
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/connector"
@@ -30,6 +32,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
+	"github.com/airlock-gw/airlock/internal/version"
 
 	_ "github.com/airlock-gw/airlock/internal/engine/postgres" // registers the postgres engine
 )
@@ -45,6 +48,7 @@ type Gateway struct {
 	listeners map[string]net.Listener // by protocol, plus "api"
 	engines   map[string]engine.Engine
 	apiServer *http.Server
+	audit     *audit.Log // this run's audit log, ended at Shutdown
 
 	ready      atomic.Bool
 	sessions   sync.WaitGroup
@@ -134,8 +138,19 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		g.engines[name] = e
 	}
 
+	// The audit log is this run's own recording; the previous run's, if it did not end it, was
+	// just closed as interrupted by crash recovery. Nothing fails after it is opened.
+	if g.audit, err = audit.Open(context.Background(), rec); err != nil {
+		return nil, err
+	}
+	if err := g.audit.Record(context.Background(), audit.Entry{Action: audit.ActionGatewayStart, Actor: audit.User, Outcome: audit.OK,
+		Detail: map[string]string{"version": version.String(), "pid": strconv.Itoa(os.Getpid())}}); err != nil {
+		g.audit.End(context.Background())
+		return nil, err
+	}
+	log.Info("audit log opened", "session", g.audit.ID())
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
-		SigningKeys: keys}
+		SigningKeys: keys, Audit: g.audit}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
@@ -353,6 +368,15 @@ func (g *Gateway) Shutdown(force <-chan struct{}) error {
 	defer cancel()
 	g.apiServer.Shutdown(ctx)
 	g.serveGroup.Wait()
+	// Its own deadline: the API's may be spent by now.
+	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer acancel()
+	if err := g.audit.Record(actx, audit.Entry{Action: audit.ActionGatewayStop, Actor: audit.User, Outcome: audit.OK}); err != nil {
+		g.log.Error("audit log: recording the stop failed", "err", err)
+	}
+	if err := g.audit.End(actx); err != nil {
+		g.log.Error("audit log: ending it failed; the next start closes it as interrupted", "err", err)
+	}
 	err := g.store.Close()
 	g.log.Info("stopped")
 	return err
