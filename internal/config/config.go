@@ -93,6 +93,10 @@ type Recording struct {
 	// SigningKeyFile is a PEM PKCS #8 Ed25519 private key that signs checkpoints. Default ""
 	// (a key generated on first start in data_dir/signing/, mode 0600).
 	SigningKeyFile string `yaml:"signing_key_file"`
+	// BestEffortBuffer bounds, in bytes of event data, what a best-effort session (a target
+	// with recording.mode best-effort) holds in memory while the store is slow; events past it
+	// are dropped and counted. Default 8 MiB per session.
+	BestEffortBuffer int `yaml:"best_effort_buffer"`
 }
 
 // Auth configures the gateway's own credentials.
@@ -125,6 +129,16 @@ type Target struct {
 	TLS          string            `yaml:"tls"`           // disable | prefer (default) | require | verify-ca | verify-full
 	CAFile       string            `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
 	Labels       map[string]string `yaml:"labels"`
+	Recording    TargetRecording   `yaml:"recording"`
+}
+
+// TargetRecording is a target's recording policy.
+type TargetRecording struct {
+	// Mode is what a stalled or failing store does to this target's sessions: "strict"
+	// (default: every event is in the store before the bytes it describes are forwarded; no
+	// store, no session) or "best-effort" (sessions go on; events that do not fit in
+	// recording.best_effort_buffer are dropped, counted and marked by a recording.gap event).
+	Mode string `yaml:"mode"`
 }
 
 // Policy is an access rule. As of 2026-11 only access is decided; recording, masking and
@@ -194,6 +208,9 @@ func (c *Config) SetDefaults() {
 	if c.Recording.CheckpointInterval == 0 {
 		c.Recording.CheckpointInterval = 5 * time.Second
 	}
+	if c.Recording.BestEffortBuffer == 0 {
+		c.Recording.BestEffortBuffer = 8 << 20
+	}
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = 12 * time.Hour
 	}
@@ -203,6 +220,9 @@ func (c *Config) SetDefaults() {
 	for i := range c.Targets {
 		if c.Targets[i].TLS == "" {
 			c.Targets[i].TLS = "prefer"
+		}
+		if c.Targets[i].Recording.Mode == "" {
+			c.Targets[i].Recording.Mode = "strict"
 		}
 	}
 }
@@ -252,6 +272,9 @@ func (c *Config) Validate() error {
 	if c.Recording.CheckpointEvents < 0 || c.Recording.CheckpointInterval < 0 {
 		return errors.New("config: recording.checkpoint_events and recording.checkpoint_interval must not be negative")
 	}
+	if c.Recording.BestEffortBuffer < 0 {
+		return errors.New("config: recording.best_effort_buffer must not be negative")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("config: tls_cert_file and tls_key_file go together")
 	}
@@ -287,6 +310,11 @@ func (c *Config) Validate() error {
 		}
 		if n > 1 {
 			return fmt.Errorf("config: target %q: set at most one of password, password_env, password_file", t.Name)
+		}
+		switch t.Recording.Mode {
+		case "", "strict", "best-effort":
+		default:
+			return fmt.Errorf("config: target %q: recording.mode must be strict or best-effort, not %q", t.Name, t.Recording.Mode)
 		}
 	}
 	for i, p := range c.Policies {

@@ -48,12 +48,18 @@ targets:
     database: test
     username: postgres
     password: ""
+  - name: pg-be
+    type: postgres
+    address: 127.0.0.1:5432
+    recording:
+      mode: best-effort
 `)
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Users) != 1 || c.Users[0].Groups[0] != "dba" || c.Targets[0].TLS != "prefer" {
+	if len(c.Users) != 1 || c.Users[0].Groups[0] != "dba" || c.Targets[0].TLS != "prefer" ||
+		c.Targets[0].Recording.Mode != "strict" || c.Targets[1].Recording.Mode != "best-effort" || c.Recording.BestEffortBuffer != 8<<20 {
 		t.Fatalf("loaded %+v", c)
 	}
 }
@@ -67,6 +73,7 @@ func TestLoadRejects(t *testing.T) {
 		{"duplicate target", "targets:\n  - {name: a, type: postgres, address: 'h:1'}\n  - {name: a, type: postgres, address: 'h:2'}\n", "twice"},
 		{"bad listen", "listen:\n  api: nope\n", "listen.api"},
 		{"bad fsync", "recording:\n  fsync: sometimes\n", "recording.fsync"},
+		{"bad recording mode", "targets:\n  - {name: a, type: postgres, address: 'h:1', recording: {mode: off}}\n", "recording.mode"},
 		{"bad access", "policies:\n  - {name: p, subjects: ['*'], targets: ['*'], access: maybe}\n", "access"},
 	}
 	for _, tt := range tests {

@@ -32,6 +32,21 @@ type SessionEndData struct {
 	BytesFromClient int64  `json:"bytes_from_client"`
 	BytesToClient   int64  `json:"bytes_to_client"`
 	Statements      int64  `json:"statements"`
+	// DroppedEvents counts the events a best-effort recording could not keep (each run of them
+	// is a recording.gap event). Always 0 for strict recordings.
+	DroppedEvents uint64 `json:"dropped_events,omitempty"`
+}
+
+// GapData describes one run of events a best-effort recording dropped. The dropped events never
+// got a sequence number (they were never sealed into the chain), so the run is located by the
+// offsets of its first and last event, and by the gap's own place in the chain.
+type GapData struct {
+	Events        uint64 `json:"events"`                // events dropped
+	Bytes         uint64 `json:"bytes"`                 // their data and raw bytes
+	FirstOffsetNS int64  `json:"first_offset_ns"`       // offset of the first dropped event
+	LastOffsetNS  int64  `json:"last_offset_ns"`        // offset of the last dropped event
+	Reason        string `json:"reason"`                // buffer_full
+	StoreError    string `json:"store_error,omitempty"` // the store's last error, if it failed
 }
 
 // QueryData is a statement as the target received it. For the extended protocol it is emitted at

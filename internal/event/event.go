@@ -28,6 +28,10 @@ const (
 	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
 	// chain, so the next event's hash covers it.
 	Checkpoint Type = "checkpoint"
+	// RecordingGap stands in the chain where a best-effort recording dropped events (its buffer
+	// was full because the store stalled or failed): Data: GapData. Dropped events were never
+	// sealed, so the chain around the gap verifies; the gap says what is missing.
+	RecordingGap Type = "recording.gap"
 	// Audit is one entry of the gateway's audit log, a recording of its own (type "audit"):
 	// Data: AuditData.
 	Audit Type = "audit"

@@ -88,7 +88,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
-			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, Source: "config"}
+			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, RecordingMode: t.Recording.Mode, Source: "config"}
 		if err := tt.Validate(); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -118,7 +118,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		log.Info("generated the recording signing key", "key_id", keys.KeyID(), "dir", filepath.Join(cfg.DataDir, "signing"))
 	}
 	rec := &recorder.Recorder{Store: st, Metrics: g.metrics, Signer: keys,
-		CheckpointEvents: cfg.Recording.CheckpointEvents, CheckpointInterval: cfg.Recording.CheckpointInterval}
+		CheckpointEvents: cfg.Recording.CheckpointEvents, CheckpointInterval: cfg.Recording.CheckpointInterval,
+		BestEffortBuffer: cfg.Recording.BestEffortBuffer}
 	if n, err := rec.Recover(context.Background(), log, keys.Public()); err != nil {
 		log.Error("crash recovery could not close every interrupted session", "recovered", n, "err", err)
 	} else if n > 0 {

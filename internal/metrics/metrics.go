@@ -14,6 +14,7 @@ type Metrics struct {
 	Bytes           *prometheus.CounterVec // protocol, target, direction (from_client|to_client)
 	EventsRecorded  *prometheus.CounterVec // protocol
 	RecorderLatency prometheus.Histogram   // seconds per commit (events written before forwarding)
+	EventsDropped   *prometheus.CounterVec // protocol, target; best-effort recordings only
 	Errors          *prometheus.CounterVec // kind
 	AuthFailures    *prometheus.CounterVec // protocol
 	APIRequests     *prometheus.CounterVec // route, code
@@ -34,6 +35,8 @@ func New() *Metrics {
 		RecorderLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "airlock_recorder_commit_seconds", Help: "Time to write pending events to the store before forwarding.",
 			Buckets: []float64{1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1}}),
+		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_events_dropped_total", Help: "Recording events a best-effort target's sessions could not keep (store stalled or failing)."}, []string{"protocol", "target"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_errors_total", Help: "Errors by kind."}, []string{"kind"}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -42,7 +45,7 @@ func New() *Metrics {
 			Name: "airlock_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 	}
 	m.Registry.MustRegister(m.SessionsOpen, m.SessionsTotal, m.Bytes, m.EventsRecorded, m.RecorderLatency,
-		m.Errors, m.AuthFailures, m.APIRequests,
+		m.EventsDropped, m.Errors, m.AuthFailures, m.APIRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

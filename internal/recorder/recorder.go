@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/target"
 )
 
 // ErrUnavailable wraps every store failure: engines turn it into a protocol-native "recording
@@ -38,6 +39,13 @@ type Recorder struct {
 	// after the previous checkpoint (or the session start). Default 5s. An idle session records
 	// nothing, so its head needs no new signature until its next event.
 	CheckpointInterval time.Duration
+	// BestEffortBuffer bounds, in bytes of event data and raw bytes, the events a best-effort
+	// session holds in memory that the store has not yet accepted. Default 8 MiB.
+	BestEffortBuffer int
+	// DrainTimeout is how long End of a best-effort session waits for a stalled store to take
+	// what is buffered. Default 10s; after it the session is left open in the index and crash
+	// recovery closes it at the next start.
+	DrainTimeout time.Duration
 }
 
 // Signer is what the recorder needs of a signing key (signing.Keyring).
@@ -66,7 +74,9 @@ type Info struct {
 	Target   string
 	User     string
 	Client   string // client address
-	Start    event.SessionStartData
+	// Mode is the target's recording mode: "" or "strict" (fail closed) or "best-effort".
+	Mode  string
+	Start event.SessionStartData
 }
 
 // Start creates the session in the store and durably records its session.start event.
@@ -86,10 +96,15 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	// Offsets count from when the recording exists, so session.start sits at (about) zero.
 	s := &Session{r: r, id: id.String(), protocol: info.Protocol, target: info.Target, w: w, start: r.now()}
 	s.ckAt = s.start
+	// session.start is written synchronously in either mode: a session the store cannot even
+	// create is refused, best-effort or not.
 	s.Record(event.SessionStart, info.Start, nil)
 	if err := s.Commit(); err != nil {
 		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})
 		return nil, err
+	}
+	if info.Mode == target.RecordingBestEffort {
+		s.startBestEffort()
 	}
 	if m := r.Metrics; m != nil {
 		m.SessionsOpen.WithLabelValues(info.Protocol, info.Target).Inc()
@@ -126,6 +141,12 @@ type Session struct {
 	ckSeq     uint64    // seq of the last checkpoint event
 	ckAt      time.Time // when it was recorded (the session start before the first)
 	recovered bool      // ended by crash recovery: not counted as open
+
+	// be is the best-effort state, nil for strict sessions. When set, Record queues events
+	// unsealed under mu and the writer goroutine seals and appends them under wmu, which then
+	// guards seq, prev, pending, scratch and the checkpoint fields instead of mu.
+	be  *bestEffort
+	wmu sync.Mutex
 }
 
 // ID returns the session id.
@@ -139,12 +160,14 @@ func (s *Session) Started() time.Time { return s.start }
 // by reference: the caller must not modify it until Commit returns.
 func (s *Session) Record(t event.Type, data any, raw []byte) {
 	var b []byte
+	borrowed := true // b is the caller's
 	switch d := data.(type) {
 	case json.RawMessage:
 		b = d
 	case []byte:
 		b = d
 	default:
+		borrowed = false
 		var err error
 		if b, err = json.Marshal(data); err != nil {
 			// Payloads are the event package's own structs; this is a programming error, but
@@ -153,15 +176,24 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 		}
 	}
 	now := s.r.now()
+	if s.be != nil {
+		s.queue(t, b, raw, now, borrowed)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return
 	}
 	s.appendLocked(t, b, raw, now)
-	if s.r.Signer != nil && (s.seq-s.ckSeq >= s.r.checkpointEvents() || now.Sub(s.ckAt) >= s.r.checkpointInterval()) {
+	if s.checkpointDue(now) {
 		s.checkpointLocked(now, false)
 	}
+}
+
+// checkpointDue reports whether the head needs a checkpoint after an event recorded at now.
+func (s *Session) checkpointDue(now time.Time) bool {
+	return s.r.Signer != nil && (s.seq-s.ckSeq >= s.r.checkpointEvents() || now.Sub(s.ckAt) >= s.r.checkpointInterval())
 }
 
 // appendLocked seals one event onto the chain and queues it for Commit.
@@ -185,8 +217,13 @@ func (s *Session) checkpointLocked(now time.Time, final bool) {
 
 // Commit writes every pending event to the store. The engine calls it before forwarding the
 // bytes those events describe; an error means the recording cannot be kept and the session must
-// end.
+// end. For a best-effort session it returns nil at once: the writer goroutine keeps the events
+// or counts them as dropped.
 func (s *Session) Commit() error {
+	if s.be != nil {
+		s.kick()
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.commitLocked()
@@ -219,6 +256,9 @@ func (s *Session) commitLocked() error {
 func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
 	now := s.r.now()
 	d.DurationNS = int64(now.Sub(s.start))
+	if s.be != nil {
+		return s.endBestEffort(ctx, d, now)
+	}
 	return s.end(ctx, d, now, now)
 }
 
@@ -257,6 +297,11 @@ func (s *Session) end(ctx context.Context, d event.SessionEndData, now, endedAt 
 
 // Head returns the current chain head as hex, for logs.
 func (s *Session) Head() string {
+	if s.be != nil {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		return hex.EncodeToString(s.prev[:])
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return hex.EncodeToString(s.prev[:])

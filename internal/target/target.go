@@ -13,19 +13,29 @@ import (
 // Target is a destination. Password is the gateway's credential for it, resolved from
 // password/password_env/password_file; it never leaves the gateway through the API.
 type Target struct {
-	Name      string            `json:"name"`
-	Type      string            `json:"type"` // engine name: postgres, ...
-	Address   string            `json:"address"`
-	Database  string            `json:"database,omitempty"`
-	Username  string            `json:"username,omitempty"`
-	Password  string            `json:"password,omitempty"`
-	TLS       string            `json:"tls,omitempty"` // upstream TLS: disable | prefer (default) | require | verify-full
-	CAFile    string            `json:"ca_file,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Source    string            `json:"source"` // config | api
-	CreatedAt time.Time         `json:"created_at,omitzero"`
-	CreatedBy string            `json:"created_by,omitempty"`
+	Name     string            `json:"name"`
+	Type     string            `json:"type"` // engine name: postgres, ...
+	Address  string            `json:"address"`
+	Database string            `json:"database,omitempty"`
+	Username string            `json:"username,omitempty"`
+	Password string            `json:"password,omitempty"`
+	TLS      string            `json:"tls,omitempty"` // upstream TLS: disable | prefer (default) | require | verify-full
+	CAFile   string            `json:"ca_file,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// RecordingMode is what happens when the recording store stalls or fails: strict (default,
+	// fail closed) or best-effort (fail open, counting every dropped event). See
+	// docs/recording.md.
+	RecordingMode string    `json:"recording_mode,omitempty"`
+	Source        string    `json:"source"` // config | api
+	CreatedAt     time.Time `json:"created_at,omitzero"`
+	CreatedBy     string    `json:"created_by,omitempty"`
 }
+
+// Recording modes (RecordingMode). "" means strict.
+const (
+	RecordingStrict     = "strict"
+	RecordingBestEffort = "best-effort"
+)
 
 // ErrUnknown is returned (wrapped) for a target name that is not defined.
 var ErrUnknown = errors.New("unknown target")
@@ -44,6 +54,11 @@ func (t *Target) Validate() error {
 	case "", "disable", "prefer", "require", "verify-ca", "verify-full":
 	default:
 		return fmt.Errorf("target %q: tls must be disable, prefer, require, verify-ca or verify-full, not %q", t.Name, t.TLS)
+	}
+	switch t.RecordingMode {
+	case "", RecordingStrict, RecordingBestEffort:
+	default:
+		return fmt.Errorf("target %q: recording mode must be strict or best-effort, not %q", t.Name, t.RecordingMode)
 	}
 	return nil
 }

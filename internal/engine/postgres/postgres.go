@@ -133,7 +133,7 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	if c.tls != nil {
 		start.TLSVersion = tls.VersionName(c.tls.Version)
 	}
-	rec, err := e.d.Recorder.Start(ctx, recorder.Info{Protocol: Name, Target: t.Name, User: c.id.User, Client: raw.RemoteAddr().String(), Start: start})
+	rec, err := e.d.Recorder.Start(ctx, recorder.Info{Protocol: Name, Target: t.Name, User: c.id.User, Client: raw.RemoteAddr().String(), Mode: t.RecordingMode, Start: start})
 	if err != nil {
 		up.conn.Close()
 		log.Error("recording unavailable: session refused", "err", err)
