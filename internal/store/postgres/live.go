@@ -13,14 +13,17 @@ import (
 // before it resumes a session, so it never ends one that a running gateway is still recording;
 // when a gateway dies its connection closes and its locks go with it.
 type live struct {
-	cfg *pgx.ConnConfig
+	cfg    *pgx.ConnConfig
+	schema string // advisory locks are database-wide: the key names the schema too
 
 	mu   sync.Mutex
 	conn *pgx.Conn
 	held map[string]bool
 }
 
-const lockKey = `hashtextextended('airlock.session.' || $1, 0)`
+// lockKey is the advisory lock of session $2 in schema $1. Advisory locks are shared by the
+// whole database, so two stores in different schemas must not take each other's.
+const lockKey = `hashtextextended('airlock.session.' || $1 || '.' || $2, 0)`
 
 // tryLock takes session id's lock; false when another connection holds it.
 func (l *live) tryLock(ctx context.Context, id string) (bool, error) {
@@ -33,7 +36,7 @@ func (l *live) tryLock(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	var ok bool
-	if err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKey+`)`, id).Scan(&ok); err != nil {
+	if err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKey+`)`, l.schema, id).Scan(&ok); err != nil {
 		return false, err
 	}
 	if ok {
@@ -56,7 +59,7 @@ func (l *live) unlock(id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l.conn.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKey+`)`, id)
+	l.conn.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKey+`)`, l.schema, id)
 }
 
 // connect (re)opens the connection. After a reconnect it takes the held locks again; one that
@@ -72,7 +75,7 @@ func (l *live) connect(ctx context.Context) error {
 	}
 	for id := range l.held {
 		var ok bool
-		if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKey+`)`, id).Scan(&ok); err != nil {
+		if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKey+`)`, l.schema, id).Scan(&ok); err != nil {
 			c.Close(context.Background())
 			return err
 		}

@@ -99,7 +99,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		opts:     opts,
 		pool:     newPool(cfg, opts.MaxConns),
 		readPool: newPool(cfg, opts.MaxReadConns),
-		live:     &live{cfg: cfg.Copy(), held: map[string]bool{}},
+		live:     &live{cfg: cfg.Copy(), schema: opts.Schema, held: map[string]bool{}},
 	}
 	if err := s.with(ctx, func(c *pgx.Conn) error { return migrate(ctx, c, opts.Schema) }); err != nil {
 		s.pool.close()
