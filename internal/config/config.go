@@ -141,14 +141,35 @@ type TargetRecording struct {
 	Mode string `yaml:"mode"`
 }
 
-// Policy is an access rule. As of 2026-11 only access is decided; recording, masking and
-// guardrail settings come with the policy issue and are refused here until then rather than
-// silently ignored.
+// Policy is a rule of the policy engine (internal/policy documents the precedence). A rule
+// with access allow grants; deny refuses and wins over any allow; a rule without access only
+// adds settings (masking, guardrails, recording, max duration) to sessions other rules allow.
 type Policy struct {
-	Name     string   `yaml:"name"`
-	Subjects []string `yaml:"subjects"` // user:NAME, group:NAME, role:NAME or "*"
-	Targets  []string `yaml:"targets"`  // names or globs ("prod-*"), type:NAME, "*"
-	Access   string   `yaml:"access"`   // allow | deny
+	Name     string   `yaml:"name" json:"name"`
+	Subjects []string `yaml:"subjects" json:"subjects"` // user:NAME, group:NAME, role:NAME, service:NAME or "*"
+	Targets  []string `yaml:"targets" json:"targets"`   // names or globs ("prod-*"), type:NAME, label:K=V, "*"
+	Access   string   `yaml:"access" json:"access,omitempty"` // allow | deny | "" (settings only)
+	// Recording is on (default) or off; the most specific matching rule that sets it decides.
+	Recording string `yaml:"recording" json:"recording,omitempty"`
+	// Masking lists detectors (credit_card, email, ...), "column:TABLE.COLUMN" and
+	// "regex:NAME:PATTERN" rules (internal/masking); the union of all matching rules applies.
+	Masking []string `yaml:"masking" json:"masking,omitempty"`
+	// Guardrails lists statement classes to act on: "destructive" (deny), or "ACTION:CLASS"
+	// with ACTION deny, approve or warn (e.g. "approve:destructive"); the union applies.
+	Guardrails []string `yaml:"guardrails" json:"guardrails,omitempty"`
+	// GuardrailRules are custom statement rules by kind, relation glob and class.
+	GuardrailRules []GuardrailRule `yaml:"guardrail_rules" json:"guardrail_rules,omitempty"`
+	// MaxDuration ends sessions after this long; the shortest of the matching rules applies.
+	MaxDuration time.Duration `yaml:"max_duration" json:"max_duration,omitempty"`
+}
+
+// GuardrailRule is a custom guardrail (internal/guard.Rule).
+type GuardrailRule struct {
+	Name      string   `yaml:"name" json:"name"`
+	Kinds     []string `yaml:"kinds" json:"kinds,omitempty"`         // select, insert, update, delete, drop, truncate, ...
+	Relations []string `yaml:"relations" json:"relations,omitempty"` // globs over schema.table
+	Classes   []string `yaml:"classes" json:"classes,omitempty"`     // destructive, program, unclassifiable
+	Action    string   `yaml:"action" json:"action"`                 // deny | approve | warn
 }
 
 // Load reads a YAML file (path "" means none), applies AIRLOCK_* environment overrides and
@@ -324,8 +345,17 @@ func (c *Config) Validate() error {
 		if len(p.Subjects) == 0 || len(p.Targets) == 0 {
 			return fmt.Errorf("config: policy %q: subjects and targets are required", p.Name)
 		}
-		if p.Access != "allow" && p.Access != "deny" {
-			return fmt.Errorf("config: policy %q: access must be allow or deny, not %q", p.Name, p.Access)
+		// Masking specs and guardrails are checked by policy.Validate when the gateway builds
+		// its policy engine.
+		switch p.Access {
+		case "", "allow", "deny":
+		default:
+			return fmt.Errorf("config: policy %q: access must be allow, deny or empty (settings only), not %q", p.Name, p.Access)
+		}
+		switch p.Recording {
+		case "", "on", "off", "true", "false":
+		default:
+			return fmt.Errorf("config: policy %q: recording must be on or off, not %q", p.Name, p.Recording)
 		}
 	}
 	return nil

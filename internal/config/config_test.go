@@ -67,7 +67,8 @@ targets:
 func TestLoadRejects(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"unknown key", "listen:\n  apii: x\n", "apii"},
-		{"unsupported policy setting", "policies:\n  - name: p\n    subjects: ['*']\n    targets: ['*']\n    access: allow\n    masking: [email]\n", "masking"},
+		{"unknown policy setting", "policies:\n  - name: p\n    subjects: ['*']\n    targets: ['*']\n    access: allow\n    mask: [email]\n", "mask"},
+		{"bad recording", "policies:\n  - {name: p, subjects: ['*'], targets: ['*'], recording: maybe}\n", "recording"},
 		{"bad role", "users:\n  - name: a\n    password: x\n    role: root\n", "role"},
 		{"password and hash", "users:\n  - name: a\n    password: x\n    password_hash: y\n", "exactly one"},
 		{"duplicate target", "targets:\n  - {name: a, type: postgres, address: 'h:1'}\n  - {name: a, type: postgres, address: 'h:2'}\n", "twice"},

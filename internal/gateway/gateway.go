@@ -94,7 +94,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		}
 		catalog.Static[t.Name] = tt
 	}
-	pol := &policy.Engine{Rules: cfg.Policies}
+	pol := policy.New(cfg.Policies)
 	if len(cfg.Policies) == 0 {
 		log.Warn("no policies configured: every authenticated user reaches every target (add `policies:` to the config to restrict access)")
 	}

@@ -82,7 +82,7 @@ func testEngine(t testing.TB, rules []config.Policy) *Engine {
 		Config:  cfg,
 		Auth:    fakeAuth{},
 		Targets: fakeTargets{"pg": {Name: "pg", Type: Name, Address: "127.0.0.1:1"}, "ssh1": {Name: "ssh1", Type: "ssh", Address: "127.0.0.1:1"}},
-		Policy:  &policy.Engine{Rules: rules},
+		Policy:  policy.New(rules),
 	})
 }
 
