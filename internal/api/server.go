@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/airlock-gw/airlock/internal/approval"
 	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/store"
@@ -37,6 +40,14 @@ type Server struct {
 	// owner and refused attempts to change one (the gateway sets an *audit.Log). nil: nothing
 	// is audited.
 	Audit Auditor
+	// Approvals holds the statements guardrails send for approval. nil: none are pending and
+	// every decision is 404.
+	Approvals *approval.Broker
+	// ConfigPolicies are the config file's policies, fixed; Policy evaluates them first, then
+	// the ones managed through the API (stored under PolicyKey).
+	ConfigPolicies []config.Policy
+
+	policyMu sync.Mutex // serialises changes of the API-managed policies
 }
 
 // Auditor is what the API needs of the audit log.
@@ -116,6 +127,12 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /api/v1/targets", true, s.listTargets)
 	handle("GET /api/v1/targets/{name}", true, s.getTarget)
 	handle("POST /api/v1/targets", true, s.createTarget)
+	handle("GET /api/v1/requests", true, s.listRequests)
+	handle("POST /api/v1/requests/{id}/approve", true, s.approveRequest)
+	handle("POST /api/v1/requests/{id}/deny", true, s.denyRequest)
+	handle("GET /api/v1/policies", true, s.listPolicies)
+	handle("PUT /api/v1/policies", true, s.putPolicies)
+	handle("GET /api/v1/policies/explain", true, s.explainPolicy)
 	// Recordings are immutable whoever asks, so these answer before authentication.
 	handle("/api/v1/sessions", false, s.sessionsOther)
 	handle("/api/v1/sessions/", false, s.sessionsOther)

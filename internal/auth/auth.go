@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +96,19 @@ func (s *Service) HasUser(name string) bool {
 	defer s.mu.RUnlock()
 	_, ok := s.users[name]
 	return ok
+}
+
+// LookupUser returns the identity a local user would have after logging in (name, role and
+// groups, without a method), and false when there is no such local user. The policy API uses
+// it to explain decisions for a user by name.
+func (s *Service) LookupUser(name string) (*Identity, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	if !ok {
+		return nil, false
+	}
+	return &Identity{User: u.Name, Groups: slices.Clone(u.Groups), Role: u.Role}, true
 }
 
 func (s *Service) now() time.Time {

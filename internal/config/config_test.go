@@ -124,3 +124,29 @@ func TestResolvePassword(t *testing.T) {
 		t.Error("unset env var accepted")
 	}
 }
+
+// yaml.v3 is a YAML 1.2 decoder, but `on`/`off` are the YAML 1.1 booleans people write: into
+// a string field they must arrive as the words, and the policy engine reads them as such.
+func TestPolicyRecordingOnOff(t *testing.T) {
+	c, err := Load(write(t, `policies:
+  - name: a
+    subjects: ["*"]
+    targets: [pg]
+    access: allow
+    recording: on
+    max_duration: 1h
+  - name: b
+    subjects: [user:alice]
+    targets: [pg]
+    recording: off
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Policies[0].Recording + "/" + c.Policies[1].Recording; got != "on/off" {
+		t.Fatalf("recording loaded as %q, want on/off", got)
+	}
+	if c.Policies[0].MaxDuration != time.Hour {
+		t.Fatalf("max_duration %v", c.Policies[0].MaxDuration)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
+	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
@@ -94,8 +96,22 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		}
 		catalog.Static[t.Name] = tt
 	}
-	pol := policy.New(cfg.Policies)
-	if len(cfg.Policies) == 0 {
+	// Policies: the config file's, fixed, then those managed through the API; checked as a
+	// whole, masking specs included, so that a bad rule stops the gateway here.
+	policy.MaskingCheck = func(specs []string) error { _, err := masking.New(specs); return err }
+	if err := policy.Validate(cfg.Policies); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	stored, err := api.StoredPolicies(context.Background(), st)
+	if err != nil {
+		return nil, err
+	}
+	rules := append(slices.Clone(cfg.Policies), stored...)
+	if err := policy.Validate(rules); err != nil {
+		return nil, fmt.Errorf("policies stored through the API (%s) do not go with the config file's: %w", api.PolicyKey, err)
+	}
+	pol := policy.New(rules)
+	if len(rules) == 0 {
 		log.Warn("no policies configured: every authenticated user reaches every target (add `policies:` to the config to restrict access)")
 	}
 
@@ -151,7 +167,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	}
 	log.Info("audit log opened", "session", g.audit.ID())
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
-		SigningKeys: keys, Audit: g.audit}
+		SigningKeys: keys, Audit: g.audit, ConfigPolicies: cfg.Policies}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
