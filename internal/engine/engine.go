@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/airlock-gw/airlock/internal/approval"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/connector"
@@ -57,6 +58,13 @@ type Authorizer interface {
 	Decide(id *auth.Identity, t target.Target) policy.Decision
 }
 
+// Approver holds a statement that a guardrail sends for approval until an approver allows or
+// denies it, or it times out (internal/approval.Broker). A non-nil error (the session's context
+// ended, the request could not be audited) refuses the statement like a denial.
+type Approver interface {
+	Request(ctx context.Context, r approval.Request) (approval.Outcome, error)
+}
+
 // Deps is what the gateway gives every engine.
 type Deps struct {
 	Config    *config.Config
@@ -68,6 +76,7 @@ type Deps struct {
 	Recorder  *recorder.Recorder
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
+	Approvals Approver // nil: no approver, so a guardrail's approve action denies
 }
 
 // Factory builds an engine.

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func init() {
+	register("requests", "list statements waiting for approval; approve or deny one (admin)", func(args []string) int {
+		return runRequests(osEnv(), args)
+	})
+}
+
+const requestsUsage = `requests list [--json]
+       airlock requests approve ID [--reason R] [--json]
+       airlock requests deny ID [--reason R] [--json]`
+
+func runRequests(e *env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", requestsUsage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "list", "ls":
+		return runRequestsList(e, args[1:])
+	case "approve":
+		return runRequestsDecide(e, "approve", args[1:])
+	case "deny":
+		return runRequestsDecide(e, "deny", args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", requestsUsage)
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "airlock requests: unknown subcommand %q\nUsage: airlock %s\n", args[0], requestsUsage)
+	return exitUsage
+}
+
+// approvalRequest is a pending request as the API lists it.
+type approvalRequest struct {
+	ID        string    `json:"id"`
+	Session   string    `json:"session"`
+	User      string    `json:"user"`
+	Target    string    `json:"target"`
+	Statement string    `json:"statement"`
+	Rule      string    `json:"rule"`
+	Reason    string    `json:"reason"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func runRequestsList(e *env, args []string) int {
+	fs := e.newFlagSet("requests list", "requests list [--json]")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(e.stderr, "airlock requests list: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	var ans struct {
+		Requests []approvalRequest `json:"requests"`
+	}
+	var raw []byte
+	if err := c.getJSON(context.Background(), "/api/v1/requests", nil, &ans, &raw); err != nil {
+		return e.fail(err)
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, raw); err != nil {
+			return e.fail(err)
+		}
+		return exitOK
+	}
+	if len(ans.Requests) == 0 {
+		fmt.Fprintln(e.stderr, "No requests waiting for approval.")
+		return exitOK
+	}
+	now := e.now()
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tSESSION\tRULE\tEXPIRES IN\tSTATEMENT")
+	for _, r := range ans.Requests {
+		left := r.ExpiresAt.Sub(now).Truncate(time.Second)
+		if left < 0 {
+			left = 0
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.User, r.Target, dash(r.Session), dash(r.Rule), left, oneLine(r.Statement, 80))
+	}
+	if err := tw.Flush(); err != nil {
+		return e.fail(err)
+	}
+	return exitOK
+}
+
+// oneLine folds whitespace so a statement fits a table row, cut at n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func runRequestsDecide(e *env, verb string, args []string) int {
+	usage := "requests " + verb + " ID [--reason R] [--json]"
+	fs := e.newFlagSet("requests "+verb, usage)
+	reason := fs.String("reason", "", "why, kept in the audit log and told to the requester")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	res, err := c.request(context.Background(), http.MethodPost, "/api/v1/requests/"+url.PathEscape(pos[0])+"/"+verb,
+		nil, map[string]string{"reason": *reason})
+	if err != nil {
+		return e.fail(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return e.fail(fmt.Errorf("read answer: %w", err))
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, raw); err != nil {
+			return e.fail(err)
+		}
+		return exitOK
+	}
+	var ans struct{ Approved bool }
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return e.fail(fmt.Errorf("decode answer: %w", err))
+	}
+	if ans.Approved {
+		fmt.Fprintf(e.stdout, "Approved request %s: the statement goes on.\n", pos[0])
+	} else {
+		fmt.Fprintf(e.stdout, "Denied request %s: the statement is refused.\n", pos[0])
+	}
+	return exitOK
+}
