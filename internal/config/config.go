@@ -37,6 +37,7 @@ type Config struct {
 	Postgres  Postgres  `yaml:"postgres"`
 	Recording Recording `yaml:"recording"`
 	Auth      Auth      `yaml:"auth"`
+	Approvals Approvals `yaml:"approvals"`
 
 	// ShutdownGrace is how long SIGTERM lets running sessions finish before ending them.
 	// Default 30s.
@@ -99,6 +100,16 @@ type Recording struct {
 	BestEffortBuffer int `yaml:"best_effort_buffer"`
 }
 
+// Approvals configures how statements a guardrail sends for approval wait for an approver
+// (airlock requests, /api/v1/requests).
+type Approvals struct {
+	// Timeout denies a request nobody decided within it. Default 5m.
+	Timeout time.Duration `yaml:"timeout"`
+	// Webhook, when set, receives a POST with a JSON body announcing each request (best effort,
+	// a few retries). Default "" (none).
+	Webhook string `yaml:"webhook"`
+}
+
 // Auth configures the gateway's own credentials.
 type Auth struct {
 	TokenTTL time.Duration `yaml:"token_ttl"` // lifetime of gateway tokens; default 12h
@@ -146,8 +157,8 @@ type TargetRecording struct {
 // adds settings (masking, guardrails, recording, max duration) to sessions other rules allow.
 type Policy struct {
 	Name     string   `yaml:"name" json:"name"`
-	Subjects []string `yaml:"subjects" json:"subjects"` // user:NAME, group:NAME, role:NAME, service:NAME or "*"
-	Targets  []string `yaml:"targets" json:"targets"`   // names or globs ("prod-*"), type:NAME, label:K=V, "*"
+	Subjects []string `yaml:"subjects" json:"subjects"`       // user:NAME, group:NAME, role:NAME, service:NAME or "*"
+	Targets  []string `yaml:"targets" json:"targets"`         // names or globs ("prod-*"), type:NAME, label:K=V, "*"
 	Access   string   `yaml:"access" json:"access,omitempty"` // allow | deny | "" (settings only)
 	// Recording is on (default) or off; the most specific matching rule that sets it decides.
 	Recording string `yaml:"recording" json:"recording,omitempty"`
@@ -235,6 +246,9 @@ func (c *Config) SetDefaults() {
 	if c.Auth.TokenTTL == 0 {
 		c.Auth.TokenTTL = 12 * time.Hour
 	}
+	if c.Approvals.Timeout == 0 {
+		c.Approvals.Timeout = 5 * time.Minute
+	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 30 * time.Second
 	}
@@ -295,6 +309,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Recording.BestEffortBuffer < 0 {
 		return errors.New("config: recording.best_effort_buffer must not be negative")
+	}
+	if c.Approvals.Timeout < 0 {
+		return errors.New("config: approvals.timeout must not be negative")
+	}
+	if c.Approvals.Webhook != "" && !strings.HasPrefix(c.Approvals.Webhook, "http://") && !strings.HasPrefix(c.Approvals.Webhook, "https://") {
+		return errors.New("config: approvals.webhook must be an http:// or https:// URL")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("config: tls_cert_file and tls_key_file go together")

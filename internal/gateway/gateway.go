@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/api"
+	"github.com/airlock-gw/airlock/internal/approval"
 	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
@@ -141,8 +142,12 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	} else if n > 0 {
 		log.Warn("crash recovery closed sessions left running by the previous gateway process", "sessions", n)
 	}
+	// The audit log is opened below; approvals are audited once it is set, before any listener
+	// opens.
+	approvals := &approval.Broker{Timeout: cfg.Approvals.Timeout, Webhook: cfg.Approvals.Webhook,
+		APIURL: "http://" + cfg.Listen.API, Log: log}
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
-		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics}
+		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals}
 	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
 	for name, addr := range g.addrs {
 		if addr == "" || addr == "off" {
@@ -166,8 +171,9 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		return nil, err
 	}
 	log.Info("audit log opened", "session", g.audit.ID())
+	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
-		SigningKeys: keys, Audit: g.audit, ConfigPolicies: cfg.Policies}
+		SigningKeys: keys, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
