@@ -41,6 +41,8 @@ type Engine interface {
 var (
 	ErrShutdown   = errors.New("the gateway is shutting down")
 	ErrTerminated = errors.New("the session was terminated by an administrator")
+	// ErrMaxDuration ends a session that reached its policy's max_duration.
+	ErrMaxDuration = errors.New("the session reached its maximum duration")
 )
 
 // Authenticator checks what a client put in its password field: a password or a gateway token.

@@ -169,3 +169,21 @@ func CheckpointMessage(session string, seq uint64, head [32]byte, final bool) []
 	}
 	return append(b, 0)
 }
+
+// MaskData counts, per detector ("column" for column rules), the values masked since the
+// previous mask event. The masked values are what the client saw and what the rows events hold;
+// the originals are not kept (as of 2026-11).
+type MaskData struct {
+	Hits map[string]int `json:"hits"`
+}
+
+// GuardrailData is a guardrail decision on a statement.
+type GuardrailData struct {
+	Action    string   `json:"action"` // deny | approve | warn | allow
+	Rule      string   `json:"rule,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Classes   []string `json:"classes,omitempty"`
+	Statement string   `json:"statement"`
+	Approved  *bool    `json:"approved,omitempty"` // for approve: the approver's answer
+	By        string   `json:"by,omitempty"`       // who approved or denied
+}

@@ -25,6 +25,8 @@ const (
 	CopyIn       Type = "copy.in"       // Data: CopyData; Raw: bytes the client sent to the target
 	CopyOut      Type = "copy.out"      // Data: CopyData; Raw: bytes the target sent to the client
 	Cancel       Type = "cancel"        // Data: CancelData; the client asked to cancel a statement
+	Mask         Type = "mask"          // Data: MaskData; values were masked in what the client saw
+	Guardrail    Type = "guardrail"     // Data: GuardrailData; a statement was classified and acted on
 	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
 	// chain, so the next event's hash covers it.
 	Checkpoint Type = "checkpoint"

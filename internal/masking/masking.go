@@ -353,6 +353,18 @@ func (m *Masker) MaskColumn(table, column string) bool {
 	return false
 }
 
+// MaskColumnName reports whether a column rule names this column, whatever its table. Engines
+// that cannot tell a column's table (PostgreSQL's RowDescription carries a table OID, not a
+// name) use it, masking a ruled column name in every table: more than asked, never less.
+func (m *Masker) MaskColumnName(column string) bool {
+	for _, c := range m.columns {
+		if strings.EqualFold(c.name, column) {
+			return true
+		}
+	}
+	return false
+}
+
 // MaskWhole masks a whole value for a column rule: ASCII letters and digits and non-ASCII bytes
 // become '*', punctuation stays, so an array or composite literal keeps its syntax and the value
 // its length ("123" -> "***", "{12,34}" -> "{**,**}"). It writes to dst[:0].

@@ -150,7 +150,15 @@ type Session struct {
 }
 
 // ID returns the session id.
-func (s *Session) ID() string { return s.id }
+//
+// A nil *Session is a session that is not recorded (a policy said recording: off): every
+// method is then a no-op.
+func (s *Session) ID() string {
+	if s == nil {
+		return ""
+	}
+	return s.id
+}
 
 // Started returns the session's start time.
 func (s *Session) Started() time.Time { return s.start }
@@ -159,6 +167,9 @@ func (s *Session) Started() time.Time { return s.start }
 // marshalled to JSON (a []byte or json.RawMessage is taken as already-encoded JSON). raw is kept
 // by reference: the caller must not modify it until Commit returns.
 func (s *Session) Record(t event.Type, data any, raw []byte) {
+	if s == nil {
+		return
+	}
 	var b []byte
 	borrowed := true // b is the caller's
 	switch d := data.(type) {
@@ -220,6 +231,9 @@ func (s *Session) checkpointLocked(now time.Time, final bool) {
 // end. For a best-effort session it returns nil at once: the writer goroutine keeps the events
 // or counts them as dropped.
 func (s *Session) Commit() error {
+	if s == nil {
+		return nil
+	}
 	if s.be != nil {
 		s.kick()
 		return nil
@@ -254,6 +268,9 @@ func (s *Session) commitLocked() error {
 // End records session.end and the final checkpoint, writes everything and closes the
 // recording's index entry. It is idempotent.
 func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
+	if s == nil {
+		return nil
+	}
 	now := s.r.now()
 	d.DurationNS = int64(now.Sub(s.start))
 	if s.be != nil {
@@ -297,6 +314,9 @@ func (s *Session) end(ctx context.Context, d event.SessionEndData, now, endedAt 
 
 // Head returns the current chain head as hex, for logs.
 func (s *Session) Head() string {
+	if s == nil {
+		return ""
+	}
 	if s.be != nil {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -18,6 +19,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/target"
 )
@@ -42,6 +44,24 @@ const (
 type Engine struct {
 	d       engine.Deps
 	cancels *cancelRegistry
+	maskers sync.Map // joined masking specs -> *masking.Masker, compiled once
+}
+
+// maskerFor returns the session's masker for a policy's masking specs; nil when there are none.
+func (e *Engine) maskerFor(specs []string) (*masker, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	key := strings.Join(specs, "\x00")
+	if m, ok := e.maskers.Load(key); ok {
+		return newMasker(m.(*masking.Masker)), nil
+	}
+	m, err := masking.New(specs)
+	if err != nil {
+		return nil, err
+	}
+	e.maskers.Store(key, m)
+	return newMasker(m), nil
 }
 
 // New returns the engine.
@@ -133,13 +153,18 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	if c.tls != nil {
 		start.TLSVersion = tls.VersionName(c.tls.Version)
 	}
-	rec, err := e.d.Recorder.Start(ctx, recorder.Info{Protocol: Name, Target: t.Name, User: c.id.User, Client: raw.RemoteAddr().String(), Mode: t.RecordingMode, Start: start})
-	if err != nil {
-		up.conn.Close()
-		log.Error("recording unavailable: session refused", "err", err)
-		return e.refuse(log, c, fatal(codeCannotConnectNow, "recording is unavailable, so the gateway refuses new sessions: "+err.Error(), "Try again later; the gateway's operators have been alerted by its logs and metrics."))
+	var rec *recorder.Session // nil when the policy turns recording off
+	if dec.Settings.Record {
+		rec, err = e.d.Recorder.Start(ctx, recorder.Info{Protocol: Name, Target: t.Name, User: c.id.User, Client: raw.RemoteAddr().String(), Mode: t.RecordingMode, Start: start})
+		if err != nil {
+			up.conn.Close()
+			log.Error("recording unavailable: session refused", "err", err)
+			return e.refuse(log, c, fatal(codeCannotConnectNow, "recording is unavailable, so the gateway refuses new sessions: "+err.Error(), "Try again later; the gateway's operators have been alerted by its logs and metrics."))
+		}
+		log = log.With("session", rec.ID())
+	} else {
+		log.Warn("session not recorded: a policy turns recording off", "rule", dec.Settings.RecordRule)
 	}
-	log = log.With("session", rec.ID())
 	log.Info("session started", "database", c.database, "tls", c.tls != nil, "policy", dec.Rule)
 
 	key := e.cancels.register(cancelTarget{target: t, pid: up.pid, secret: up.secret, connector: e.d.Connector, rec: rec, log: log})
@@ -161,7 +186,18 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		return nil
 	}
 
-	r := newRelay(e, log, c, up, rec)
+	mk, err := e.maskerFor(dec.Settings.Masking)
+	if err != nil { // validated at start; a failure here is a bug, and fails closed
+		up.conn.Close()
+		rec.End(context.WithoutCancel(ctx), event.SessionEndData{Reason: "error", Error: err.Error()})
+		return e.refuse(log, c, fatal(codeInsufficientPriv, "masking rules of the policy do not compile: "+err.Error(), ""))
+	}
+	if d := dec.Settings.MaxDuration; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("%w (%s, policy %s)", engine.ErrMaxDuration, d, dec.Rule))
+		defer cancel()
+	}
+	r := newRelay(e, log, c, up, rec, mk, newGuardrails(dec.Settings.Guardrails, dec.Settings.GuardrailRules))
 	end := r.run(ctx)
 	if err := rec.End(context.WithoutCancel(ctx), end); err != nil {
 		log.Error("closing recording failed", "err", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/guard"
 	"github.com/airlock-gw/airlock/internal/recorder"
 )
 
@@ -75,6 +77,9 @@ type relay struct {
 	// Client-to-target direction only.
 	portals map[string]portalInfo
 	copyIn  []byte
+	guard   *guardrails // nil: no guardrails for this session
+	refused *pgError    // a guardrail refused an extended-protocol statement: the session ends
+	ctx     context.Context
 
 	// Target-to-client direction only.
 	columns    []event.Column
@@ -85,6 +90,7 @@ type relay struct {
 	resultRows int64
 	copyOut    []byte // like rows: aliased by events until the batch's Commit
 	copyStart  int
+	masker     *masker // nil: nothing to mask for this session
 	types      *valueRenderer
 }
 
@@ -94,7 +100,7 @@ type portalInfo struct {
 	formats []int16 // result format codes from Bind
 }
 
-func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorder.Session) *relay {
+func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorder.Session, mk *masker, g *guardrails) *relay {
 	r := &relay{
 		e: e, log: log, c: c, up: up, rec: rec, limit: e.d.Config.Postgres.MaxMessageSize,
 		cr:      bufio.NewReaderSize(c.r, clientBufSz),
@@ -102,6 +108,8 @@ func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorde
 		stmts:   map[string]*stmtInfo{},
 		portals: map[string]portalInfo{},
 		types:   newValueRenderer(),
+		masker:  mk,
+		guard:   g,
 	}
 	if m := e.d.Metrics; m != nil {
 		r.mFrom = m.Bytes.WithLabelValues(Name, c.target, "from_client")
@@ -118,6 +126,7 @@ type endState struct {
 
 // run relays until either side ends or ctx is cancelled, and returns what session.end records.
 func (r *relay) run(ctx context.Context) event.SessionEndData {
+	r.ctx = ctx
 	done := make(chan endState, 2)
 	go func() { done <- r.clientToTarget() }()
 	go func() { done <- r.targetToClient() }()
@@ -128,8 +137,11 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	case <-ctx.Done():
 		cause := context.Cause(ctx)
 		first = endState{reason: "gateway_shutdown", err: cause}
-		if errors.Is(cause, engine.ErrTerminated) {
+		switch {
+		case errors.Is(cause, engine.ErrTerminated):
 			first.reason = "terminated"
+		case errors.Is(cause, engine.ErrMaxDuration):
+			first.reason = "max_duration"
 		}
 		r.writeClientFatal(fatal(codeAdminShutdown, "terminating connection: "+cause.Error(), ""))
 	}
@@ -142,7 +154,7 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	r.c.conn.Close()
 	r.up.conn.Close()
 	<-done
-	if first.reason == "gateway_shutdown" || first.reason == "terminated" {
+	if first.reason == "gateway_shutdown" || first.reason == "terminated" || first.reason == "max_duration" {
 		<-done
 	}
 	d := event.SessionEndData{Reason: first.reason, BytesFromClient: r.fromClient.Load(),
@@ -174,6 +186,12 @@ func (r *relay) clientToTarget() endState {
 				break
 			}
 			r.onClientMessage(typ, buf[body:])
+			if r.guard != nil {
+				buf = r.guardMessage(typ, buf, body-5)
+				if r.refused != nil {
+					break
+				}
+			}
 			if typ == 'X' {
 				terminated = true
 				break
@@ -185,6 +203,11 @@ func (r *relay) clientToTarget() endState {
 		r.flushCopyIn(false, "")
 		if err := r.rec.Commit(); err != nil {
 			return r.recordingFailed(err)
+		}
+		if r.refused != nil {
+			// Nothing of this batch reaches the target.
+			r.writeClientFatal(r.refused)
+			return endState{reason: "guardrail_denied", err: r.refused}
 		}
 		if len(buf) > 0 {
 			if _, err := r.up.conn.Write(buf); err != nil {
@@ -376,6 +399,9 @@ func (r *relay) targetToClient() endState {
 				readErr = err
 				break
 			}
+			if r.masker != nil {
+				buf = r.rewrite(typ, buf, body-5)
+			}
 			r.onTargetMessage(typ, buf[body:])
 			if r.ur.Buffered() < 5 || len(buf) >= batchBytes {
 				break
@@ -383,6 +409,7 @@ func (r *relay) targetToClient() endState {
 		}
 		r.flushRows()
 		r.flushCopyOut(false)
+		r.flushMaskEvent()
 		if err := r.rec.Commit(); err != nil {
 			return r.recordingFailed(err)
 		}
@@ -450,16 +477,7 @@ func (r *relay) restartFront(t time.Time) {
 func (r *relay) onTargetMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
-		if !r.haveCols {
-			// Rows of an Execute whose portal was not described: take the columns from the
-			// statement's description and the formats the client bound.
-			r.haveCols = true
-			if p, ok := r.front(); ok && p.kind == pendExecute && p.cols != nil {
-				r.flushRows()
-				r.columns = p.cols
-				r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
-			}
-		}
+		r.currentColumns()
 		r.rows = event.AppendRowBody(r.rows, body)
 		r.rowsN++
 		r.resultRows++
@@ -577,6 +595,67 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 	case 'c':
 		r.flushCopyOut(true)
 	}
+}
+
+// currentColumns returns the columns of the rows being received. Rows of an Execute whose
+// portal was not described take the statement's description with the formats the client bound
+// (recorded as a columns event the first time).
+func (r *relay) currentColumns() []event.Column {
+	if !r.haveCols {
+		r.haveCols = true
+		if p, ok := r.front(); ok && p.kind == pendExecute && p.cols != nil {
+			r.flushRows()
+			r.columns = p.cols
+			r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
+		}
+	}
+	return r.columns
+}
+
+// guardMessage applies the session's guardrails to the client message at buf[start:] and
+// returns buf, with a refused simple Query replaced by one that makes the target answer with
+// the refusal.
+func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
+	body := buf[start+5:]
+	switch typ {
+	case 'Q':
+		var q pgproto3.Query
+		if q.Decode(body) != nil {
+			return buf
+		}
+		if v := r.decide(r.ctx, q.String, r.guard.s.Classify(q.String)); !v.allow {
+			return append(buf[:start], refusalQuery(v.msg)...)
+		}
+	case 'P':
+		var p pgproto3.Parse
+		if p.Decode(body) == nil {
+			r.guard.s.Parse(p.Name, p.Query)
+		}
+	case 'C':
+		var c pgproto3.Close
+		if c.Decode(body) == nil && c.ObjectType == 'S' {
+			r.guard.s.Close(c.Name)
+		}
+	case 'E':
+		var ex pgproto3.Execute
+		if ex.Decode(body) != nil {
+			return buf
+		}
+		stmt := r.portals[ex.Portal].stmt
+		st, ok := r.guard.s.Prepared(stmt)
+		if !ok {
+			r.refused = &pgError{Severity: "FATAL", Code: codeInsufficientPriv,
+				Message: fmt.Sprintf("statement %q was not seen being prepared on this guarded target", stmt)}
+			return buf
+		}
+		if v := r.decide(r.ctx, st.SQL, guard.Result{Statements: []guard.Statement{st}}); !v.allow {
+			// As of 2026-11 a refusal in the extended protocol ends the session: the
+			// refusal cannot yet be slotted into the pipelined responses the client awaits.
+			r.refused = &pgError{Severity: "FATAL", Code: codeInsufficientPriv, Message: v.msg,
+				Hint: "A guardrail of the gateway's policy refused this statement; the session is closed."}
+		}
+	}
+	return buf
 }
 
 // rowsFromTag takes the row count from a command tag ("SELECT 5", "INSERT 0 3"), falling back

@@ -1,0 +1,238 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
+)
+
+// Type OIDs whose values the masker reads.
+const (
+	oidInt8    = 20
+	oidNumeric = 1700
+	oidJSON    = 114
+	oidJSONB   = 3802
+	oidText    = 25
+	oidVarchar = 1043
+	oidBpchar  = 1042
+	oidName    = 19
+	oidUnknown = 705
+)
+
+// masker rewrites what the target sends before it reaches the client (and the recording, which
+// keeps what the client saw). It is used by the target-to-client direction only.
+type masker struct {
+	m       *masking.Masker
+	scratch []byte
+	values  [][]byte
+	hits    map[string]int // by detector ("column" for column rules) since the last flush
+}
+
+func newMasker(m *masking.Masker) *masker {
+	if m == nil || m.Empty() {
+		return nil
+	}
+	return &masker{m: m, hits: map[string]int{}}
+}
+
+// rewrite masks the message that starts at buf[start] (type byte, length, body to the end of
+// buf) and returns buf with the message replaced when anything was masked.
+func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
+	mk := r.masker
+	body := buf[start+5:]
+	var out []byte
+	switch typ {
+	case 'D':
+		out = mk.dataRow(r.currentColumns(), body)
+	case 'd':
+		if masked, hits := mk.m.MaskText(mk.scratch[:0], body); len(hits) > 0 {
+			mk.count(hits)
+			out = masked
+		}
+	case 'N', 'E':
+		out = mk.message(typ, body)
+	case 'A':
+		var n pgproto3.NotificationResponse
+		if n.Decode(body) == nil {
+			if masked, hits := mk.m.MaskText(nil, []byte(n.Payload)); len(hits) > 0 {
+				mk.count(hits)
+				n.Payload = string(masked)
+				out, _ = n.Encode(nil)
+				out = out[5:]
+			}
+		}
+	}
+	if out == nil {
+		return buf
+	}
+	// Copy out first: out may alias the scratch buffer, never buf.
+	buf = append(buf[:start+1], 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(buf[start+1:], uint32(4+len(out)))
+	return append(buf, out...)
+}
+
+func (mk *masker) count(hits []masking.Hit) {
+	for _, h := range hits {
+		mk.hits[h.Detector]++
+	}
+}
+
+// dataRow masks a DataRow body; nil when nothing changed.
+func (mk *masker) dataRow(cols []event.Column, body []byte) []byte {
+	if len(body) < 2 {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	mk.values = mk.values[:0]
+	p := body[2:]
+	for i := 0; i < n; i++ {
+		if len(p) < 4 {
+			return nil // malformed: forward as is, the client will say so
+		}
+		l := int32(binary.BigEndian.Uint32(p))
+		p = p[4:]
+		if l < 0 {
+			mk.values = append(mk.values, nil)
+			continue
+		}
+		if int(l) > len(p) {
+			return nil
+		}
+		mk.values = append(mk.values, p[:l:l])
+		p = p[l:]
+	}
+	changed := false
+	for i, v := range mk.values {
+		if v == nil || i >= len(cols) {
+			continue
+		}
+		if nv, ok := mk.value(cols[i], v); ok {
+			mk.values[i] = nv
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	out := binary.BigEndian.AppendUint16(mk.scratch[:0], uint16(n))
+	for _, v := range mk.values {
+		if v == nil {
+			out = binary.BigEndian.AppendUint32(out, 0xFFFFFFFF)
+			continue
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+		out = append(out, v...)
+	}
+	mk.scratch = out
+	return out
+}
+
+// value masks one column value; ok is false when it is left as it is.
+func (mk *masker) value(c event.Column, v []byte) ([]byte, bool) {
+	if mk.m.MaskColumnName(c.Name) {
+		mk.hits["column"]++
+		return masking.MaskWhole(nil, v), true
+	}
+	if c.Format == 0 {
+		switch c.OID {
+		case oidInt8, oidNumeric:
+			if out, hit := mk.m.MaskNumber(v); hit {
+				mk.hits["credit_card"]++
+				return out, true
+			}
+			return nil, false
+		case oidJSON, oidJSONB:
+			return mk.hitsOf(mk.m.MaskJSON(nil, v))
+		}
+		return mk.hitsOf(mk.m.MaskText(nil, v))
+	}
+	switch c.OID {
+	case oidText, oidVarchar, oidBpchar, oidName, oidUnknown, oidJSON:
+		if c.OID == oidJSON {
+			return mk.hitsOf(mk.m.MaskJSON(nil, v))
+		}
+		return mk.hitsOf(mk.m.MaskText(nil, v))
+	case oidJSONB:
+		if len(v) > 0 && v[0] == 1 { // jsonb binary: version byte, then the JSON text
+			if out, ok := mk.hitsOf(mk.m.MaskJSON(nil, v[1:])); ok {
+				return append([]byte{1}, out...), true
+			}
+		}
+	case oidInt8:
+		// A card number stored as a bigint: decimal, mask, and send the masked digits as
+		// zeros (a valid bigint that keeps the visible last digits).
+		if len(v) == 8 {
+			s := strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10)
+			if out, hit := mk.m.MaskNumber([]byte(s)); hit {
+				mk.hits["credit_card"]++
+				n, err := strconv.ParseInt(strings.ReplaceAll(string(out), "*", "0"), 10, 64)
+				if err == nil {
+					return binary.BigEndian.AppendUint64(nil, uint64(n)), true
+				}
+			}
+		}
+	}
+	// As of 2026-11 other binary values (numeric, arrays, composites in binary form) are
+	// forwarded unmasked; see docs/masking.md.
+	return nil, false
+}
+
+func (mk *masker) hitsOf(out []byte, hits []masking.Hit) ([]byte, bool) {
+	if len(hits) == 0 {
+		return nil, false
+	}
+	mk.count(hits)
+	return out, true
+}
+
+// message masks the text fields of an ErrorResponse or NoticeResponse (a unique violation's
+// DETAIL quotes the key).
+func (mk *masker) message(typ byte, body []byte) []byte {
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil {
+		return nil
+	}
+	changed := false
+	for _, f := range []*string{&e.Message, &e.Detail, &e.Hint, &e.Where, &e.InternalQuery} {
+		if *f == "" {
+			continue
+		}
+		if out, hits := mk.m.MaskText(nil, []byte(*f)); len(hits) > 0 {
+			mk.count(hits)
+			*f = string(out)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	var enc []byte
+	if typ == 'N' {
+		enc, _ = (*pgproto3.NoticeResponse)(&e).Encode(nil)
+	} else {
+		enc, _ = e.Encode(nil)
+	}
+	if len(enc) < 5 {
+		return nil
+	}
+	return enc[5:]
+}
+
+// flushMaskEvent records which detectors fired in the batch (never the values).
+func (r *relay) flushMaskEvent() {
+	mk := r.masker
+	if mk == nil || len(mk.hits) == 0 {
+		return
+	}
+	d := event.MaskData{Hits: make(map[string]int, len(mk.hits))}
+	for k, v := range mk.hits {
+		d.Hits[k] = v
+	}
+	clear(mk.hits)
+	r.rec.Record(event.Mask, d, nil)
+}
