@@ -53,7 +53,7 @@ func (r *relay) decide(ctx context.Context, sql string, res guard.Result) verdic
 	v := verdict{allow: true}
 	switch d.Action {
 	case guard.ActionDeny:
-		v = verdict{msg: "statement refused by guardrail " + d.Rule + ": " + d.Reason}
+		v = verdict{msg: refusalPrefix + d.Rule + ": " + d.Reason}
 	case guard.ActionApprove:
 		v = r.approve(ctx, sql, d, &ev)
 	}
@@ -105,4 +105,25 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// refusalPrefix starts the message of every guardrail refusal the target raises for us.
+const refusalPrefix = "statement refused by guardrail "
+
+// tidyRefusal drops the PL/pgSQL context ("inline_code_block line 1 at RAISE") from the error
+// that refusalQuery makes the target raise: it describes our DO block, not the client's
+// statement.
+func tidyRefusal(buf []byte, start int) []byte {
+	var e pgproto3.ErrorResponse
+	if e.Decode(buf[start+5:]) != nil || e.Code != codeInsufficientPriv || e.Where == "" ||
+		!(strings.HasPrefix(e.Message, refusalPrefix) || strings.HasPrefix(e.Message, "statement not approved") ||
+			strings.HasPrefix(e.Message, "statement needs approval")) {
+		return buf
+	}
+	e.Where = ""
+	out, err := e.Encode(buf[:start])
+	if err != nil {
+		return buf
+	}
+	return out
 }

@@ -402,6 +402,9 @@ func (r *relay) targetToClient() endState {
 			if r.masker != nil {
 				buf = r.rewrite(typ, buf, body-5)
 			}
+			if typ == 'E' && r.guard != nil {
+				buf = tidyRefusal(buf, body-5)
+			}
 			r.onTargetMessage(typ, buf[body:])
 			if r.ur.Buffered() < 5 || len(buf) >= batchBytes {
 				break
