@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/airlock-gw/airlock/internal/approval"
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/connector"
@@ -67,6 +68,11 @@ type Approver interface {
 	Request(ctx context.Context, r approval.Request) (approval.Outcome, error)
 }
 
+// Auditor takes entries for the gateway's audit log (internal/audit.Log).
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
 // Deps is what the gateway gives every engine.
 type Deps struct {
 	Config    *config.Config
@@ -79,6 +85,7 @@ type Deps struct {
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
 	Approvals Approver // nil: no approver, so a guardrail's approve action denies
+	Audit     Auditor  // nil: protocol logins are not audited (tests)
 }
 
 // Factory builds an engine.

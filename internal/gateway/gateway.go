@@ -147,7 +147,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	approvals := &approval.Broker{Timeout: cfg.Approvals.Timeout, Webhook: cfg.Approvals.Webhook,
 		APIURL: "http://" + cfg.Listen.API, Log: log}
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
-		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals}
+		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
+		Audit: lateAudit{g}}
 	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
 	for name, addr := range g.addrs {
 		if addr == "" || addr == "off" {
@@ -403,4 +404,15 @@ func (g *Gateway) Shutdown(force <-chan struct{}) error {
 	err := g.store.Close()
 	g.log.Info("stopped")
 	return err
+}
+
+// lateAudit hands engines the audit log, which is opened after they are built (and before any
+// listener accepts).
+type lateAudit struct{ g *Gateway }
+
+func (a lateAudit) Record(ctx context.Context, e audit.Entry) error {
+	if a.g.audit == nil {
+		return errors.New("audit log not open")
+	}
+	return a.g.audit.Record(ctx, e)
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/engine"
@@ -315,5 +317,32 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+type fakeAudit struct{ entries []audit.Entry }
+
+func (f *fakeAudit) Record(_ context.Context, e audit.Entry) error {
+	f.entries = append(f.entries, e)
+	return nil
+}
+
+func TestFailedLoginIsAudited(t *testing.T) {
+	e := testEngine(t, nil)
+	fa := &fakeAudit{}
+	e.d.Audit = fa
+	c := script(startup(map[string]string{"user": "alice", "database": "pg"}), password("guess"))
+	e.Serve(context.Background(), c)
+	if len(fa.entries) != 1 {
+		t.Fatalf("audit entries %+v, want one failed login", fa.entries)
+	}
+	got := fa.entries[0]
+	if got.Action != audit.ActionLogin || got.Outcome != audit.Denied || got.Actor != "alice" || got.Detail["protocol"] != Name {
+		t.Errorf("entry %+v", got)
+	}
+	for k, v := range got.Detail {
+		if strings.Contains(v, "guess") || strings.Contains(k, "guess") {
+			t.Errorf("the password reached the audit entry: %+v", got)
+		}
 	}
 }

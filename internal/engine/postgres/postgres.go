@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
@@ -399,6 +400,14 @@ func (e *Engine) startup(ctx context.Context, c *client, sm *pgproto3.StartupMes
 	if err != nil {
 		e.d.Metrics.AuthFailuresInc(Name)
 		e.d.Log.Info("authentication failed", "protocol", Name, "user", c.user, "client", c.conn.RemoteAddr().String(), "err", err)
+		if e.d.Audit != nil {
+			// The client waits for this answer anyway; an audit failure is logged, and the
+			// login is refused all the same.
+			if aerr := e.d.Audit.Record(ctx, audit.Entry{Action: audit.ActionLogin, Actor: c.user, Outcome: audit.Denied,
+				Client: c.conn.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": c.target}}); aerr != nil {
+				e.d.Log.Error("audit log: failed login not recorded", "err", aerr)
+			}
+		}
 		return fatal(codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", c.user),
 			"Use your Airlock password or a token from `airlock login`.")
 	}
