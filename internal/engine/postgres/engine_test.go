@@ -270,9 +270,9 @@ func TestRelayRecordsExtendedProtocolPipeline(t *testing.T) {
 
 	split := len(encode(t, &pgproto3.Parse{Name: "s1", Query: "select $1::int + 1"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{}))
 	must(t, feed(client[:split], r.onClientMessage))
-	must(t, feed(describe, r.onTargetMessage))
+	must(t, feed(describe, targetHandler(r)))
 	must(t, feed(client[split:], r.onClientMessage))
-	must(t, feed(results, r.onTargetMessage))
+	must(t, feed(results, targetHandler(r)))
 	r.flushRows()
 	must(t, s.End(context.Background(), event.SessionEndData{Reason: "client_terminated"}))
 
@@ -345,4 +345,8 @@ func TestFailedLoginIsAudited(t *testing.T) {
 			t.Errorf("the password reached the audit entry: %+v", got)
 		}
 	}
+}
+
+func targetHandler(r *relay) func(byte, []byte) {
+	return func(typ byte, body []byte) { r.onTargetMessage(typ, body) }
 }

@@ -37,7 +37,7 @@ func FuzzRelayMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, fromClient, fromTarget []byte) {
 		r, _, _ := newRecordedRelay(t)
 		feed(fromClient, r.onClientMessage)
-		feed(fromTarget, r.onTargetMessage)
+		feed(fromTarget, targetHandler(r))
 		r.flushRows()
 		r.flushCopyIn(true, "")
 		r.flushCopyOut(true)

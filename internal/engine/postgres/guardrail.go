@@ -90,15 +90,23 @@ func (r *relay) approve(ctx context.Context, sql string, d guard.Decision, ev *e
 // the client pipelined, and with the transaction state a real error leaves. Nothing of the
 // refused statement reaches the target.
 func refusalQuery(msg string) []byte {
+	return encodeQuery(refusalSQL(msg))
+}
+
+func encodeQuery(sql string) []byte {
+	b, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	return b
+}
+
+// refusalSQL is the DO block of refusalQuery.
+func refusalSQL(msg string) string {
 	tag := "airlock_" + randomHex(6)
 	for strings.Contains(msg, tag) {
 		tag = "airlock_" + randomHex(6)
 	}
 	hint := "A guardrail of the gateway's policy refused this statement; ask an administrator (airlock policy explain)."
-	q := fmt.Sprintf("DO $%[1]s$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = $m%[1]s$%[2]s$m%[1]s$, HINT = $h%[1]s$%[3]s$h%[1]s$; END$%[1]s$",
+	return fmt.Sprintf("DO $%[1]s$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = $m%[1]s$%[2]s$m%[1]s$, HINT = $h%[1]s$%[3]s$h%[1]s$; END$%[1]s$",
 		tag, msg, hint)
-	b, _ := (&pgproto3.Query{String: q}).Encode(nil)
-	return b
 }
 
 func randomHex(n int) string {

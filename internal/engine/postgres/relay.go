@@ -38,13 +38,16 @@ const (
 	pendExecute  = 'E' // Execute: ends at CommandComplete, EmptyQueryResponse, PortalSuspended or an error
 	pendDescribe = 'D' // Describe of a statement: ends at ParameterDescription or an error
 	pendSync     = 'S' // Sync: ends at ReadyForQuery
+	pendParse    = 'P' // Parse: ends at ParseComplete or an error
+	pendBind     = 'B' // Bind: ends at BindComplete or an error
 )
 
 type pending struct {
-	kind  byte
-	start time.Time
-	stmt  string         // for pendDescribe
-	cols  []event.Column // for pendExecute: the result's columns, when the statement was described
+	kind    byte
+	swallow bool // the gateway sent this request itself: its answer is not the client's
+	start   time.Time
+	stmt    string         // for pendDescribe
+	cols    []event.Column // for pendExecute: the result's columns, when the statement was described
 }
 
 type stmtInfo struct {
@@ -78,7 +81,6 @@ type relay struct {
 	portals map[string]portalInfo
 	copyIn  []byte
 	guard   *guardrails // nil: no guardrails for this session
-	refused *pgError    // a guardrail refused an extended-protocol statement: the session ends
 	ctx     context.Context
 
 	// Target-to-client direction only.
@@ -188,9 +190,6 @@ func (r *relay) clientToTarget() endState {
 			r.onClientMessage(typ, buf[body:])
 			if r.guard != nil {
 				buf = r.guardMessage(typ, buf, body-5)
-				if r.refused != nil {
-					break
-				}
 			}
 			if typ == 'X' {
 				terminated = true
@@ -203,11 +202,6 @@ func (r *relay) clientToTarget() endState {
 		r.flushCopyIn(false, "")
 		if err := r.rec.Commit(); err != nil {
 			return r.recordingFailed(err)
-		}
-		if r.refused != nil {
-			// Nothing of this batch reaches the target.
-			r.writeClientFatal(r.refused)
-			return endState{reason: "guardrail_denied", err: r.refused}
 		}
 		if len(buf) > 0 {
 			if _, err := r.up.conn.Write(buf); err != nil {
@@ -267,6 +261,7 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		r.statements.Add(1)
 		r.push(pending{kind: pendSimple, start: now})
 	case 'P':
+		r.push(pending{kind: pendParse})
 		var p pgproto3.Parse
 		if p.Decode(body) != nil {
 			return
@@ -275,6 +270,7 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		r.stmts[p.Name] = &stmtInfo{sql: p.Query, oids: p.ParameterOIDs}
 		r.mu.Unlock()
 	case 'B':
+		r.push(pending{kind: pendBind})
 		var b pgproto3.Bind
 		if b.Decode(body) != nil {
 			return
@@ -405,7 +401,11 @@ func (r *relay) targetToClient() endState {
 			if typ == 'E' && r.guard != nil {
 				buf = tidyRefusal(buf, body-5)
 			}
-			r.onTargetMessage(typ, buf[body:])
+			if r.onTargetMessage(typ, buf[body:]) {
+				// The answer to a Parse or Bind the gateway sent in place of a refused
+				// Execute: the client never sent them, so it must not see it.
+				buf = buf[:body-5]
+			}
 			if r.ur.Buffered() < 5 || len(buf) >= batchBytes {
 				break
 			}
@@ -467,6 +467,23 @@ func (r *relay) pop() {
 	r.mu.Unlock()
 }
 
+// completes pops the Parse (typ '1') or Bind ('2') the message answers and reports whether the
+// gateway itself sent that request.
+func (r *relay) completes(typ byte) bool {
+	want := byte(pendParse)
+	if typ == '2' {
+		want = pendBind
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 || r.queue[0].kind != want {
+		return false
+	}
+	sw := r.queue[0].swallow
+	r.queue = r.queue[1:]
+	return sw
+}
+
 // restartFront sets the start time of the running simple query's next statement.
 func (r *relay) restartFront(t time.Time) {
 	r.mu.Lock()
@@ -476,9 +493,13 @@ func (r *relay) restartFront(t time.Time) {
 	r.mu.Unlock()
 }
 
-// onTargetMessage records what a target message means. It never changes the message.
-func (r *relay) onTargetMessage(typ byte, body []byte) {
+// onTargetMessage records what a target message means. It never changes the message; it
+// reports whether the message answers a request of the gateway's own, which the client must not
+// see.
+func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 	switch typ {
+	case '1', '2':
+		return r.completes(typ)
 	case 'D':
 		r.currentColumns()
 		r.rows = event.AppendRowBody(r.rows, body)
@@ -598,6 +619,7 @@ func (r *relay) onTargetMessage(typ byte, body []byte) {
 	case 'c':
 		r.flushCopyOut(true)
 	}
+	return false
 }
 
 // currentColumns returns the columns of the rows being received. Rows of an Execute whose
@@ -616,8 +638,8 @@ func (r *relay) currentColumns() []event.Column {
 }
 
 // guardMessage applies the session's guardrails to the client message at buf[start:] and
-// returns buf, with a refused simple Query replaced by one that makes the target answer with
-// the refusal.
+// returns buf, with a refused simple Query or Execute replaced by requests that make the target
+// answer with the refusal, in order with everything else the client pipelined.
 func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 	body := buf[start+5:]
 	switch typ {
@@ -647,17 +669,31 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		stmt := r.portals[ex.Portal].stmt
 		st, ok := r.guard.s.Prepared(stmt)
 		if !ok {
-			r.refused = &pgError{Severity: "FATAL", Code: codeInsufficientPriv,
-				Message: fmt.Sprintf("statement %q was not seen being prepared on this guarded target", stmt)}
-			return buf
+			return r.refuseExecute(buf, start, fmt.Sprintf("%sunknown: statement %q was not seen being prepared on this guarded target", refusalPrefix, stmt))
 		}
 		if v := r.decide(r.ctx, st.SQL, guard.Result{Statements: []guard.Statement{st}}); !v.allow {
-			// As of 2026-11 a refusal in the extended protocol ends the session: the
-			// refusal cannot yet be slotted into the pipelined responses the client awaits.
-			r.refused = &pgError{Severity: "FATAL", Code: codeInsufficientPriv, Message: v.msg,
-				Hint: "A guardrail of the gateway's policy refused this statement; the session is closed."}
+			return r.refuseExecute(buf, start, v.msg)
 		}
 	}
+	return buf
+}
+
+// refuseExecute replaces the Execute at buf[start:] with a Parse, Bind and Execute of the
+// unnamed statement and portal running refusalQuery: the target answers ParseComplete and
+// BindComplete, which the gateway swallows, then the refusal error in the Execute's place, and
+// skips the rest up to Sync as after any error. The client's unnamed statement and portal are
+// replaced; named ones are untouched.
+func (r *relay) refuseExecute(buf []byte, start int, msg string) []byte {
+	buf = buf[:start]
+	buf, _ = (&pgproto3.Parse{Query: refusalSQL(msg)}).Encode(buf)
+	buf, _ = (&pgproto3.Bind{}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{}).Encode(buf)
+	r.mu.Lock()
+	// onClientMessage queued the Execute last; the injected Parse and Bind answer first.
+	n := len(r.queue)
+	exec := r.queue[n-1]
+	r.queue = append(r.queue[:n-1], pending{kind: pendParse, swallow: true}, pending{kind: pendBind, swallow: true}, exec)
+	r.mu.Unlock()
 	return buf
 }
 
