@@ -349,7 +349,10 @@ func TestPolicySettings(t *testing.T) {
 			t.Errorf("pgx session: %d guardrail deny events, want %d: %v", deny, len(stmts), ofType(ev, "guardrail"))
 		}
 
-		// Extended protocol: a destructive Execute ends the session with FATAL 42501.
+		// Extended protocol: a destructive Execute is refused with 42501 and nothing reaches the
+		// target. Before d4a67e6 the refusal was FATAL and ended the session; since then it is an
+		// ERROR answered in order and the session goes on. Either way the outcome must be
+		// consistent: FATAL ends the connection, ERROR leaves it usable.
 		before = count(t)
 		app = uniq("polguard_ext")
 		c = g.connect(t, "alice", alicePassword, "pg", app)
@@ -357,21 +360,39 @@ func TestPolicySettings(t *testing.T) {
 		rows.Close()
 		err = rows.Err()
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "42501" || pe.Severity != "FATAL" {
-			t.Errorf("extended DELETE FROM: err %v, want FATAL 42501", err)
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Fatalf("extended DELETE FROM: err %v, want SQLSTATE 42501", err)
 		}
-		if err := c.Ping(ctx); err == nil {
-			t.Errorf("connection still usable after a FATAL guardrail refusal")
+		wantEnd := "client_terminated"
+		switch pe.Severity {
+		case "FATAL":
+			wantEnd = "guardrail_denied"
+			if err := c.Ping(ctx); err == nil {
+				t.Errorf("connection still usable after a FATAL guardrail refusal")
+			}
+		case "ERROR":
+			var one int
+			if err := c.QueryRow(ctx, "select $1::int", 1).Scan(&one); err != nil || one != 1 {
+				t.Errorf("extended: after an ERROR refusal the session should go on: %v", err)
+			}
+			rows, _ := c.Query(ctx, "delete from "+tbl+" where $1::int = 1", 1) // no column: every row
+			rows.Close()
+			if code := pgErrCode(rows.Err()); code != "42501" {
+				t.Errorf("extended, second destructive statement: err %v, want 42501", rows.Err())
+			}
+		default:
+			t.Errorf("extended: severity %q, want FATAL or ERROR", pe.Severity)
 		}
 		if n := count(t); n != before {
 			t.Errorf("after the extended refusal the table has %d rows, want %d", n, before)
 		}
+		c.Close(ctx)
 		s, ev := g.waitSession(t, app)
 		if !hasGuardDeny(ev) {
 			t.Errorf("extended: no guardrail deny event: %v", ofType(ev, "guardrail"))
 		}
-		if r := endReason(ev); r != "guardrail_denied" {
-			t.Errorf("extended: end reason %q (listed %q), want guardrail_denied", r, s.EndReason)
+		if r := endReason(ev); r != wantEnd {
+			t.Errorf("extended: end reason %q (listed %q), want %s", r, s.EndReason, wantEnd)
 		}
 	})
 
