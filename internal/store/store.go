@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/event"
@@ -99,4 +101,23 @@ type Store interface {
 	Targets
 	KV
 	Close() error
+}
+
+// CheckNext reports whether e continues the chain of session id whose last event has sequence
+// number seq and hash head: what every backend's Writer.Append checks before writing, so that
+// a recording never gets a gap, a fork or another session's event.
+func CheckNext(id string, seq uint64, head [32]byte, e *event.Event) error {
+	switch {
+	case e.Session != id:
+		return fmt.Errorf("append to session %q: event of session %q", id, e.Session)
+	case e.Seq != seq+1:
+		return fmt.Errorf("append to session %q: event %d where %d was next", id, e.Seq, seq+1)
+	case e.Prev != head:
+		return fmt.Errorf("append to session %q: event %d does not chain to event %d", id, e.Seq, seq)
+	case len(e.Type) > math.MaxUint16:
+		return fmt.Errorf("append to session %q: event %d: type too long", id, e.Seq)
+	case e.Seq > math.MaxInt64:
+		return fmt.Errorf("append to session %q: sequence %d out of range", id, e.Seq)
+	}
+	return nil
 }

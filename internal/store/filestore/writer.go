@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -56,15 +55,8 @@ func (w *writer) Append(events ...*event.Event) error {
 	buf := w.buf[:0]
 	var err error
 	for _, e := range events {
-		switch {
-		case e.Session != w.id:
-			return fmt.Errorf("append to session %q: event of session %q", w.id, e.Session)
-		case e.Seq != seq+1:
-			return fmt.Errorf("append to session %q: event %d where %d was next", w.id, e.Seq, seq+1)
-		case e.Prev != head:
-			return fmt.Errorf("append to session %q: event %d does not chain to event %d", w.id, e.Seq, seq)
-		case len(e.Type) > math.MaxUint16:
-			return fmt.Errorf("append to session %q: event %d: type too long", w.id, e.Seq)
+		if err := store.CheckNext(w.id, seq, head, e); err != nil {
+			return err
 		}
 		if buf, err = appendRecord(buf, e); err != nil {
 			return fmt.Errorf("append to session %q: %w", w.id, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -138,17 +137,8 @@ func (w *writer) Append(events ...*event.Event) error {
 	w.seqs, w.offsets, w.times, w.types = w.seqs[:0], w.offsets[:0], w.times[:0], w.types[:0]
 	w.datas, w.raws, w.hashes = w.datas[:0], w.raws[:0], w.hashes[:0]
 	for _, e := range events {
-		switch {
-		case e.Session != w.id:
-			return fmt.Errorf("append to session %q: event of session %q", w.id, e.Session)
-		case e.Seq != seq+1:
-			return fmt.Errorf("append to session %q: event %d where %d was next", w.id, e.Seq, seq+1)
-		case e.Prev != head:
-			return fmt.Errorf("append to session %q: event %d does not chain to event %d", w.id, e.Seq, seq)
-		case len(e.Type) > math.MaxUint16:
-			return fmt.Errorf("append to session %q: event %d: type too long", w.id, e.Seq)
-		case e.Seq > math.MaxInt64:
-			return fmt.Errorf("append to session %q: sequence %d out of range", w.id, e.Seq)
+		if err := store.CheckNext(w.id, seq, head, e); err != nil {
+			return err
 		}
 		data := e.Data
 		if data == nil {
