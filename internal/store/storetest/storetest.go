@@ -311,7 +311,7 @@ func testFilter(t *testing.T, open Opener) {
 	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
 	type spec struct {
 		id, user, target, typ string
-		start, end           int // hours from t0; end -1: running
+		start, end            int // hours from t0; end -1: running
 	}
 	specs := []spec{
 		{"a", "alice", "pg", "postgres", 0, 1},
