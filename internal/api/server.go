@@ -40,6 +40,9 @@ type Server struct {
 	// owner and refused attempts to change one (the gateway sets an *audit.Log). nil: nothing
 	// is audited.
 	Audit Auditor
+	// Sealer opens the originals of masked rows (rows.original events) for ?reveal=true. nil:
+	// they cannot be revealed.
+	Sealer Opener
 	// Approvals holds the statements guardrails send for approval. nil: none are pending and
 	// every decision is 404.
 	Approvals *approval.Broker
@@ -48,6 +51,11 @@ type Server struct {
 	ConfigPolicies []config.Policy
 
 	policyMu sync.Mutex // serialises changes of the API-managed policies
+}
+
+// Opener is what the API needs of the recording key (sealbox.Keyring).
+type Opener interface {
+	Open(keyID string, nonce, ct, aad []byte) ([]byte, error)
 }
 
 // Auditor is what the API needs of the audit log.

@@ -163,6 +163,10 @@ type eventJSON struct {
 	// Rows is set on rows events: one array of values per row (see renderValue).
 	Rows      []json.RawMessage `json:"rows,omitempty"`
 	RowsError string            `json:"rows_error,omitempty"`
+	// RevealedRows is set on rows events of a ?reveal=true read whose values were masked: the
+	// originals, rendered like Rows. RevealError says why they could not be.
+	RevealedRows []json.RawMessage `json:"revealed_rows,omitempty"`
+	RevealError  string            `json:"reveal_error,omitempty"`
 	// Text or Base64 carries Raw of copy.in / copy.out events.
 	Text   *string `json:"text,omitempty"`
 	Base64 *string `json:"base64,omitempty"`
@@ -174,9 +178,28 @@ var nullJSON = json.RawMessage("null")
 // memory stays flat whatever the recording's size. Once the answer has started, an error from
 // the store is reported in a top-level "error" field after the events delivered so far.
 func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
+	reveal := false
+	if v := r.URL.Query().Get("reveal"); v != "" {
+		var err error
+		if reveal, err = strconv.ParseBool(v); err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "reveal: %q is not true or false", v)
+		}
+	}
+	if reveal {
+		if err := s.checkReveal(r); err != nil {
+			return err
+		}
+	}
 	sess, err := s.readRecording(r, "events")
 	if err != nil {
 		return err
+	}
+	if reveal {
+		id := auth.FromContext(r.Context())
+		if err := s.audit(r, audit.Entry{Action: audit.ActionRecordingReveal, Actor: id.User, Outcome: audit.OK,
+			Subject: sess.ID, Detail: map[string]string{"route": "events", "owner": sess.User, "role": string(id.Role)}}); err != nil {
+			return err
+		}
 	}
 	var after uint64
 	if v := r.URL.Query().Get("after"); v != "" {
@@ -201,6 +224,28 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		if werr == nil {
 			_, werr = w.Write([]byte(s))
 		}
+	}
+	emit := func(ej *eventJSON) {
+		if n > 0 {
+			io(",")
+		}
+		n++
+		if werr == nil {
+			werr = enc.Encode(ej)
+		}
+		if n%256 == 0 {
+			flush.Flush()
+		}
+	}
+	// With reveal, a rows event is held until the event after it (and any checkpoints between)
+	// shows whether a rows.original belongs to it.
+	var held []eventJSON
+	flushHeld := func() {
+		for i := range held {
+			emit(&held[i])
+		}
+		clear(held)
+		held = held[:0]
 	}
 	io(`{"events":[`)
 	// Read from the start even when after > 0: rows events need the formats of the latest
@@ -240,18 +285,30 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 				ej.Base64 = &b
 			}
 		}
-		if n > 0 {
-			io(",")
+		if reveal {
+			switch {
+			case e.Type == event.Rows:
+				flushHeld()
+				ej.Data = append(json.RawMessage(nil), ej.Data...) // e's buffers are reused
+				held = append(held, ej)
+				return werr
+			case e.Type == event.Checkpoint && len(held) > 0:
+				ej.Data = append(json.RawMessage(nil), ej.Data...)
+				held = append(held, ej)
+				return werr
+			case e.Type == event.RowsOriginal:
+				if len(held) > 0 {
+					held[0].RevealedRows, held[0].RevealError = s.reveal(&rr, sess.ID, e)
+				} else {
+					ej.RevealError = "no rows event precedes it"
+				}
+			}
+			flushHeld()
 		}
-		n++
-		if werr == nil {
-			werr = enc.Encode(&ej)
-		}
-		if n%256 == 0 {
-			flush.Flush()
-		}
+		emit(&ej)
 		return werr
 	})
+	flushHeld()
 	io("]")
 	if err != nil && werr == nil {
 		s.log().Error("api: reading session events", "session", sess.ID, "after_events", n, "err", err)
@@ -264,6 +321,45 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		s.log().Debug("api: client went away during events", "session", sess.ID, "err", werr)
 	}
 	return nil
+}
+
+// checkReveal refuses, and audits, a reveal by anyone but an auditor or admin.
+func (s *Server) checkReveal(r *http.Request) error {
+	id := auth.FromContext(r.Context())
+	if id.Role.CanReadAll() {
+		return nil
+	}
+	s.audit(r, audit.Entry{Action: audit.ActionRecordingReveal, Actor: id.User, Outcome: audit.Denied,
+		Subject: r.PathValue("id"), Detail: map[string]string{"route": "events", "role": string(id.Role)}})
+	return errorf(http.StatusForbidden, "forbidden", "only auditors and admins may reveal masked values (you are %s with role %s)", id.User, id.Role)
+}
+
+// reveal decrypts a rows.original event and renders its rows like a rows event's.
+func (s *Server) reveal(rr *rowRenderer, session string, e *event.Event) ([]json.RawMessage, string) {
+	if s.Sealer == nil {
+		return nil, "this gateway has no recording key"
+	}
+	var d event.RowsOriginalData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		return nil, "rows.original: " + err.Error()
+	}
+	nonce, err := base64.StdEncoding.DecodeString(d.Nonce)
+	if err != nil {
+		return nil, "rows.original nonce: " + err.Error()
+	}
+	plain, err := s.Sealer.Open(d.KeyID, nonce, e.Raw, []byte(session))
+	if err != nil {
+		return nil, err.Error()
+	}
+	rows, err := rr.render(plain)
+	clear(plain)
+	if err != nil {
+		return rows, err.Error()
+	}
+	if rows == nil {
+		rows = []json.RawMessage{}
+	}
+	return rows, ""
 }
 
 // sessionsOther answers every method other than GET on the sessions tree. Every refused attempt

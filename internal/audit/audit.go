@@ -32,6 +32,7 @@ const (
 	ActionTargetPut       = "target.put"
 	ActionRecordingRead   = "recording.read"
 	ActionRecordingModify = "recording.modify"
+	ActionRecordingReveal = "recording.reveal" // an auditor or admin read the originals of masked values
 	ActionGatewayStart    = "gateway.start"
 	ActionGatewayStop     = "gateway.stop"
 )

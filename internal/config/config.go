@@ -94,6 +94,10 @@ type Recording struct {
 	// SigningKeyFile is a PEM PKCS #8 Ed25519 private key that signs checkpoints. Default ""
 	// (a key generated on first start in data_dir/signing/, mode 0600).
 	SigningKeyFile string `yaml:"signing_key_file"`
+	// EncryptionKeyFile holds the AES-256 key that encrypts the originals of masked values in
+	// recordings: 32 raw bytes, or 64 hex digits, or base64. Default "" (a key generated on
+	// first start in data_dir/keys/, mode 0600). Keys used before stay in data_dir/keys/.
+	EncryptionKeyFile string `yaml:"encryption_key_file"`
 	// BestEffortBuffer bounds, in bytes of event data, what a best-effort session (a target
 	// with recording.mode best-effort) holds in memory while the store is slow; events past it
 	// are dropped and counted. Default 8 MiB per session.

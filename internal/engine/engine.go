@@ -86,6 +86,14 @@ type Deps struct {
 	Metrics   *metrics.Metrics
 	Approvals Approver // nil: no approver, so a guardrail's approve action denies
 	Audit     Auditor  // nil: protocol logins are not audited (tests)
+	// Sealer encrypts the originals of masked rows for the recording (a *sealbox.Keyring).
+	// nil: originals are not kept.
+	Sealer Sealer
+}
+
+// Sealer encrypts with the gateway's recording key; aad is authenticated with it.
+type Sealer interface {
+	Seal(plain, aad []byte) (keyID string, nonce, ct []byte)
 }
 
 // Factory builds an engine.

@@ -172,9 +172,18 @@ func CheckpointMessage(session string, seq uint64, head [32]byte, final bool) []
 
 // MaskData counts, per detector ("column" for column rules), the values masked since the
 // previous mask event. The masked values are what the client saw and what the rows events hold;
-// the originals are not kept (as of 2026-11).
+// the originals of masked rows are kept only encrypted, in rows.original events.
 type MaskData struct {
 	Hits map[string]int `json:"hits"`
+}
+
+// RowsOriginalData describes Raw of a rows.original event: the Count original rows of the rows
+// event it follows (the latest rows event before it; only checkpoints may come between),
+// encrypted with the recording key KeyID and Nonce (base64, standard, padded).
+type RowsOriginalData struct {
+	KeyID string `json:"key_id"`
+	Nonce string `json:"nonce"`
+	Count int    `json:"count"`
 }
 
 // GuardrailData is a guardrail decision on a statement.

@@ -27,6 +27,10 @@ const (
 	Cancel       Type = "cancel"        // Data: CancelData; the client asked to cancel a statement
 	Mask         Type = "mask"          // Data: MaskData; values were masked in what the client saw
 	Guardrail    Type = "guardrail"     // Data: GuardrailData; a statement was classified and acted on
+	// RowsOriginal follows a rows event some of whose values were masked: Data:
+	// RowsOriginalData; Raw: the rows as the target sent them (packed like rows), sealed with
+	// AES-256-GCM (internal/sealbox), the session id as additional data. Never in clear.
+	RowsOriginal Type = "rows.original"
 	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
 	// chain, so the next event's hash covers it.
 	Checkpoint Type = "checkpoint"

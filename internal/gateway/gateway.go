@@ -32,6 +32,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/sealbox"
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
@@ -134,6 +135,13 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	if created {
 		log.Info("generated the recording signing key", "key_id", keys.KeyID(), "dir", filepath.Join(cfg.DataDir, "signing"))
 	}
+	sealer, created, err := sealbox.Load(filepath.Join(cfg.DataDir, "keys"), cfg.Recording.EncryptionKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("generated the recording encryption key", "key_id", sealer.KeyID(), "dir", filepath.Join(cfg.DataDir, "keys"))
+	}
 	rec := &recorder.Recorder{Store: st, Metrics: g.metrics, Signer: keys,
 		CheckpointEvents: cfg.Recording.CheckpointEvents, CheckpointInterval: cfg.Recording.CheckpointInterval,
 		BestEffortBuffer: cfg.Recording.BestEffortBuffer}
@@ -148,7 +156,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		APIURL: "http://" + cfg.Listen.API, Log: log}
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
-		Audit: lateAudit{g}}
+		Audit: lateAudit{g}, Sealer: sealer}
 	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
 	for name, addr := range g.addrs {
 		if addr == "" || addr == "off" {
@@ -174,7 +182,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	log.Info("audit log opened", "session", g.audit.ID())
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
-		SigningKeys: keys, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals}
+		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 	switch typ {
 	case 'D':
 		out = mk.dataRow(r.currentColumns(), body)
+		if out != nil && r.sealer != nil && r.rec != nil {
+			r.keepOriginal(body)
+		}
 	case 'd':
 		if masked, hits := mk.m.MaskText(mk.scratch[:0], body); len(hits) > 0 {
 			mk.count(hits)
@@ -221,6 +225,29 @@ func (mk *masker) message(typ byte, body []byte) []byte {
 		return nil
 	}
 	return enc[5:]
+}
+
+// keepOriginal keeps the original of a DataRow masking changed, for the rows.original event that
+// follows the rows event. The first change in a rows event starts orig with the rows before it,
+// which were sent unchanged.
+func (r *relay) keepOriginal(body []byte) {
+	if !r.origOn {
+		r.orig = append(r.orig[:0], r.rows[r.rowsStart:]...)
+		r.origOn = true
+	}
+	r.orig = event.AppendRowBody(r.orig, body)
+	r.origAdded = true
+}
+
+// recordOriginals seals orig (the original rows of the rows event just recorded) into a
+// rows.original event. Nothing of it is recorded in clear.
+func (r *relay) recordOriginals() {
+	keyID, nonce, ct := r.sealer.Seal(r.orig, []byte(r.rec.ID()))
+	r.rec.Record(event.RowsOriginal, event.RowsOriginalData{KeyID: keyID,
+		Nonce: base64.StdEncoding.EncodeToString(nonce), Count: r.rowsN}, ct)
+	clear(r.orig)
+	r.orig = r.orig[:0]
+	r.origOn, r.origAdded = false, false
 }
 
 // flushMaskEvent records which detectors fired in the batch (never the values).

@@ -93,7 +93,13 @@ type relay struct {
 	copyOut    []byte // like rows: aliased by events until the batch's Commit
 	copyStart  int
 	masker     *masker // nil: nothing to mask for this session
-	types      *valueRenderer
+	// orig holds, once masking changed a value of the rows not yet recorded, those rows as the
+	// target sent them (packed like rows), sealed into a rows.original event by flushRows.
+	orig      []byte
+	origOn    bool          // orig covers the rows from rowsStart
+	origAdded bool          // rewrite appended the current DataRow's original
+	sealer    engine.Sealer // nil: originals are not kept
+	types     *valueRenderer
 }
 
 type portalInfo struct {
@@ -112,6 +118,7 @@ func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorde
 		types:   newValueRenderer(),
 		masker:  mk,
 		guard:   g,
+		sealer:  e.d.Sealer,
 	}
 	if m := e.d.Metrics; m != nil {
 		r.mFrom = m.Bytes.WithLabelValues(Name, c.target, "from_client")
@@ -502,6 +509,10 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 		return r.completes(typ)
 	case 'D':
 		r.currentColumns()
+		if r.origOn && !r.origAdded {
+			r.orig = event.AppendRowBody(r.orig, body) // unchanged: the original is what was sent
+		}
+		r.origAdded = false
 		r.rows = event.AppendRowBody(r.rows, body)
 		r.rowsN++
 		r.resultRows++
@@ -716,6 +727,9 @@ func (r *relay) flushRows() {
 	// array), never over it.
 	r.rec.Record(event.Rows, event.RowsData{Count: r.rowsN}, r.rows[r.rowsStart:len(r.rows):len(r.rows)])
 	r.rowsStart = len(r.rows)
+	if r.origOn {
+		r.recordOriginals()
+	}
 	r.rowsN = 0
 }
 
