@@ -20,6 +20,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/policy"
+	"github.com/airlock-gw/airlock/internal/sealbox"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
 )
@@ -33,6 +34,7 @@ type harness struct {
 	vars  map[string]string
 	stdin string
 	slept []time.Duration
+	keys  *sealbox.Keyring
 }
 
 func j(v any) []byte {
@@ -53,6 +55,8 @@ func newHarness(t *testing.T) *harness {
 	st := apitest.New()
 	srv := &api.Server{Store: st, Auth: svc, Policy: &policy.Engine{},
 		Targets: &target.Catalog{Static: map[string]target.Target{"pg": {Name: "pg", Type: "postgres", Address: "127.0.0.1:5432", Database: "test", Password: "secret", Source: "config"}}, Store: st}}
+	keys, _ := sealbox.New(bytes.Repeat([]byte{5}, sealbox.KeySize))
+	srv.Sealer = keys
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 
@@ -77,7 +81,7 @@ func newHarness(t *testing.T) *harness {
 	st.Put(store.Session{ID: "s1", User: "alice", Target: "pg", Type: "postgres", ClientAddr: "127.0.0.1:50000", StartedAt: t0, EndedAt: &ended, EndReason: "client_terminated"}, rec.Evs)
 	st.Put(store.Session{ID: "s2", User: "root", Target: "pg", Type: "postgres", StartedAt: t0.Add(time.Hour)}, nil)
 
-	return &harness{url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}
+	return &harness{keys: keys, url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}
 }
 
 func (h *harness) token(t *testing.T, user string) string {

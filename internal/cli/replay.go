@@ -36,6 +36,9 @@ type apiEvent struct {
 	Data     json.RawMessage     `json:"data"`
 	Rows     [][]json.RawMessage `json:"rows"`
 	RowsErr  string              `json:"rows_error"`
+	// With reveal (auditors and admins; audited): the originals of masked rows.
+	RevealedRows [][]json.RawMessage `json:"revealed_rows"`
+	RevealErr    string              `json:"reveal_error"`
 	Text     *string             `json:"text"`
 	Base64   *string             `json:"base64"`
 }
@@ -43,8 +46,14 @@ type apiEvent struct {
 // streamEvents reads a session's events one at a time from the API's streamed answer, so that
 // memory stays flat whatever the recording's size. It returns the answer's top-level "error"
 // (a recording that could not be read to its end), if any.
-func (c *client) streamEvents(ctx context.Context, id string, fn func(*apiEvent) error) (tail string, err error) {
-	res, err := c.request(ctx, http.MethodGet, "/api/v1/sessions/"+url.PathEscape(id)+"/events", nil, nil)
+// With reveal the rows events also carry the originals of masked values (auditors and admins
+// only; the gateway audits every such read).
+func (c *client) streamEvents(ctx context.Context, id string, reveal bool, fn func(*apiEvent) error) (tail string, err error) {
+	var q url.Values
+	if reveal {
+		q = url.Values{"reveal": {"true"}}
+	}
+	res, err := c.request(ctx, http.MethodGet, "/api/v1/sessions/"+url.PathEscape(id)+"/events", q, nil)
 	if err != nil {
 		return "", err
 	}
@@ -122,7 +131,8 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 }
 
 func runReplay(e *env, args []string) int {
-	fs := e.newFlagSet("replay", "replay ID [--speed N] [--max-rows N]")
+	fs := e.newFlagSet("replay", "replay ID [--speed N] [--max-rows N] [--reveal]")
+	reveal := fs.Bool("reveal", false, "show the original values where masking changed them (auditors and admins; audited)")
 	speed := fs.Float64("speed", 1, "playback speed: 2 is twice as fast; 0 prints without waiting")
 	maxRows := fs.Int("max-rows", 100, "rows printed per result; the rest are counted")
 	pos, err := parseArgs(fs, args)
@@ -130,7 +140,7 @@ func runReplay(e *env, args []string) int {
 		return usageCode(err)
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(e.stderr, "Usage: airlock replay ID [--speed N] [--max-rows N]")
+		fmt.Fprintln(e.stderr, "Usage: airlock replay ID [--speed N] [--max-rows N] [--reveal]")
 		return exitUsage
 	}
 	if *speed < 0 || *maxRows < 0 {
@@ -145,7 +155,7 @@ func runReplay(e *env, args []string) int {
 	defer stop()
 	p := &player{w: e.stdout, maxRows: *maxRows}
 	start := e.now()
-	tail, err := c.streamEvents(ctx, pos[0], func(ev *apiEvent) error {
+	tail, err := c.streamEvents(ctx, pos[0], *reveal, func(ev *apiEvent) error {
 		if *speed > 0 {
 			// Wait until the event's time on the playback clock; measured against the start
 			// so that time spent printing does not accumulate as drift.
@@ -156,6 +166,12 @@ func runReplay(e *env, args []string) int {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if ev.RevealedRows != nil {
+			ev.Rows = ev.RevealedRows
+		}
+		if ev.RevealErr != "" {
+			fmt.Fprintf(e.stderr, "airlock: event %d: the original values could not be revealed: %s\n", ev.Seq, ev.RevealErr)
 		}
 		p.event(ev)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,7 @@ func init() {
 type session = api.Session
 
 const sessionsUsage = `sessions list [--from T] [--to T] [--user U] [--target T] [--type T] [--limit N] [--json]
-       airlock sessions show ID [--json]
+       airlock sessions show ID [--json] [--reveal]
 
 T is an RFC 3339 time (2026-01-02T15:04:05Z) or a duration meaning that long ago (2h, 30m).`
 
@@ -174,7 +175,7 @@ type summary struct {
 
 func summarize(c *client, id string) (summary, error) {
 	var s summary
-	tail, err := c.streamEvents(context.Background(), id, func(ev *apiEvent) error {
+	tail, err := c.streamEvents(context.Background(), id, false, func(ev *apiEvent) error {
 		switch event.Type(ev.Type) {
 		case event.Query:
 			s.Statements++
@@ -209,14 +210,15 @@ func summarize(c *client, id string) (summary, error) {
 }
 
 func runSessionsShow(e *env, args []string) int {
-	fs := e.newFlagSet("sessions show", "sessions show ID [--json]")
+	fs := e.newFlagSet("sessions show", "sessions show ID [--json] [--reveal]")
 	asJSON := fs.Bool("json", false, "print JSON: the API's session and the summary")
+	reveal := fs.Bool("reveal", false, "also print the original values of masked rows (auditors and admins; audited)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageCode(err)
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(e.stderr, "Usage: airlock sessions show ID [--json]")
+		fmt.Fprintln(e.stderr, "Usage: airlock sessions show ID [--json] [--reveal]")
 		return exitUsage
 	}
 	c, err := e.newClient()
@@ -234,12 +236,24 @@ func runSessionsShow(e *env, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
+	var revealed []revealedRows
+	if *reveal {
+		if revealed, err = revealRows(c, pos[0]); err != nil {
+			return e.fail(err)
+		}
+	}
 	if *asJSON {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &obj); err != nil {
 			return e.fail(err)
 		}
 		obj["summary"], _ = json.Marshal(sum)
+		if *reveal {
+			if revealed == nil {
+				revealed = []revealedRows{}
+			}
+			obj["revealed"], _ = json.Marshal(revealed)
+		}
 		b, _ := json.Marshal(obj)
 		if err := printJSON(e.stdout, b); err != nil {
 			return e.fail(err)
@@ -247,11 +261,70 @@ func runSessionsShow(e *env, args []string) int {
 		return exitOK
 	}
 	printSession(e.stdout, ans.Session, sum)
+	if *reveal {
+		printRevealed(e.stdout, revealed)
+	}
 	if sum.RecordingError != "" {
 		fmt.Fprintf(e.stderr, "airlock: the recording could not be read to its end: %s\n", sum.RecordingError)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// revealedRows is one rows event's originals, as sessions show --reveal prints them.
+type revealedRows struct {
+	Seq      uint64              `json:"seq"`
+	OffsetNS int64               `json:"offset_ns"`
+	Columns  []event.Column      `json:"columns"`
+	Rows     [][]json.RawMessage `json:"rows"`
+	Error    string              `json:"error,omitempty"`
+}
+
+// revealRows reads the session with reveal=true and keeps the rows events whose values were
+// masked, with their originals.
+func revealRows(c *client, id string) ([]revealedRows, error) {
+	var out []revealedRows
+	var cols []event.Column
+	tail, err := c.streamEvents(context.Background(), id, true, func(ev *apiEvent) error {
+		switch {
+		case event.Type(ev.Type) == event.Columns:
+			var d event.ColumnsData
+			json.Unmarshal(ev.Data, &d)
+			cols = d.Columns
+		case ev.RevealedRows != nil || ev.RevealErr != "":
+			out = append(out, revealedRows{Seq: ev.Seq, OffsetNS: ev.OffsetNS, Columns: cols, Rows: ev.RevealedRows, Error: ev.RevealErr})
+		}
+		return nil
+	})
+	if err == nil && tail != "" {
+		err = fmt.Errorf("the recording could not be read to its end: %s", tail)
+	}
+	return out, err
+}
+
+func printRevealed(w io.Writer, revealed []revealedRows) {
+	if len(revealed) == 0 {
+		fmt.Fprintln(w, "\nRevealed: no masked rows in this recording.")
+		return
+	}
+	fmt.Fprintln(w, "\nRevealed: the original values of masked rows (this read is audited).")
+	for _, r := range revealed {
+		ev := &apiEvent{Seq: r.Seq, OffsetNS: r.OffsetNS}
+		if r.Error != "" {
+			fmt.Fprintf(w, "%s event %d: could not be revealed: %s\n", stamp(ev), r.Seq, r.Error)
+			continue
+		}
+		fmt.Fprintf(w, "%s event %d:\n", stamp(ev), r.Seq)
+		p := &player{w: w, maxRows: math.MaxInt, cols: r.Columns, inTable: true}
+		for _, row := range r.Rows {
+			vals := make([]string, len(row))
+			for i, v := range row {
+				vals[i] = formatValue(v)
+			}
+			p.rows = append(p.rows, vals)
+		}
+		p.flushTable()
+	}
 }
 
 func printSession(w io.Writer, s session, sum summary) {
