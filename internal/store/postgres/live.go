@@ -91,6 +91,11 @@ func (l *live) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn != nil {
+		// Release the locks before closing: the server drops a closed connection's locks only
+		// once its backend notices, so another gateway's recovery could still find them held.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		l.conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+		cancel()
 		l.conn.Close(context.Background())
 		l.conn = nil
 	}
