@@ -287,3 +287,23 @@ func TestIndexIsAppendOnly(t *testing.T) {
 		t.Error("changing an ended session succeeded")
 	}
 }
+
+// A data directory whose path holds URI characters still gets its index inside it.
+func TestIndexPathEscaped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a#b?c%d")
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(context.Background(), store.Session{ID: "x", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	fi, err := os.Stat(filepath.Join(dir, "airlock.db"))
+	if err != nil || fi.Size() == 0 {
+		t.Fatalf("index not in the data directory: %v, %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "a")); err == nil {
+		t.Fatal("the index went to a truncated path")
+	}
+}

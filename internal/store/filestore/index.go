@@ -48,7 +48,10 @@ func openDB(file string) (wdb, rdb *sql.DB, err error) {
 	// Sessions start far less often than events are written, so this costs little.
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_txlock", "immediate")
-	dsn := "file:" + file + "?" + q.Encode()
+	// The path goes into a URI: escape what would end it early ('#' starts a fragment, '?' the
+	// query), or SQLite opens another file than the one created above.
+	uriPath := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(file)
+	dsn := "file:" + uriPath + "?" + q.Encode()
 	if wdb, err = sql.Open("sqlite", dsn); err != nil {
 		return nil, nil, err
 	}
@@ -59,7 +62,7 @@ func openDB(file string) (wdb, rdb *sql.DB, err error) {
 		return nil, nil, err
 	}
 	q.Add("_pragma", "query_only(true)")
-	if rdb, err = sql.Open("sqlite", "file:"+file+"?"+q.Encode()); err != nil {
+	if rdb, err = sql.Open("sqlite", "file:"+uriPath+"?"+q.Encode()); err != nil {
 		wdb.Close()
 		return nil, nil, err
 	}
