@@ -94,6 +94,18 @@ func TestAuditEntries(t *testing.T) {
 		{name: "delete", method: "DELETE", path: "/api/v1/sessions/s-alice", user: "root",
 			status: 405, want: &event.AuditData{Action: "recording.modify", Actor: "root", Outcome: "denied", Subject: "s-alice"},
 			wantDetails: map[string]string{"method": "DELETE", "path": "/api/v1/sessions/s-alice"}},
+		{name: "admin holds", method: "POST", path: "/api/v1/sessions/s-alice/hold", user: "root",
+			body:   `{"hold":true,"reason":"case 42"}`,
+			status: 200, want: &event.AuditData{Action: "recording.hold", Actor: "root", Outcome: "ok", Subject: "s-alice"},
+			wantDetails: map[string]string{"hold": "true", "reason": "case 42"}},
+		{name: "auditor may not hold", method: "POST", path: "/api/v1/sessions/s-alice/hold", user: "carol",
+			body:   `{"hold":true}`,
+			status: 403, want: &event.AuditData{Action: "recording.hold", Actor: "carol", Outcome: "denied", Subject: "s-alice"}},
+		{name: "anonymous hold", method: "POST", path: "/api/v1/sessions/s-alice/hold", body: `{"hold":true}`, status: 401},
+		{name: "post elsewhere is still refused", method: "POST", path: "/api/v1/sessions/s-alice/events", user: "root", body: "{}",
+			status: 405, want: &event.AuditData{Action: "recording.modify", Actor: "root", Outcome: "denied", Subject: "s-alice"}},
+		{name: "delete hold", method: "DELETE", path: "/api/v1/sessions/s-alice/hold", user: "root",
+			status: 405, want: &event.AuditData{Action: "recording.modify", Actor: "root", Outcome: "denied", Subject: "s-alice"}},
 		{name: "anonymous patch", method: "PATCH", path: "/api/v1/sessions/s-bob/events", body: "{}",
 			status: 405, want: &event.AuditData{Action: "recording.modify", Outcome: "denied", Subject: "s-bob"},
 			wantDetails: map[string]string{"method": "PATCH", "authenticated": "false"}},
@@ -221,5 +233,55 @@ func TestAuditFailsClosed(t *testing.T) {
 	}
 	if _, err := f.st.GetTarget(context.Background(), "pg7"); err == nil {
 		t.Errorf("the target was stored although the change could not be audited")
+	}
+}
+
+func TestHold(t *testing.T) {
+	f := newFixture(t)
+	withAudit(t, f)
+	hold := func(user, body string, status int) map[string]any {
+		t.Helper()
+		res, b := f.do(t, "POST", "/api/v1/sessions/s-alice/hold", user, body)
+		if res.StatusCode != status {
+			t.Fatalf("hold %s: %d %s, want %d", body, res.StatusCode, b, status)
+		}
+		var out map[string]any
+		json.Unmarshal(b, &out)
+		return out
+	}
+	got := hold("root", `{"hold":true,"reason":"litigation"}`, 200)
+	if s, _ := got["session"].(map[string]any); s["hold"] != true {
+		t.Fatalf("answer %v, want the session on hold", got)
+	}
+	if s, _ := f.st.Session(context.Background(), "s-alice"); !s.Hold {
+		t.Fatal("the store has no hold")
+	}
+	_, b := f.do(t, "GET", "/api/v1/sessions/s-alice", "root", "")
+	if !strings.Contains(string(b), `"hold":true`) {
+		t.Fatalf("GET session: %s", b)
+	}
+	hold("alice", `{"hold":false}`, 403)
+	hold("root", `{"reason":"no hold field"}`, 400)
+	hold("root", `{"hold":true,"extra":1}`, 400)
+	if res, _ := f.do(t, "POST", "/api/v1/sessions/nope/hold", "root", `{"hold":true}`); res.StatusCode != 404 {
+		t.Fatalf("hold of an unknown session: %d, want 404", res.StatusCode)
+	}
+	hold("root", `{"hold":false,"reason":"settled"}`, 200)
+	if s, _ := f.st.Session(context.Background(), "s-alice"); s.Hold {
+		t.Fatal("the hold was not released")
+	}
+}
+
+func TestHoldAuditUnavailable(t *testing.T) {
+	f := newFixture(t)
+	l := withAudit(t, f)
+	if err := l.End(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if res, b := f.do(t, "POST", "/api/v1/sessions/s-alice/hold", "root", `{"hold":true}`); res.StatusCode != 503 {
+		t.Fatalf("hold without an audit log: %d %s, want 503", res.StatusCode, b)
+	}
+	if s, _ := f.st.Session(context.Background(), "s-alice"); s.Hold {
+		t.Fatal("held although the change could not be audited")
 	}
 }

@@ -131,6 +131,9 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /api/v1/sessions/{id}/events", true, s.sessionEvents)
 	handle("GET /api/v1/sessions/{id}/verify", true, s.verifySession)
 	handle("GET /api/v1/sessions/{id}/export", true, s.exportSession)
+	// The one POST on the sessions tree; more specific than the catch-all below, which answers
+	// 405 to every other attempt to change a recording.
+	handle("POST /api/v1/sessions/{id}/hold", true, s.holdSession)
 	handle("GET /api/v1/signing-keys", false, s.signingKeys)
 	handle("GET /api/v1/targets", true, s.listTargets)
 	handle("GET /api/v1/targets/{name}", true, s.getTarget)

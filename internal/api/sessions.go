@@ -34,11 +34,12 @@ type Session struct {
 	Events     uint64     `json:"events"`
 	Head       string     `json:"head"`
 	Status     string     `json:"status"` // active | ended
+	Hold       bool       `json:"hold"`   // legal hold: never expires while set
 }
 
 func toSessionJSON(s store.Session) Session {
 	j := Session{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, ClientAddr: s.ClientAddr,
-		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active"}
+		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active", Hold: s.Hold}
 	if s.EndedAt != nil {
 		t := s.EndedAt.UTC()
 		j.EndedAt = &t
@@ -389,4 +390,57 @@ func (s *Server) sessionsOther(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusMethodNotAllowed, "immutable", "recordings cannot be modified or deleted")
 	}
 	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path)
+}
+
+// holdRequest is the body of POST /api/v1/sessions/{id}/hold.
+type holdRequest struct {
+	Hold   *bool  `json:"hold"`
+	Reason string `json:"reason"`
+}
+
+// holdSession puts a session on legal hold or releases it (admins only). Like a target change,
+// it is audited before it is made, and a refusal is audited too.
+func (s *Server) holdSession(w http.ResponseWriter, r *http.Request) error {
+	id := auth.FromContext(r.Context())
+	sid := r.PathValue("id")
+	if id.Role != auth.RoleAdmin {
+		s.audit(r, audit.Entry{Action: audit.ActionRecordingHold, Actor: id.User, Outcome: audit.Denied, Subject: sid,
+			Detail: map[string]string{"role": string(id.Role)}})
+		return errorf(http.StatusForbidden, "forbidden", "only admins may set legal holds (you are %s with role %s)", id.User, id.Role)
+	}
+	var req holdRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Hold == nil {
+		return errorf(http.StatusBadRequest, "bad_request", `"hold" (true or false) is required`)
+	}
+	if len(req.Reason) > 1000 {
+		return errorf(http.StatusBadRequest, "bad_request", "reason is longer than 1000 bytes")
+	}
+	if _, err := s.Store.Session(r.Context(), sid); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, "not_found", "no session %q", sid)
+		}
+		return err
+	}
+	entry := audit.Entry{Action: audit.ActionRecordingHold, Actor: id.User, Outcome: audit.OK, Subject: sid,
+		Detail: map[string]string{"hold": strconv.FormatBool(*req.Hold), "reason": req.Reason}}
+	if err := s.audit(r, entry); err != nil {
+		return err
+	}
+	if err := s.Store.SetHold(r.Context(), sid, *req.Hold); err != nil {
+		entry.Outcome, entry.Detail["error"] = audit.Failed, err.Error()
+		s.audit(r, entry)
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, "not_found", "no session %q", sid)
+		}
+		return fmt.Errorf("set hold of session %s: %w", sid, err)
+	}
+	s.log().Info("api: legal hold changed", "session", sid, "hold", *req.Hold, "by", id.User)
+	sess, err := s.Store.Session(r.Context(), sid)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"session": toSessionJSON(sess)})
 }

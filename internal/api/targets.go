@@ -47,6 +47,8 @@ type targetRequest struct {
 	TLS      string            `json:"tls"`
 	CAFile   string            `json:"ca_file"`
 	Labels   map[string]string `json:"labels"`
+	// RetentionDays: see target.Target; 0 keeps recordings forever.
+	RetentionDays int `json:"retention_days"`
 }
 
 // createTarget registers a target (admins only). A name the config file defines cannot be
@@ -67,7 +69,7 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	}
 	t := target.Target{Name: req.Name, Type: req.Type, Address: req.Address, Database: req.Database,
 		Username: req.Username, Password: req.Password, TLS: req.TLS, CAFile: req.CAFile, Labels: req.Labels,
-		Source: "api", CreatedAt: time.Now().UTC().Truncate(time.Second), CreatedBy: id.User}
+		RetentionDays: req.RetentionDays, Source: "api", CreatedAt: time.Now().UTC().Truncate(time.Second), CreatedBy: id.User}
 	if err := t.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "invalid_target", "%v", err)
 	}
@@ -86,7 +88,7 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	// What changed, never the password.
 	entry := audit.Entry{Action: audit.ActionTargetPut, Actor: id.User, Outcome: audit.OK, Subject: t.Name,
 		Detail: map[string]string{"type": t.Type, "address": t.Address, "database": t.Database,
-			"username": t.Username, "tls": t.TLS, "replaced": strconv.FormatBool(status == http.StatusOK)}}
+			"username": t.Username, "tls": t.TLS, "retention_days": strconv.Itoa(t.RetentionDays), "replaced": strconv.FormatBool(status == http.StatusOK)}}
 	if err := s.audit(r, entry); err != nil {
 		return err
 	}

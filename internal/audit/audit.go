@@ -33,6 +33,8 @@ const (
 	ActionRecordingRead   = "recording.read"
 	ActionRecordingModify = "recording.modify"
 	ActionRecordingReveal = "recording.reveal" // an auditor or admin read the originals of masked values
+	ActionRecordingHold   = "recording.hold"   // an admin put a session on legal hold or released it
+	ActionRecordingExpire = "recording.expire" // the retention job expires a session (written before it is removed)
 	ActionGatewayStart    = "gateway.start"
 	ActionGatewayStop     = "gateway.stop"
 )

@@ -38,6 +38,7 @@ type Config struct {
 	Recording Recording `yaml:"recording"`
 	Auth      Auth      `yaml:"auth"`
 	Approvals Approvals `yaml:"approvals"`
+	Retention Retention `yaml:"retention"`
 
 	// ShutdownGrace is how long SIGTERM lets running sessions finish before ending them.
 	// Default 30s.
@@ -49,6 +50,12 @@ type Config struct {
 
 	// path is the file the config was read from ("" for the embedded default).
 	path string
+}
+
+// Retention configures the retention job, which expires recordings older than their target's
+// retention_days.
+type Retention struct {
+	Interval time.Duration `yaml:"interval"` // how often the job runs; default 1h
 }
 
 // Listen holds listener addresses. An empty address disables that listener, except that an
@@ -145,6 +152,10 @@ type Target struct {
 	CAFile       string            `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
 	Labels       map[string]string `yaml:"labels"`
 	Recording    TargetRecording   `yaml:"recording"`
+	// RetentionDays is how long this target's recordings are kept after their session ended:
+	// the retention job expires older ones that are not on legal hold. 0 (default) keeps them
+	// forever.
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // TargetRecording is a target's recording policy.
@@ -256,6 +267,9 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 30 * time.Second
 	}
+	if c.Retention.Interval == 0 {
+		c.Retention.Interval = time.Hour
+	}
 	for i := range c.Targets {
 		if c.Targets[i].TLS == "" {
 			c.Targets[i].TLS = "prefer"
@@ -361,6 +375,12 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("config: target %q: recording.mode must be strict or best-effort, not %q", t.Name, t.Recording.Mode)
 		}
+		if t.RetentionDays < 0 {
+			return fmt.Errorf("config: target %q: retention_days must not be negative, got %d", t.Name, t.RetentionDays)
+		}
+	}
+	if c.Retention.Interval < 0 {
+		return fmt.Errorf("config: retention.interval must not be negative, got %v", c.Retention.Interval)
 	}
 	for i, p := range c.Policies {
 		if p.Name == "" {

@@ -32,6 +32,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/metrics"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/retention"
 	"github.com/airlock-gw/airlock/internal/sealbox"
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
@@ -52,7 +53,8 @@ type Gateway struct {
 	listeners map[string]net.Listener // by protocol, plus "api"
 	engines   map[string]engine.Engine
 	apiServer *http.Server
-	audit     *audit.Log // this run's audit log, ended at Shutdown
+	audit     *audit.Log     // this run's audit log, ended at Shutdown
+	retention *retention.Job // expires recordings; started by Start, stopped at Shutdown
 
 	ready      atomic.Bool
 	sessions   sync.WaitGroup
@@ -92,7 +94,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
-			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, RecordingMode: t.Recording.Mode, Source: "config"}
+			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config"}
 		if err := tt.Validate(); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -180,6 +182,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		return nil, err
 	}
 	log.Info("audit log opened", "session", g.audit.ID())
+	g.retention = &retention.Job{Store: st, Targets: catalog, Audit: g.audit, Log: log, Interval: cfg.Retention.Interval}
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals}
@@ -313,6 +316,9 @@ func (g *Gateway) Start() error {
 		g.log.Warn("serving pprof profiles", "addr", dln.Addr().String())
 		go http.Serve(dln, mux)
 	}
+	// After crash recovery (New): a session left running by the previous process is ended by
+	// now, and only ended sessions expire.
+	g.retention.Start()
 	g.ready.Store(true)
 	return nil
 }
@@ -400,6 +406,7 @@ func (g *Gateway) Shutdown(force <-chan struct{}) error {
 	defer cancel()
 	g.apiServer.Shutdown(ctx)
 	g.serveGroup.Wait()
+	g.retention.Stop()
 	// Its own deadline: the API's may be spent by now.
 	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()

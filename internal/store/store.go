@@ -17,6 +17,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrClosed   = errors.New("store closed")
+	// ErrNotSupported is returned by a backend that does not implement an operation yet.
+	ErrNotSupported = errors.New("not supported by this store yet")
 )
 
 // Session is the index entry of one recording: what the sessions list shows. The recording
@@ -33,6 +35,8 @@ type Session struct {
 	Events     uint64     `json:"events"`               // number of events, known once ended
 	// Head is the hash of the last event once ended (hex); the chain's anchor.
 	Head string `json:"head,omitempty"`
+	// Hold is the legal hold: a held session never expires, whatever its target's retention.
+	Hold bool `json:"hold"`
 }
 
 // SessionEnd finalizes a session's index entry.
@@ -53,8 +57,8 @@ type Filter struct {
 	Limit    int // 0 means the backend default (1000)
 }
 
-// Recordings is the append-only recording store. There is deliberately no way to change or
-// remove an event or a session.
+// Recordings is the append-only recording store. There is deliberately no way to change an
+// event or a session; the only way to remove one is Expire, which the retention job calls.
 type Recordings interface {
 	// Create registers a new session and returns the writer for its events. The session's ID
 	// must be unique.
@@ -66,6 +70,11 @@ type Recordings interface {
 	// Events calls fn for each event of session id in sequence order, starting after seq
 	// `after` (0 for all). The event passed to fn is valid only during the call.
 	Events(ctx context.Context, id string, after uint64, fn func(*event.Event) error) error
+	// SetHold puts session id on legal hold or releases it (ErrNotFound for an unknown id).
+	SetHold(ctx context.Context, id string, hold bool) error
+	// Expire removes the sessions of target that ended before cutoff and are not on hold: their
+	// index entries and their events. Running sessions never expire. It returns the ids removed.
+	Expire(ctx context.Context, target string, cutoff time.Time) (expired []string, err error)
 }
 
 // Writer appends one session's events. It is not safe for concurrent use; the recorder

@@ -25,7 +25,10 @@ type Target struct {
 	// RecordingMode is what happens when the recording store stalls or fails: strict (default,
 	// fail closed) or best-effort (fail open, counting every dropped event). See
 	// docs/recording.md.
-	RecordingMode string    `json:"recording_mode,omitempty"`
+	RecordingMode string `json:"recording_mode,omitempty"`
+	// RetentionDays is how long recordings of this target are kept after their session ended;
+	// 0 keeps them forever. See docs/configuration.md.
+	RetentionDays int       `json:"retention_days,omitempty"`
 	Source        string    `json:"source"` // config | api
 	CreatedAt     time.Time `json:"created_at,omitzero"`
 	CreatedBy     string    `json:"created_by,omitempty"`
@@ -59,6 +62,9 @@ func (t *Target) Validate() error {
 	case "", RecordingStrict, RecordingBestEffort:
 	default:
 		return fmt.Errorf("target %q: recording mode must be strict or best-effort, not %q", t.Name, t.RecordingMode)
+	}
+	if t.RetentionDays < 0 {
+		return fmt.Errorf("target %q: retention_days must not be negative, got %d", t.Name, t.RetentionDays)
 	}
 	return nil
 }

@@ -222,3 +222,31 @@ func (s *Store) Put(sess store.Session, evs []*event.Event) {
 	s.sessions[sess.ID] = &c
 	s.events[sess.ID] = evs
 }
+
+// SetHold implements store.Recordings.
+func (s *Store) SetHold(ctx context.Context, id string, hold bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x, ok := s.sessions[id]
+	if !ok {
+		return fmt.Errorf("session %s: %w", id, store.ErrNotFound)
+	}
+	x.Hold = hold
+	return nil
+}
+
+// Expire implements store.Recordings.
+func (s *Store) Expire(ctx context.Context, tgt string, cutoff time.Time) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{}
+	for id, x := range s.sessions {
+		if x.Target == tgt && x.EndedAt != nil && x.EndedAt.Before(cutoff) && !x.Hold {
+			delete(s.sessions, id)
+			delete(s.events, id)
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

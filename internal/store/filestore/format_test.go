@@ -286,6 +286,22 @@ func TestIndexIsAppendOnly(t *testing.T) {
 	if _, err := db.Exec(`UPDATE sessions SET end_reason = 'y'`); err == nil {
 		t.Error("changing an ended session succeeded")
 	}
+	// An ended session is deleted only through the expiry gate, and not when held.
+	for _, q := range []string{
+		`DELETE FROM sessions`,
+		`BEGIN; INSERT INTO expiry_gate (id, target, cutoff) SELECT 1, target || 'x', 2 FROM sessions; DELETE FROM sessions; COMMIT`,
+		`BEGIN; INSERT INTO expiry_gate (id, target, cutoff) SELECT 1, target, 1 FROM sessions; DELETE FROM sessions; COMMIT`,
+		`BEGIN; INSERT INTO holds (session_id, held) VALUES ('kept', 1); INSERT INTO expiry_gate (id, target, cutoff) SELECT 1, target, 2 FROM sessions; DELETE FROM sessions; COMMIT`,
+	} {
+		if _, err := db.Exec(q); err == nil {
+			t.Errorf("%s succeeded", q)
+		}
+		db.Exec(`ROLLBACK`)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sessions`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("sessions after refused deletes: %d, %v", n, err)
+	}
 }
 
 // A data directory whose path holds URI characters still gets its index inside it.

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +122,8 @@ func isConstraint(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
-const sessionCols = `id, user, target, type, client_addr, started_at, ended_at, end_reason, events, head`
+const sessionCols = `id, user, target, type, client_addr, started_at, ended_at, end_reason, events, head,
+	COALESCE((SELECT held FROM holds WHERE holds.session_id = sessions.id), 0)`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var (
@@ -129,10 +131,12 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 		started int64
 		ended   sql.NullInt64
 		events  int64
+		held    int64
 	)
-	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &started, &ended, &s.EndReason, &events, &s.Head); err != nil {
+	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &started, &ended, &s.EndReason, &events, &s.Head, &held); err != nil {
 		return s, err
 	}
+	s.Hold = held != 0
 	s.StartedAt = time.Unix(0, started).UTC()
 	if ended.Valid {
 		t := time.Unix(0, ended.Int64).UTC()
@@ -338,4 +342,93 @@ func (s *Store) PutKV(ctx context.Context, key string, value []byte) error {
 		return fmt.Errorf("put kv %q: %w", key, err)
 	}
 	return nil
+}
+
+// SetHold puts a session on legal hold or releases it.
+func (s *Store) SetHold(ctx context.Context, id string, hold bool) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	held := 0
+	if hold {
+		held = 1
+	}
+	res, err := s.wdb.ExecContext(ctx,
+		`INSERT INTO holds (session_id, held) SELECT id, ? FROM sessions WHERE id = ?
+			ON CONFLICT (session_id) DO UPDATE SET held = excluded.held`, held, id)
+	if err != nil {
+		return fmt.Errorf("set hold of session %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set hold of session %q: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Expire deletes the index rows of target's sessions that ended before cutoff and are not held,
+// then their recording files. The rows go through the expiry gate (schema 0002): the gate row
+// exists only inside this transaction, so no other statement can delete a session. A file whose
+// row was deleted but that could not be removed (a crash in between) is an orphan no API reaches.
+func (s *Store) Expire(ctx context.Context, target string, cutoff time.Time) ([]string, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO expiry_gate (id, target, cutoff) VALUES (1, ?, ?)`,
+		target, cutoff.UnixNano()); err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, path FROM sessions
+		WHERE target = ? AND ended_at IS NOT NULL AND ended_at < ?
+		AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.session_id = sessions.id AND h.held = 1)
+		ORDER BY started_at, id`, target, cutoff.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	var ids, paths []string
+	for rows.Next() {
+		var id, p string
+		if err := rows.Scan(&id, &p); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("expire %q: %w", target, err)
+		}
+		ids, paths = append(ids, id), append(paths, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM holds WHERE session_id = ?`, id); err != nil {
+			return nil, fmt.Errorf("expire session %q: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {
+			return nil, fmt.Errorf("expire session %q: %w", id, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM expiry_gate`); err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("expire %q: %w", target, err)
+	}
+	var errs []error
+	for _, p := range paths {
+		if err := os.Remove(filepath.Join(s.dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	if len(errs) > 0 {
+		return ids, fmt.Errorf("expire %q: index rows removed, but recording files remain: %w", target, errors.Join(errs...))
+	}
+	return ids, nil
 }

@@ -210,6 +210,7 @@ func TestLimitedRole(t *testing.T) {
 		`GRANT INSERT ON %[1]s.sessions, %[1]s.events, %[1]s.targets, %[1]s.kv TO %[2]s`,
 		`GRANT UPDATE (ended_at, end_reason, events, head) ON %[1]s.sessions TO %[2]s`,
 		`GRANT UPDATE ON %[1]s.targets, %[1]s.kv TO %[2]s`,
+		`GRANT INSERT, UPDATE ON %[1]s.holds TO %[2]s`,
 	} {
 		if _, err := c.Exec(ctx, fmt.Sprintf(g, q, r)); err != nil {
 			t.Fatal(err)

@@ -40,6 +40,8 @@ func Run(t *testing.T, open Opener) {
 		{"KV", testKV},
 		{"Closed", testClosed},
 		{"EventsCallbackError", testCallbackError},
+		{"Hold", testHold},
+		{"Expire", testExpire},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -592,5 +594,109 @@ func testCallbackError(t *testing.T, open Opener) {
 	cancel()
 	if err := s.Events(ctx, "s-cb", 0, func(*event.Event) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Events with cancelled context = %v", err)
+	}
+}
+
+func testHold(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	w := create(t, s, session("s-hold", t0))
+	appendOK(t, w, (&Chain{Session: "s-hold"}).NextN(2)...)
+	hold := func(want bool) {
+		t.Helper()
+		got, err := s.Session(ctx, "s-hold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hold != want {
+			t.Fatalf("Hold = %v, want %v", got.Hold, want)
+		}
+		list, err := s.Sessions(ctx, store.Filter{})
+		if err != nil || len(list) != 1 || list[0].Hold != want {
+			t.Fatalf("Sessions: %+v, %v; want one with Hold %v", list, err, want)
+		}
+	}
+	hold(false)
+	for _, h := range []bool{true, true, false, true} { // idempotent, and a running session takes one
+		if err := s.SetHold(ctx, "s-hold", h); err != nil {
+			t.Fatalf("SetHold(%v): %v", h, err)
+		}
+		hold(h)
+	}
+	if err := s.SetHold(ctx, "nope", true); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetHold of an unknown session: %v, want ErrNotFound", err)
+	}
+}
+
+func testExpire(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	cutoff := t0.Add(24 * time.Hour)
+	mk := func(id, tgt string, ended *time.Time) {
+		t.Helper()
+		sess := session(id, t0)
+		sess.Target = tgt
+		w := create(t, s, sess)
+		c := &Chain{Session: id}
+		appendOK(t, w, c.NextN(3)...)
+		if ended != nil {
+			if err := w.End(ctx, store.SessionEnd{EndedAt: *ended, Reason: "client_terminated", Events: 3, Head: c.prev}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old, recent, edge := t0.Add(time.Hour), cutoff.Add(time.Hour), cutoff
+	mk("old-1", "pg", &old)
+	mk("old-2", "pg", &old)
+	mk("held", "pg", &old)
+	mk("recent", "pg", &recent)
+	mk("edge", "pg", &edge) // ended at the cutoff, not before it
+	mk("running", "pg", nil)
+	mk("other", "mysql", &old)
+	if err := s.SetHold(ctx, "held", true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Expire(ctx, "pg", cutoff)
+	if errors.Is(err, store.ErrNotSupported) {
+		t.Skipf("Expire: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+	if fmt.Sprint(got) != "[old-1 old-2]" {
+		t.Fatalf("Expire = %v, want [old-1 old-2]", got)
+	}
+	for _, id := range got {
+		if _, err := s.Session(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Session(%s) after expiry: %v, want ErrNotFound", id, err)
+		}
+		if err := s.Events(ctx, id, 0, func(*event.Event) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Events(%s) after expiry: %v, want ErrNotFound", id, err)
+		}
+	}
+	for _, id := range []string{"held", "recent", "edge", "running", "other"} {
+		if _, err := s.Session(ctx, id); err != nil {
+			t.Fatalf("Session(%s) after expiry: %v", id, err)
+		}
+		if id != "running" {
+			if n := len(readAll(t, s, id, 0)); n != 3 {
+				t.Fatalf("%s: %d events after expiry, want 3", id, n)
+			}
+		}
+	}
+	// Nothing left to expire; releasing the hold makes the held session expire next time. A
+	// running session never expires, whatever the cutoff.
+	if got, err := s.Expire(ctx, "pg", cutoff); err != nil || len(got) != 0 {
+		t.Fatalf("second Expire = %v, %v; want nothing", got, err)
+	}
+	if err := s.SetHold(ctx, "held", false); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Expire(ctx, "pg", t0.Add(1000*time.Hour))
+	if err != nil || fmt.Sprint(got) != "[edge held recent]" {
+		t.Fatalf("Expire after release = %v, %v; want [edge held recent]", got, err)
+	}
+	if _, err := s.Session(ctx, "running"); err != nil {
+		t.Fatalf("the running session expired: %v", err)
 	}
 }
