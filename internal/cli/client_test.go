@@ -362,3 +362,18 @@ func TestTargets(t *testing.T) {
 }
 
 func httptestClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+func TestSessionsHoldNeedsAdmin(t *testing.T) {
+	h := newHarness(t)
+	if code, _, errOut := h.as(t, "alice").run(t, runSessions, "hold", "s1", "--reason", "case 42"); code != 1 || !strings.Contains(errOut, "403") {
+		t.Fatalf("alice: exit %d, stderr %q; want 1 and a 403", code, errOut)
+	}
+	code, out, errOut := h.as(t, "root").run(t, runSessions, "hold", "s1", "--reason", "case 42")
+	if code != 0 || !strings.Contains(out, "legal hold") {
+		t.Fatalf("admin hold: exit %d, out %q, err %q", code, out, errOut)
+	}
+	code, out, _ = h.as(t, "root").run(t, runSessions, "release", "s1", "--json")
+	if code != 0 || !strings.Contains(out, `"hold":false`) {
+		t.Fatalf("admin release: exit %d, out %q", code, out)
+	}
+}

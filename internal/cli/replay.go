@@ -39,8 +39,8 @@ type apiEvent struct {
 	// With reveal (auditors and admins; audited): the originals of masked rows.
 	RevealedRows [][]json.RawMessage `json:"revealed_rows"`
 	RevealErr    string              `json:"reveal_error"`
-	Text     *string             `json:"text"`
-	Base64   *string             `json:"base64"`
+	Text         *string             `json:"text"`
+	Base64       *string             `json:"base64"`
 }
 
 // streamEvents reads a session's events one at a time from the API's streamed answer, so that

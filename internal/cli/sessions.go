@@ -25,6 +25,7 @@ type session = api.Session
 
 const sessionsUsage = `sessions list [--from T] [--to T] [--user U] [--target T] [--type T] [--limit N] [--json]
        airlock sessions show ID [--json] [--reveal]
+       airlock sessions hold|release ID [--reason R]     (admins; legal hold against retention)
 
 T is an RFC 3339 time (2026-01-02T15:04:05Z) or a duration meaning that long ago (2h, 30m).`
 
@@ -38,6 +39,10 @@ func runSessions(e *env, args []string) int {
 		return runSessionsList(e, args[1:])
 	case "show", "get":
 		return runSessionsShow(e, args[1:])
+	case "hold":
+		return runSessionsHold(e, args[1:], true)
+	case "release":
+		return runSessionsHold(e, args[1:], false)
 	case "-h", "--help", "help":
 		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", sessionsUsage)
 		return exitOK
@@ -207,6 +212,49 @@ func summarize(c *client, id string) (summary, error) {
 	})
 	s.RecordingError = tail
 	return s, err
+}
+
+// runSessionsHold puts a session on legal hold (retention never expires it) or releases it.
+func runSessionsHold(e *env, args []string, hold bool) int {
+	verb := "release"
+	if hold {
+		verb = "hold"
+	}
+	fs := e.newFlagSet("sessions "+verb, "sessions "+verb+" ID [--reason R] [--json]")
+	reason := fs.String("reason", "", "why (kept in the audit log)")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock sessions %s ID [--reason R] [--json]\n", verb)
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	res, err := c.request(context.Background(), "POST", "/api/v1/sessions/"+url.PathEscape(pos[0])+"/hold", nil,
+		map[string]any{"hold": hold, "reason": *reason})
+	if err != nil {
+		return e.fail(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return e.fail(err)
+	}
+	if *asJSON {
+		e.stdout.Write(b)
+		return exitOK
+	}
+	if hold {
+		fmt.Fprintf(e.stdout, "Session %s is on legal hold: retention will not expire it.\n", pos[0])
+	} else {
+		fmt.Fprintf(e.stdout, "Session %s is released from legal hold.\n", pos[0])
+	}
+	return exitOK
 }
 
 func runSessionsShow(e *env, args []string) int {
