@@ -130,3 +130,20 @@ func CheckNext(id string, seq uint64, head [32]byte, e *event.Event) error {
 	}
 	return nil
 }
+
+// MaxSessionID is the longest session id any backend accepts.
+const MaxSessionID = 128
+
+// CheckSessionID accepts ids that every backend can keep, safe as file names: what uuid.NewV7
+// produces and more, but no path separators, no leading dot or dash.
+func CheckSessionID(id string) error {
+	ok := id != "" && len(id) <= MaxSessionID && id[0] != '.' && id[0] != '-'
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
+	}
+	if !ok {
+		return fmt.Errorf("create session: invalid id %q (1-%d of [A-Za-z0-9._-])", id, MaxSessionID)
+	}
+	return nil
+}

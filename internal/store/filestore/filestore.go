@@ -112,25 +112,10 @@ func (s *Store) checkOpen() error {
 	return nil
 }
 
-// validID accepts ids that are safe as file names: what uuid.NewV7 produces and more, but no
-// path separators, no leading dot.
-func validID(id string) bool {
-	if id == "" || len(id) > maxSessionID || id[0] == '.' || id[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // Create registers a session and creates its recording file.
 func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, error) {
-	if !validID(sess.ID) {
-		return nil, fmt.Errorf("create session: invalid id %q (1-%d of [A-Za-z0-9._-])", sess.ID, maxSessionID)
+	if err := store.CheckSessionID(sess.ID); err != nil {
+		return nil, err
 	}
 	if sess.StartedAt.IsZero() {
 		sess.StartedAt = s.opts.Now()

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
 )
 
 // A recording file is a header followed by records, FileVersion 1:
@@ -35,7 +36,7 @@ const (
 	// data far below this.
 	MaxRecord = 64 << 20
 	// maxSessionID keeps ids usable as file names everywhere.
-	maxSessionID = 128
+	maxSessionID = store.MaxSessionID
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -12,27 +12,10 @@ import (
 	"github.com/airlock-gw/airlock/internal/store"
 )
 
-// maxSessionID matches the embedded store, so that an id valid for one backend is valid for
-// both.
-const maxSessionID = 128
-
-func validID(id string) bool {
-	if id == "" || len(id) > maxSessionID || id[0] == '.' || id[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // Create registers a session. The row is committed when Create returns.
 func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, error) {
-	if !validID(sess.ID) {
-		return nil, fmt.Errorf("create session: invalid id %q (1-%d of [A-Za-z0-9._-])", sess.ID, maxSessionID)
+	if err := store.CheckSessionID(sess.ID); err != nil {
+		return nil, err
 	}
 	if sess.StartedAt.IsZero() {
 		sess.StartedAt = s.opts.Now()
