@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/airlock-gw/airlock/internal/approval"
 )
 
 func init() {
@@ -42,18 +44,8 @@ func runRequests(e *env, args []string) int {
 	return exitUsage
 }
 
-// approvalRequest is a pending request as the API lists it.
-type approvalRequest struct {
-	ID        string    `json:"id"`
-	Session   string    `json:"session"`
-	User      string    `json:"user"`
-	Target    string    `json:"target"`
-	Statement string    `json:"statement"`
-	Rule      string    `json:"rule"`
-	Reason    string    `json:"reason"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
+// approvalRequest is a pending request as the API lists it: the broker's own type.
+type approvalRequest = approval.Pending
 
 func runRequestsList(e *env, args []string) int {
 	fs := e.newFlagSet("requests list", "requests list [--json]")
