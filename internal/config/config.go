@@ -63,6 +63,10 @@ type Retention struct {
 type Listen struct {
 	API      string `yaml:"api"`      // default 127.0.0.1:8009
 	Postgres string `yaml:"postgres"` // default 127.0.0.1:15432; "off" disables it
+	// MySQL is the MySQL/MariaDB listener (issue 10). Default "" (off).
+	MySQL string `yaml:"mysql"`
+	// SSH is the SSH listener (issue 6). Default "" (off).
+	SSH string `yaml:"ssh"`
 	// Debug serves Go's pprof profiles (/debug/pprof/) for performance work. Default "" (off);
 	// never expose it beyond loopback.
 	Debug string `yaml:"debug"`
@@ -136,22 +140,29 @@ type User struct {
 	PasswordHash string   `yaml:"password_hash"` // bcrypt, e.g. from `airlock hash-password`
 	Role         string   `yaml:"role"`          // user (default) | auditor | admin
 	Groups       []string `yaml:"groups"`
+	// SSHKeys are the user's public keys in authorized_keys form, for the SSH listener.
+	SSHKeys []string `yaml:"ssh_keys"`
 }
 
 // Target is a destination defined in the config file.
 type Target struct {
-	Name         string            `yaml:"name"`
-	Type         string            `yaml:"type"` // postgres
-	Address      string            `yaml:"address"`
-	Database     string            `yaml:"database"` // default database when the client names none
-	Username     string            `yaml:"username"`
-	Password     string            `yaml:"password"`
-	PasswordEnv  string            `yaml:"password_env"`  // read the password from this env var
-	PasswordFile string            `yaml:"password_file"` // read the password from this file
-	TLS          string            `yaml:"tls"`           // disable | prefer (default) | require | verify-ca | verify-full
-	CAFile       string            `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
-	Labels       map[string]string `yaml:"labels"`
-	Recording    TargetRecording   `yaml:"recording"`
+	Name         string `yaml:"name"`
+	Type         string `yaml:"type"` // postgres
+	Address      string `yaml:"address"`
+	Database     string `yaml:"database"` // default database when the client names none
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordEnv  string `yaml:"password_env"`  // read the password from this env var
+	PasswordFile string `yaml:"password_file"` // read the password from this file
+	TLS          string `yaml:"tls"`           // disable | prefer (default) | require | verify-ca | verify-full
+	CAFile       string `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
+	// PrivateKeyFile is the gateway's SSH private key for an ssh target (PEM or OpenSSH form).
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// HostKey pins an ssh target's public host key ("ssh-ed25519 AAAA..."): any other key
+	// refuses the connection.
+	HostKey   string            `yaml:"host_key"`
+	Labels    map[string]string `yaml:"labels"`
+	Recording TargetRecording   `yaml:"recording"`
 	// RetentionDays is how long this target's recordings are kept after their session ended:
 	// the retention job expires older ones that are not on legal hold. 0 (default) keeps them
 	// forever.
@@ -295,8 +306,9 @@ func ValidStore(v string) bool {
 
 // Validate reports the first problem in a defaulted config.
 func (c *Config) Validate() error {
-	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres}} {
-		if a.addr == "off" {
+	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres},
+		{"listen.mysql", c.Listen.MySQL}, {"listen.ssh", c.Listen.SSH}} {
+		if a.addr == "off" || (a.addr == "" && a.name != "listen.api") {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {

@@ -38,8 +38,6 @@ import (
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
 	"github.com/airlock-gw/airlock/internal/version"
-
-	_ "github.com/airlock-gw/airlock/internal/engine/postgres" // registers the postgres engine
 )
 
 // Gateway is a running server.
@@ -94,7 +92,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
-			Password: pw, TLS: t.TLS, CAFile: t.CAFile, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config"}
+			Password: pw, TLS: t.TLS, CAFile: t.CAFile, PrivateKeyFile: t.PrivateKeyFile, HostKey: t.HostKey, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config"}
 		if err := tt.Validate(); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -159,7 +157,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
 		Audit: lateAudit{g}, Sealer: sealer}
-	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres}
+	// Each engine registers itself from a file of this package (engine_*.go imports it).
+	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres, "mysql": cfg.Listen.MySQL, "ssh": cfg.Listen.SSH}
 	for name, addr := range g.addrs {
 		if addr == "" || addr == "off" {
 			continue
@@ -323,7 +322,7 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
-// Addr returns the bound address of a listener ("api", "postgres"), or "".
+// Addr returns the bound address of a listener ("api", "postgres", "mysql", "ssh"), or "".
 func (g *Gateway) Addr(name string) string {
 	if ln := g.listeners[name]; ln != nil {
 		return ln.Addr().String()

@@ -13,15 +13,19 @@ import (
 // Target is a destination. Password is the gateway's credential for it, resolved from
 // password/password_env/password_file; it never leaves the gateway through the API.
 type Target struct {
-	Name     string            `json:"name"`
-	Type     string            `json:"type"` // engine name: postgres, ...
-	Address  string            `json:"address"`
-	Database string            `json:"database,omitempty"`
-	Username string            `json:"username,omitempty"`
-	Password string            `json:"password,omitempty"`
-	TLS      string            `json:"tls,omitempty"` // upstream TLS: disable | prefer (default) | require | verify-full
-	CAFile   string            `json:"ca_file,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
+	Name     string `json:"name"`
+	Type     string `json:"type"` // engine name: postgres, ...
+	Address  string `json:"address"`
+	Database string `json:"database,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	TLS      string `json:"tls,omitempty"` // upstream TLS: disable | prefer (default) | require | verify-full
+	CAFile   string `json:"ca_file,omitempty"`
+	// PrivateKeyFile is the gateway's SSH key for an ssh target; HostKey pins the target's
+	// public host key (authorized_keys form).
+	PrivateKeyFile string            `json:"private_key_file,omitempty"`
+	HostKey        string            `json:"host_key,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
 	// RecordingMode is what happens when the recording store stalls or fails: strict (default,
 	// fail closed) or best-effort (fail open, counting every dropped event). See
 	// docs/recording.md.

@@ -177,6 +177,12 @@ type userCfg struct {
 
 type targetCfg struct {
 	Name, Address, Database, TLS string
+	// Type is the target's type, default postgres. A postgres target gets username postgres
+	// and an empty password; other types get only name, type and address, plus Raw.
+	Type string
+	// Raw is more YAML for this target's mapping, each line indented by four spaces
+	// ("    username: root\n").
+	Raw string
 }
 
 type policyCfg struct {
@@ -192,7 +198,10 @@ type gwConfig struct {
 	Policies       []policyCfg
 	ShutdownGrace  string // default 2s
 	AllowPlaintext bool
-	Extra          string // raw YAML appended
+	// Listeners are the protocol listeners besides api and postgres ("mysql", "ssh") that get
+	// a free loopback port each; gateway.Port(name) tells which.
+	Listeners []string
+	Extra     string // raw YAML appended
 }
 
 func defaultUsers() []userCfg {
@@ -209,10 +218,13 @@ func defaultTargets() []targetCfg {
 
 func yq(s string) string { b, _ := json.Marshal(s); return string(b) } // JSON strings are YAML
 
-func (c gwConfig) yaml(dataDir string, apiPort, pgPort int) string {
+func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %s\n", yq(dataDir))
 	fmt.Fprintf(&b, "listen:\n  api: 127.0.0.1:%d\n  postgres: 127.0.0.1:%d\n", apiPort, pgPort)
+	for _, name := range c.Listeners {
+		fmt.Fprintf(&b, "  %s: 127.0.0.1:%d\n", name, ports[name])
+	}
 	b.WriteString("log:\n  level: debug\n  format: json\n")
 	fmt.Fprintf(&b, "postgres:\n  allow_plaintext_loopback: %v\n", c.AllowPlaintext)
 	grace := c.ShutdownGrace
@@ -238,12 +250,18 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int) string {
 	}
 	b.WriteString("targets:\n")
 	for _, tg := range targets {
+		if tg.Type != "" && tg.Type != "postgres" {
+			fmt.Fprintf(&b, "  - name: %s\n    type: %s\n    address: %s\n", yq(tg.Name), yq(tg.Type), yq(tg.Address))
+			b.WriteString(tg.Raw)
+			continue
+		}
 		tls := tg.TLS
 		if tls == "" {
 			tls = "disable"
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    type: postgres\n    address: %s\n    database: %s\n    username: postgres\n    password: \"\"\n    tls: %s\n",
 			yq(tg.Name), yq(tg.Address), yq(tg.Database), tls)
+		b.WriteString(tg.Raw)
 	}
 	if len(c.Policies) > 0 {
 		b.WriteString("policies:\n")
@@ -265,6 +283,7 @@ type gateway struct {
 	DataDir string
 	APIPort int
 	PGPort  int
+	ports   map[string]int // other protocol listeners (gwConfig.Listeners)
 	cfgPath string
 	logPath string
 
@@ -303,8 +322,12 @@ func newGateway(t testing.TB, dir string, cfg gwConfig) *gateway {
 		cfgPath: filepath.Join(dir, "config.yaml"),
 		logPath: filepath.Join(dir, "gateway.log"),
 		tokens:  map[string]string{}, appName: map[string]string{},
+		ports: map[string]int{},
 	}
-	if err := os.WriteFile(g.cfgPath, []byte(cfg.yaml(g.DataDir, g.APIPort, g.PGPort)), 0o600); err != nil {
+	for _, name := range cfg.Listeners {
+		g.ports[name] = freePort(t)
+	}
+	if err := os.WriteFile(g.cfgPath, []byte(cfg.yaml(g.DataDir, g.APIPort, g.PGPort, g.ports)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return g
@@ -351,17 +374,34 @@ func (g *gateway) start(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The postgres listener may open just after the API; wait for it too.
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", g.PGPort), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The protocol listeners may open just after the API; wait for them too.
+	ports := map[string]int{"postgres": g.PGPort}
+	for name, p := range g.ports {
+		ports[name] = p
 	}
-	g.dumpLog(t, 0)
-	t.Fatalf("gateway postgres listener 127.0.0.1:%d not accepting", g.PGPort)
+	for name, port := range ports {
+		for {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				g.dumpLog(t, 0)
+				t.Fatalf("gateway %s listener 127.0.0.1:%d not accepting", name, port)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// Port is the loopback port of a protocol listener named in gwConfig.Listeners.
+func (g *gateway) Port(name string) int {
+	p, ok := g.ports[name]
+	if !ok {
+		g.t.Fatalf("no %s listener: add it to gwConfig.Listeners", name)
+	}
+	return p
 }
 
 // cleanEnv is the test's environment without variables that would change the gateway or a

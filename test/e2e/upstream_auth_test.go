@@ -216,7 +216,7 @@ type upstreamTarget struct {
 func startUpstreamGateway(t *testing.T, targets []upstreamTarget) *gateway {
 	t.Helper()
 	g := newGateway(t, t.TempDir(), gwConfig{})
-	base, _, ok := strings.Cut(gwConfig{Targets: []targetCfg{}}.yaml(g.DataDir, g.APIPort, g.PGPort), "\ntargets:\n")
+	base, _, ok := strings.Cut(gwConfig{Targets: []targetCfg{}}.yaml(g.DataDir, g.APIPort, g.PGPort, nil), "\ntargets:\n")
 	if !ok {
 		t.Fatal("harness config has no targets section")
 	}
