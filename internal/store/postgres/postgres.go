@@ -372,13 +372,29 @@ func (s *Store) SetHold(ctx context.Context, id string, hold bool) error {
 	return nil
 }
 
-// Expire is not implemented for PostgreSQL yet: the triggers refuse every DELETE, and the narrow
-// path (a SECURITY DEFINER function of the schema owner) is still to come. Nothing is removed.
+// Expire removes the sessions of target that ended before cutoff and are not on hold, with
+// their events, through the schema's expire_sessions function (schema 3): the only path by which
+// the triggers let a row go, and the only one the gateway role is granted.
 func (s *Store) Expire(ctx context.Context, target string, cutoff time.Time) ([]string, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	return nil, fmt.Errorf("expire sessions of %q on PostgreSQL: %w", target, store.ErrNotSupported)
+	ids := []string{}
+	err := s.with(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT id FROM expire_sessions($1, $2) AS id`, target, cutoff)
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("expire sessions of %q", target), err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
 }
 
 // wrap says which operation failed, leaving ErrClosed as the sentinel callers test for.

@@ -211,6 +211,7 @@ func TestLimitedRole(t *testing.T) {
 		`GRANT UPDATE (ended_at, end_reason, events, head) ON %[1]s.sessions TO %[2]s`,
 		`GRANT UPDATE ON %[1]s.targets, %[1]s.kv TO %[2]s`,
 		`GRANT INSERT, UPDATE ON %[1]s.holds TO %[2]s`,
+		`GRANT EXECUTE ON FUNCTION %[1]s.expire_sessions(text, timestamptz) TO %[2]s`,
 	} {
 		if _, err := c.Exec(ctx, fmt.Sprintf(g, q, r)); err != nil {
 			t.Fatal(err)
@@ -242,12 +243,69 @@ func TestLimitedRole(t *testing.T) {
 		`TRUNCATE %s.events`,
 		`UPDATE %s.sessions SET "user" = 'mallory'`,
 		`DROP TABLE %s.events`,
+		`DELETE FROM %s.sessions`,
+		`DELETE FROM %s.holds`,
+		`INSERT INTO %s.expiry_gate VALUES (1, 'pg', now())`,
 	} {
 		_, err := lc.Exec(ctx, fmt.Sprintf(stmt, q))
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "42501" { // insufficient_privilege
 			t.Errorf("%s as %s: %v, want insufficient_privilege", stmt, role, err)
 		}
+	}
+	// Expiry is the one way out, and it works with the grant alone.
+	record(t, ls, "s2", 2)
+	if err := ls.SetHold(ctx, "s2", true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ls.Expire(ctx, "pg", time.Now().Add(time.Hour))
+	if err != nil || fmt.Sprint(got) != "[s1]" {
+		t.Fatalf("Expire as %s = %v, %v; want [s1] (s2 is held)", role, got, err)
+	}
+}
+
+// TestExpiryGate checks that the expiry function's gate does not open the tables to anyone
+// else: the owner's own DELETE is refused outside the function, a row the gate does not cover is
+// refused inside it, and PUBLIC may not call the function.
+func TestExpiryGate(t *testing.T) {
+	s, c, schema := openTest(t)
+	record(t, s, "old", 2)
+	ctx := context.Background()
+	q := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+	for _, sql := range []string{
+		`DELETE FROM ` + q("events") + ` WHERE session_id = 'old'`,
+		`DELETE FROM ` + q("sessions") + ` WHERE id = 'old'`,
+	} {
+		if _, err := c.Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "airlock:") {
+			t.Errorf("%s outside expiry: %v, want a refusal", sql, err)
+		}
+	}
+	// With the gate open for another target, the row trigger still refuses this session.
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO `+q("expiry_gate")+` VALUES (1, 'other', now() + interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+q("events")+` WHERE session_id = 'old'`); err != nil {
+		t.Fatalf("events delete with the gate open: %v", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+q("sessions")+` WHERE id = 'old'`); err == nil || !strings.Contains(err.Error(), "may not be removed") {
+		t.Fatalf("deleting a session the gate does not cover: %v, want a refusal", err)
+	}
+	tx.Rollback(ctx)
+	var public bool
+	if err := c.QueryRow(ctx, `SELECT has_function_privilege('public', $1, 'EXECUTE')`,
+		schema+".expire_sessions(text, timestamptz)").Scan(&public); err != nil {
+		t.Fatal(err)
+	}
+	if public {
+		t.Fatal("PUBLIC may execute expire_sessions")
+	}
+	if _, err := s.Session(ctx, "old"); err != nil {
+		t.Fatalf("old after the refused deletes: %v", err)
 	}
 }
 
