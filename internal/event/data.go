@@ -73,6 +73,9 @@ type Column struct {
 	Name   string `json:"name"`
 	OID    uint32 `json:"oid"`
 	Format int16  `json:"format"` // 0 text, 1 binary
+	// Ruled is set by an engine when a masking column rule covers the column's values: they
+	// are masked whole. Never recorded.
+	Ruled bool `json:"-"`
 }
 
 // ColumnsData precedes the rows of a result.

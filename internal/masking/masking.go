@@ -333,6 +333,9 @@ func (d *detector) mask(out, src []byte, s, e int) []byte {
 	return appendAlnumMasked(out, src[s:e])
 }
 
+// HasColumnRules reports whether any column rule is set.
+func (m *Masker) HasColumnRules() bool { return len(m.columns) > 0 }
+
 // MaskColumn reports whether a column rule covers table.column. table may be schema-qualified;
 // a rule without a schema matches the table in any schema, a rule without a table any table.
 func (m *Masker) MaskColumn(table, column string) bool {
@@ -354,8 +357,8 @@ func (m *Masker) MaskColumn(table, column string) bool {
 }
 
 // MaskColumnName reports whether a column rule names this column, whatever its table. Engines
-// that cannot tell a column's table (PostgreSQL's RowDescription carries a table OID, not a
-// name) use it, masking a ruled column name in every table: more than asked, never less.
+// use it for a column whose source table they cannot tell (an expression, or a lookup that
+// failed), masking a ruled column name in every table: more than asked, never less.
 func (m *Masker) MaskColumnName(column string) bool {
 	for _, c := range m.columns {
 		if strings.EqualFold(c.name, column) {

@@ -299,6 +299,47 @@ func TestPolicySettings(t *testing.T) {
 		}
 	})
 
+	// column:TABLE.cvv covers that table's cvv under any alias, and not another table's cvv; a
+	// computed column named cvv (no source table) is masked by its name.
+	t.Run("ColumnRulesByTable", func(t *testing.T) {
+		other := tbl + "_other"
+		mustExecDirect(t, direct, fmt.Sprintf(`create table %s (id int, cvv text)`, other))
+		t.Cleanup(func() {
+			c, err := pgx.Connect(context.Background(), directDSN("test"))
+			if err == nil {
+				c.Exec(context.Background(), "drop table if exists "+other)
+				c.Close(context.Background())
+			}
+		})
+		mustExecDirect(t, direct, fmt.Sprintf(`insert into %s values (1, '246')`, other))
+		for _, tc := range []struct{ sql, want string }{
+			{"select cvv from " + tbl + " where id = 1", "***"},
+			{"select cvv as code from " + tbl + " where id = 1", "***"},
+			{"select t.cvv from " + tbl + " t join " + other + " o on o.id = t.id", "***"},
+			{"select cvv from " + other, "246"},
+			{"select o.cvv from " + tbl + " t join " + other + " o on o.id = t.id", "246"},
+			{"select '13' || '5' as cvv", "***"},
+		} {
+			r := run(time.Minute, g.psqlEnv("alice", alicePassword, "pg", uniq("polcol")), nil, psql,
+				"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", tc.sql)
+			if r.Code != 0 {
+				t.Fatalf("%s: %s", tc.sql, r)
+			}
+			if got := strings.TrimSpace(r.Stdout); got != tc.want {
+				t.Errorf("%s printed %q, want %q", tc.sql, got, tc.want)
+			}
+		}
+		// The extended protocol: pgx describes the statement, then executes it.
+		c := g.connect(t, "alice", alicePassword, "pg", uniq("polcolx"))
+		var a, b string
+		if err := c.QueryRow(ctx, "select t.cvv as a, o.cvv as b from "+tbl+" t join "+other+" o on o.id = t.id").Scan(&a, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a != "***" || b != "246" {
+			t.Errorf("pgx: a=%q b=%q, want *** and 246", a, b)
+		}
+	})
+
 	t.Run("Guardrails", func(t *testing.T) {
 		before := count(t)
 		stmts := []string{

@@ -60,7 +60,7 @@ func FuzzRewrite(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
 		r := &relay{masker: newMasker(m), haveCols: true, columns: []event.Column{
-			{Name: "a", OID: oidText}, {Name: "cvv", OID: oidText}, {Name: "n", OID: oidInt8, Format: 1}, {Name: "j", OID: oidJSONB, Format: 1}}}
+			{Name: "a", OID: oidText}, {Name: "cvv", OID: oidText, Ruled: true}, {Name: "n", OID: oidInt8, Format: 1}, {Name: "j", OID: oidJSONB, Format: 1}}}
 		msg := append([]byte{typ, 0, 0, 0, 0}, body...)
 		binary.BigEndian.PutUint32(msg[1:], uint32(4+len(body)))
 		out := r.rewrite(typ, msg, 0)

@@ -138,7 +138,7 @@ func (mk *masker) dataRow(cols []event.Column, body []byte) []byte {
 
 // value masks one column value; ok is false when it is left as it is.
 func (mk *masker) value(c event.Column, v []byte) ([]byte, bool) {
-	if mk.m.MaskColumnName(c.Name) {
+	if c.Ruled {
 		mk.hits["column"]++
 		return masking.MaskWhole(nil, v), true
 	}

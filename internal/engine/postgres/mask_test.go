@@ -19,7 +19,7 @@ func TestRewriteMasksRowsAndMessages(t *testing.T) {
 	}
 	r.masker = newMasker(m)
 	r.columns = []event.Column{
-		{Name: "card", OID: oidText}, {Name: "email", OID: oidText}, {Name: "cvv", OID: oidText},
+		{Name: "card", OID: oidText}, {Name: "email", OID: oidText}, {Name: "cvv", OID: oidText, Ruled: true},
 		{Name: "n", OID: oidInt8, Format: 1}, {Name: "note", OID: oidText}, {Name: "nothing", OID: oidText},
 	}
 	r.haveCols = true

@@ -46,6 +46,7 @@ type Engine struct {
 	d       engine.Deps
 	cancels *cancelRegistry
 	maskers sync.Map // joined masking specs -> *masking.Masker, compiled once
+	catalog catalog  // table names of column sources, for masking column rules
 }
 
 // maskerFor returns the session's masker for a policy's masking specs; nil when there are none.
@@ -198,7 +199,7 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("%w (%s, policy %s)", engine.ErrMaxDuration, d, dec.Rule))
 		defer cancel()
 	}
-	r := newRelay(e, log, c, up, rec, mk, newGuardrails(dec.Settings.Guardrails, dec.Settings.GuardrailRules))
+	r := newRelay(e, log, c, t, up, rec, mk, newGuardrails(dec.Settings.Guardrails, dec.Settings.GuardrailRules))
 	end := r.run(ctx)
 	if err := rec.End(context.WithoutCancel(ctx), end); err != nil {
 		log.Error("closing recording failed", "err", err)

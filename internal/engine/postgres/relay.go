@@ -21,6 +21,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/guard"
 	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/target"
 )
 
 const (
@@ -100,6 +101,7 @@ type relay struct {
 	origAdded bool          // rewrite appended the current DataRow's original
 	sealer    engine.Sealer // nil: originals are not kept
 	types     *valueRenderer
+	tgt       target.Target // for the catalog lookups of masking column rules
 }
 
 type portalInfo struct {
@@ -108,7 +110,7 @@ type portalInfo struct {
 	formats []int16 // result format codes from Bind
 }
 
-func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorder.Session, mk *masker, g *guardrails) *relay {
+func newRelay(e *Engine, log *slog.Logger, c *client, t target.Target, up *upstream, rec *recorder.Session, mk *masker, g *guardrails) *relay {
 	r := &relay{
 		e: e, log: log, c: c, up: up, rec: rec, limit: e.d.Config.Postgres.MaxMessageSize,
 		cr:      bufio.NewReaderSize(c.r, clientBufSz),
@@ -119,6 +121,7 @@ func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorde
 		masker:  mk,
 		guard:   g,
 		sealer:  e.d.Sealer,
+		tgt:     t,
 	}
 	if m := e.d.Metrics; m != nil {
 		r.mFrom = m.Bytes.WithLabelValues(Name, c.target, "from_client")
@@ -524,6 +527,9 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 		cols := make([]event.Column, len(rd.Fields))
 		for i, f := range rd.Fields {
 			cols[i] = event.Column{Name: string(f.Name), OID: f.DataTypeOID, Format: f.Format}
+		}
+		if r.masker != nil && r.masker.m.HasColumnRules() {
+			r.markRuled(cols, rd.Fields)
 		}
 		if p, ok := r.front(); ok && p.kind == pendDescribe {
 			// A statement's description: its formats are not bound yet, so it describes no
