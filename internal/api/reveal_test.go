@@ -101,3 +101,65 @@ func TestEventsReveal(t *testing.T) {
 		t.Fatalf("audit entries %+v", entries)
 	}
 }
+
+// An original event reveals the error, notice, notification or copy.out it follows, and nothing
+// else.
+func TestEventsRevealMessages(t *testing.T) {
+	f := newFixture(t)
+	withAudit(t, f)
+	keys, err := sealbox.New(bytes.Repeat([]byte{4}, sealbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Sealer = keys
+	const card = "4111111111111111"
+	orig := func(of event.Type, plain string) ([]byte, []byte) {
+		id, nonce, ct := keys.Seal([]byte(plain), []byte("s-msg"))
+		return mustJSON(event.OriginalData{Of: of, KeyID: id, Nonce: base64.StdEncoding.EncodeToString(nonce)}), ct
+	}
+	rec := &apitest.Recording{ID: "s-msg", Start: t0}
+	rec.Add(event.SessionStart, 0, mustJSON(event.SessionStartData{User: "alice", Target: "pg"}), nil)
+	rec.Add(event.CopyOut, time.Millisecond, mustJSON(event.CopyData{Bytes: 19}), []byte("1\t************1111\n"))
+	d, ct := orig(event.CopyOut, "1\t"+card+"\n")
+	rec.Add(event.Original, time.Millisecond, d, ct)
+	masked := event.MessageData{Severity: "ERROR", Code: "23505", Message: "dup", Detail: "Key (c)=(************1111)", Source: "target"}
+	rec.Add(event.Error, 2*time.Millisecond, mustJSON(masked), nil)
+	masked.Detail = "Key (c)=(" + card + ")"
+	d, ct = orig(event.Error, string(mustJSON(masked)))
+	rec.Add(event.Original, 2*time.Millisecond, d, ct)
+	rec.Add(event.Notice, 3*time.Millisecond, mustJSON(event.MessageData{Severity: "NOTICE", Message: "fine"}), nil)
+	d, ct = orig(event.Notification, `{"pid":1,"channel":"c","payload":"x"}`) // follows a notice: refused
+	rec.Add(event.Original, 3*time.Millisecond, d, ct)
+	f.st.Put(store.Session{ID: "s-msg", User: "alice", Target: "pg", Type: "postgres", StartedAt: t0}, rec.Evs)
+
+	res, b := f.do(t, "GET", "/api/v1/sessions/s-msg/events", "carol", "")
+	if res.StatusCode != 200 || strings.Contains(string(b), card) || strings.Contains(string(b), "revealed_") {
+		t.Fatalf("without reveal: %d %s", res.StatusCode, b)
+	}
+	res, b = f.do(t, "GET", "/api/v1/sessions/s-msg/events?reveal=true", "carol", "")
+	if res.StatusCode != 200 {
+		t.Fatalf("reveal: %d %s", res.StatusCode, b)
+	}
+	var a struct {
+		Events []struct {
+			Type         string          `json:"type"`
+			Text         *string         `json:"text"`
+			RevealedText *string         `json:"revealed_text"`
+			RevealedData json.RawMessage `json:"revealed_data"`
+			RevealError  string          `json:"reveal_error"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(b, &a); err != nil || len(a.Events) != 7 {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if e := a.Events[1]; e.RevealedText == nil || *e.RevealedText != "1\t"+card+"\n" || *e.Text != "1\t************1111\n" {
+		t.Errorf("copy.out: %s", b)
+	}
+	var md event.MessageData
+	if err := json.Unmarshal(a.Events[3].RevealedData, &md); err != nil || md.Detail != "Key (c)=("+card+")" {
+		t.Errorf("error: %s", b)
+	}
+	if e := a.Events[5]; e.RevealedData != nil || a.Events[6].RevealError == "" {
+		t.Errorf("an original of a notification after a notice: %s", b)
+	}
+}

@@ -171,6 +171,12 @@ type eventJSON struct {
 	// Text or Base64 carries Raw of copy.in / copy.out events.
 	Text   *string `json:"text,omitempty"`
 	Base64 *string `json:"base64,omitempty"`
+	// On a ?reveal=true read, an error, notice or notification event whose content was masked
+	// gets RevealedData (its data as the target sent it), and a copy.out event RevealedText or
+	// RevealedBase64 (the bytes as the target sent them).
+	RevealedData   json.RawMessage `json:"revealed_data,omitempty"`
+	RevealedText   *string         `json:"revealed_text,omitempty"`
+	RevealedBase64 *string         `json:"revealed_base64,omitempty"`
 }
 
 var nullJSON = json.RawMessage("null")
@@ -238,8 +244,8 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 			flush.Flush()
 		}
 	}
-	// With reveal, a rows event is held until the event after it (and any checkpoints between)
-	// shows whether a rows.original belongs to it.
+	// With reveal, a rows event (or an error, notice, notification or copy.out) is held until
+	// the event after it (and any checkpoints between) shows whether an original belongs to it.
 	var held []eventJSON
 	flushHeld := func() {
 		for i := range held {
@@ -278,17 +284,12 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 				ej.Rows = []json.RawMessage{}
 			}
 		case event.CopyIn, event.CopyOut:
-			if utf8.Valid(e.Raw) {
-				t := string(e.Raw)
-				ej.Text = &t
-			} else {
-				b := base64.StdEncoding.EncodeToString(e.Raw)
-				ej.Base64 = &b
-			}
+			ej.Text, ej.Base64 = textOrBase64(e.Raw)
 		}
 		if reveal {
 			switch {
-			case e.Type == event.Rows:
+			case e.Type == event.Rows, e.Type == event.Error, e.Type == event.Notice,
+				e.Type == event.Notification, e.Type == event.CopyOut:
 				flushHeld()
 				ej.Data = append(json.RawMessage(nil), ej.Data...) // e's buffers are reused
 				held = append(held, ej)
@@ -298,11 +299,13 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 				held = append(held, ej)
 				return werr
 			case e.Type == event.RowsOriginal:
-				if len(held) > 0 {
+				if len(held) > 0 && held[0].Type == event.Rows {
 					held[0].RevealedRows, held[0].RevealError = s.reveal(&rr, sess.ID, e)
 				} else {
 					ej.RevealError = "no rows event precedes it"
 				}
+			case e.Type == event.Original:
+				s.revealOriginal(sess.ID, e, held, &ej)
 			}
 			flushHeld()
 		}
@@ -337,18 +340,11 @@ func (s *Server) checkReveal(r *http.Request) error {
 
 // reveal decrypts a rows.original event and renders its rows like a rows event's.
 func (s *Server) reveal(rr *rowRenderer, session string, e *event.Event) ([]json.RawMessage, string) {
-	if s.Sealer == nil {
-		return nil, "this gateway has no recording key"
-	}
 	var d event.RowsOriginalData
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		return nil, "rows.original: " + err.Error()
 	}
-	nonce, err := base64.StdEncoding.DecodeString(d.Nonce)
-	if err != nil {
-		return nil, "rows.original nonce: " + err.Error()
-	}
-	plain, err := s.Sealer.Open(d.KeyID, nonce, e.Raw, []byte(session))
+	plain, err := s.open(session, d.KeyID, d.Nonce, e.Raw)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -361,6 +357,54 @@ func (s *Server) reveal(rr *rowRenderer, session string, e *event.Event) ([]json
 		rows = []json.RawMessage{}
 	}
 	return rows, ""
+}
+
+// revealOriginal decrypts an original event into the event it follows (held[0]), or says in ej
+// why it cannot.
+func (s *Server) revealOriginal(session string, e *event.Event, held []eventJSON, ej *eventJSON) {
+	var d event.OriginalData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		ej.RevealError = "original: " + err.Error()
+		return
+	}
+	if len(held) == 0 || held[0].Type != d.Of {
+		ej.RevealError = fmt.Sprintf("no %s event precedes it", d.Of)
+		return
+	}
+	plain, err := s.open(session, d.KeyID, d.Nonce, e.Raw)
+	if err != nil {
+		held[0].RevealError = err.Error()
+		return
+	}
+	switch {
+	case d.Of == event.CopyOut:
+		held[0].RevealedText, held[0].RevealedBase64 = textOrBase64(plain)
+	case json.Valid(plain):
+		held[0].RevealedData = plain
+	default:
+		held[0].RevealError = "original: not JSON"
+	}
+}
+
+// open decrypts an original sealed with the recording key, the session id as additional data.
+func (s *Server) open(session, keyID, nonce string, ct []byte) ([]byte, error) {
+	if s.Sealer == nil {
+		return nil, errors.New("this gateway has no recording key")
+	}
+	n, err := base64.StdEncoding.DecodeString(nonce)
+	if err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	return s.Sealer.Open(keyID, n, ct, []byte(session))
+}
+
+func textOrBase64(b []byte) (text, b64 *string) {
+	if utf8.Valid(b) {
+		t := string(b)
+		return &t, nil
+	}
+	t := base64.StdEncoding.EncodeToString(b)
+	return nil, &t
 }
 
 // sessionsOther answers every method other than GET on the sessions tree. Every refused attempt

@@ -39,6 +39,10 @@ type apiEvent struct {
 	// With reveal (auditors and admins; audited): the originals of masked rows.
 	RevealedRows [][]json.RawMessage `json:"revealed_rows"`
 	RevealErr    string              `json:"reveal_error"`
+	// ... and of masked errors, notices, notifications (data) and COPY output (text/base64).
+	RevealedData   json.RawMessage `json:"revealed_data"`
+	RevealedText   *string         `json:"revealed_text"`
+	RevealedBase64 *string         `json:"revealed_base64"`
 	Text         *string             `json:"text"`
 	Base64       *string             `json:"base64"`
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -260,7 +261,7 @@ func runSessionsHold(e *env, args []string, hold bool) int {
 func runSessionsShow(e *env, args []string) int {
 	fs := e.newFlagSet("sessions show", "sessions show ID [--json] [--reveal]")
 	asJSON := fs.Bool("json", false, "print JSON: the API's session and the summary")
-	reveal := fs.Bool("reveal", false, "also print the original values of masked rows (auditors and admins; audited)")
+	reveal := fs.Bool("reveal", false, "also print the originals of masked rows, COPY output, errors, notices and notifications (auditors and admins; audited)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageCode(err)
@@ -319,17 +320,22 @@ func runSessionsShow(e *env, args []string) int {
 	return exitOK
 }
 
-// revealedRows is one rows event's originals, as sessions show --reveal prints them.
+// revealedRows is one event's originals, as sessions show --reveal prints them: a rows event's
+// rows, an error's, notice's or notification's data, or copy.out's bytes.
 type revealedRows struct {
 	Seq      uint64              `json:"seq"`
+	Type     string              `json:"type"`
 	OffsetNS int64               `json:"offset_ns"`
-	Columns  []event.Column      `json:"columns"`
-	Rows     [][]json.RawMessage `json:"rows"`
+	Columns  []event.Column      `json:"columns,omitempty"`
+	Rows     [][]json.RawMessage `json:"rows,omitempty"`
+	Data     json.RawMessage     `json:"data,omitempty"`
+	Text     *string             `json:"text,omitempty"`
+	Base64   *string             `json:"base64,omitempty"`
 	Error    string              `json:"error,omitempty"`
 }
 
-// revealRows reads the session with reveal=true and keeps the rows events whose values were
-// masked, with their originals.
+// revealRows reads the session with reveal=true and keeps the events whose content was masked,
+// with their originals.
 func revealRows(c *client, id string) ([]revealedRows, error) {
 	var out []revealedRows
 	var cols []event.Column
@@ -339,8 +345,11 @@ func revealRows(c *client, id string) ([]revealedRows, error) {
 			var d event.ColumnsData
 			json.Unmarshal(ev.Data, &d)
 			cols = d.Columns
-		case ev.RevealedRows != nil || ev.RevealErr != "":
-			out = append(out, revealedRows{Seq: ev.Seq, OffsetNS: ev.OffsetNS, Columns: cols, Rows: ev.RevealedRows, Error: ev.RevealErr})
+		case ev.RevealedRows != nil:
+			out = append(out, revealedRows{Seq: ev.Seq, Type: ev.Type, OffsetNS: ev.OffsetNS, Columns: cols, Rows: ev.RevealedRows, Error: ev.RevealErr})
+		case ev.RevealedData != nil || ev.RevealedText != nil || ev.RevealedBase64 != nil || ev.RevealErr != "":
+			out = append(out, revealedRows{Seq: ev.Seq, Type: ev.Type, OffsetNS: ev.OffsetNS, Data: ev.RevealedData,
+				Text: ev.RevealedText, Base64: ev.RevealedBase64, Error: ev.RevealErr})
 		}
 		return nil
 	})
@@ -352,17 +361,30 @@ func revealRows(c *client, id string) ([]revealedRows, error) {
 
 func printRevealed(w io.Writer, revealed []revealedRows) {
 	if len(revealed) == 0 {
-		fmt.Fprintln(w, "\nRevealed: no masked rows in this recording.")
+		fmt.Fprintln(w, "\nRevealed: nothing was masked in this recording.")
 		return
 	}
-	fmt.Fprintln(w, "\nRevealed: the original values of masked rows (this read is audited).")
+	fmt.Fprintln(w, "\nRevealed: the originals of masked values (this read is audited).")
 	for _, r := range revealed {
 		ev := &apiEvent{Seq: r.Seq, OffsetNS: r.OffsetNS}
 		if r.Error != "" {
-			fmt.Fprintf(w, "%s event %d: could not be revealed: %s\n", stamp(ev), r.Seq, r.Error)
+			fmt.Fprintf(w, "%s event %d (%s): could not be revealed: %s\n", stamp(ev), r.Seq, r.Type, r.Error)
 			continue
 		}
-		fmt.Fprintf(w, "%s event %d:\n", stamp(ev), r.Seq)
+		fmt.Fprintf(w, "%s event %d (%s):\n", stamp(ev), r.Seq, r.Type)
+		switch {
+		case r.Data != nil:
+			fmt.Fprintf(w, "    %s\n", r.Data)
+			continue
+		case r.Text != nil:
+			for _, l := range strings.Split(strings.TrimSuffix(*r.Text, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", l) // as sent: no trimming
+			}
+			continue
+		case r.Base64 != nil:
+			fmt.Fprintf(w, "    (binary, base64) %s\n", *r.Base64)
+			continue
+		}
 		p := &player{w: w, maxRows: math.MaxInt, cols: r.Columns, inTable: true}
 		for _, row := range r.Rows {
 			vals := make([]string, len(row))

@@ -189,6 +189,14 @@ type RowsOriginalData struct {
 	Count int    `json:"count"`
 }
 
+// OriginalData describes Raw of an original event: the unmasked content of the Of event it
+// follows, encrypted with the recording key KeyID and Nonce (base64, standard, padded).
+type OriginalData struct {
+	Of    Type   `json:"of"`
+	KeyID string `json:"key_id"`
+	Nonce string `json:"nonce"`
+}
+
 // GuardrailData is a guardrail decision on a statement.
 type GuardrailData struct {
 	Action    string   `json:"action"` // deny | approve | warn | allow

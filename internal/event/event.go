@@ -31,6 +31,11 @@ const (
 	// RowsOriginalData; Raw: the rows as the target sent them (packed like rows), sealed with
 	// AES-256-GCM (internal/sealbox), the session id as additional data. Never in clear.
 	RowsOriginal Type = "rows.original"
+	// Original follows an error, notice, notification or copy.out event whose content masking
+	// changed (only checkpoints may come between): Data: OriginalData; Raw: what the target
+	// sent, sealed like rows.original. For error, notice and notification the plaintext is the
+	// event's Data as it would have been without masking (JSON); for copy.out, the bytes.
+	Original Type = "original"
 	// Checkpoint signs the chain head: Data: CheckpointData. It is an ordinary event of the
 	// chain, so the next event's hash covers it.
 	Checkpoint Type = "checkpoint"

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -296,6 +297,46 @@ func TestPolicySettings(t *testing.T) {
 		}
 		if maskHits == 0 {
 			t.Errorf("no mask event with hits in %d sessions", len(ss))
+		}
+
+		// An auditor's reveal gives back the originals of masked rows, COPY data, errors and
+		// notifications: the recording kept them, sealed.
+		aud := g.token(t, "audrey", audPassword)
+		var revealed strings.Builder
+		for _, s := range ss {
+			code, body := g.api(t, aud, "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/events?reveal=true", nil)
+			if code != 200 {
+				t.Fatalf("reveal events of %s: HTTP %d %s", s.ID, code, body)
+			}
+			var a struct {
+				Events []struct {
+					Type         string          `json:"type"`
+					RevealedRows json.RawMessage `json:"revealed_rows"`
+					RevealedData json.RawMessage `json:"revealed_data"`
+					RevealedText string          `json:"revealed_text"`
+					RevealError  string          `json:"reveal_error"`
+				} `json:"events"`
+			}
+			if err := json.Unmarshal(body, &a); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range a.Events {
+				if e.RevealError != "" {
+					t.Errorf("session %s: %s event: reveal error %s", s.ID, e.Type, e.RevealError)
+				}
+				fmt.Fprintf(&revealed, "%s: %s %s %s\n", e.Type, e.RevealedRows, e.RevealedData, e.RevealedText)
+			}
+		}
+		for _, want := range []string{
+			`[["1","4111 1111 1111 1111"`,                   // a masked row
+			"1\t4111 1111 1111 1111\t5500-0000-0000-0004\t", // psql's COPY TO STDOUT
+			`"code":"23505"`,                                // the unique violation
+			`4111 1111 1111 1111) already exists.`,
+			`"payload":"4111 1111 1111 1111 / jane.roe@example.com"`, // NOTIFY's payload
+		} {
+			if !strings.Contains(revealed.String(), want) {
+				t.Errorf("revealed originals lack %q:\n%s", want, revealed.String())
+			}
 		}
 	})
 

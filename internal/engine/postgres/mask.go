@@ -46,17 +46,21 @@ func newMasker(m *masking.Masker) *masker {
 func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 	mk := r.masker
 	body := buf[start+5:]
+	r.msgOrigOn = false
 	var out []byte
 	switch typ {
 	case 'D':
 		out = mk.dataRow(r.currentColumns(), body)
-		if out != nil && r.sealer != nil && r.rec != nil {
+		if out != nil && r.keepsOriginals() {
 			r.keepOriginal(body)
 		}
 	case 'd':
 		if masked, hits := mk.m.MaskText(mk.scratch[:0], body); len(hits) > 0 {
 			mk.count(hits)
 			out = masked
+			if r.keepsOriginals() {
+				r.keepCopyOriginal(body)
+			}
 		}
 	case 'N', 'E':
 		out = mk.message(typ, body)
@@ -73,6 +77,10 @@ func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 	}
 	if out == nil {
 		return buf
+	}
+	if (typ == 'N' || typ == 'E' || typ == 'A') && r.keepsOriginals() {
+		r.msgOrig = append(r.msgOrig[:0], body...)
+		r.msgOrigOn = true
 	}
 	// Copy out first: out may alias the scratch buffer, never buf.
 	buf = append(buf[:start+1], 0, 0, 0, 0)
@@ -239,15 +247,41 @@ func (r *relay) keepOriginal(body []byte) {
 	r.origAdded = true
 }
 
+// keepsOriginals reports whether the originals of masked values are recorded (sealed).
+func (r *relay) keepsOriginals() bool { return r.sealer != nil && r.rec != nil }
+
+// seal encrypts plain with the recording key, the session id as additional data.
+func (r *relay) seal(plain []byte) (keyID, nonce string, ct []byte) {
+	k, n, ct := r.sealer.Seal(plain, []byte(r.rec.ID()))
+	return k, base64.StdEncoding.EncodeToString(n), ct
+}
+
 // recordOriginals seals orig (the original rows of the rows event just recorded) into a
 // rows.original event. Nothing of it is recorded in clear.
 func (r *relay) recordOriginals() {
-	keyID, nonce, ct := r.sealer.Seal(r.orig, []byte(r.rec.ID()))
-	r.rec.Record(event.RowsOriginal, event.RowsOriginalData{KeyID: keyID,
-		Nonce: base64.StdEncoding.EncodeToString(nonce), Count: r.rowsN}, ct)
+	keyID, nonce, ct := r.seal(r.orig)
+	r.rec.Record(event.RowsOriginal, event.RowsOriginalData{KeyID: keyID, Nonce: nonce, Count: r.rowsN}, ct)
 	clear(r.orig)
 	r.orig = r.orig[:0]
 	r.origOn, r.origAdded = false, false
+}
+
+// keepCopyOriginal keeps the original of a CopyData masking changed, like keepOriginal for rows:
+// the first change starts copyOrig with the unchanged bytes of the batch before it.
+func (r *relay) keepCopyOriginal(body []byte) {
+	if !r.copyOrigOn {
+		r.copyOrig = append(r.copyOrig[:0], r.copyOut[r.copyStart:]...)
+		r.copyOrigOn = true
+	}
+	r.copyOrig = append(r.copyOrig, body...)
+	r.copyOrigAdded = true
+}
+
+// recordOriginal seals the original content of the event of type of just recorded.
+func (r *relay) recordOriginal(of event.Type, plain []byte) {
+	keyID, nonce, ct := r.seal(plain)
+	r.rec.Record(event.Original, event.OriginalData{Of: of, KeyID: keyID, Nonce: nonce}, ct)
+	clear(plain)
 }
 
 // flushMaskEvent records which detectors fired in the batch (never the values).

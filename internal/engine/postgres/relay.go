@@ -3,6 +3,7 @@ package postgres
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,11 +98,18 @@ type relay struct {
 	// orig holds, once masking changed a value of the rows not yet recorded, those rows as the
 	// target sent them (packed like rows), sealed into a rows.original event by flushRows.
 	orig      []byte
-	origOn    bool          // orig covers the rows from rowsStart
-	origAdded bool          // rewrite appended the current DataRow's original
-	sealer    engine.Sealer // nil: originals are not kept
-	types     *valueRenderer
-	tgt       target.Target // for the catalog lookups of masking column rules
+	origOn    bool // orig covers the rows from rowsStart
+	origAdded bool // rewrite appended the current DataRow's original
+	// copyOrig and msgOrig do for COPY data and for errors, notices and notifications what
+	// orig does for rows.
+	copyOrig      []byte
+	copyOrigOn    bool
+	copyOrigAdded bool
+	msgOrig       []byte // the original body of the message being handled
+	msgOrigOn     bool
+	sealer        engine.Sealer // nil: originals are not kept
+	types         *valueRenderer
+	tgt           target.Target // for the catalog lookups of masking column rules
 }
 
 type portalInfo struct {
@@ -576,8 +584,8 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 		if er.Decode(body) != nil {
 			return
 		}
-		r.rec.Record(event.Error, event.MessageData{Severity: er.Severity, Code: er.Code, Message: er.Message,
-			Detail: er.Detail, Hint: er.Hint, Source: "target"}, nil)
+		r.rec.Record(event.Error, errorData(&er), nil)
+		r.messageOriginal(typ)
 		r.haveCols = false
 		if er.Severity == "FATAL" || er.Severity == "PANIC" {
 			r.fatalUp.Store(true)
@@ -621,17 +629,22 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 			r.pop()
 		}
 	case 'N':
-		var n pgproto3.NoticeResponse
+		var n pgproto3.ErrorResponse // a NoticeResponse has the same fields
 		if n.Decode(body) == nil {
-			r.rec.Record(event.Notice, event.MessageData{Severity: n.Severity, Code: n.Code, Message: n.Message,
-				Detail: n.Detail, Hint: n.Hint, Source: "target"}, nil)
+			r.rec.Record(event.Notice, errorData(&n), nil)
+			r.messageOriginal(typ)
 		}
 	case 'A':
 		var n pgproto3.NotificationResponse
 		if n.Decode(body) == nil {
-			r.rec.Record(event.Notification, event.NotificationData{PID: n.PID, Channel: n.Channel, Payload: n.Payload}, nil)
+			r.rec.Record(event.Notification, notificationData(&n), nil)
+			r.messageOriginal(typ)
 		}
 	case 'd':
+		if r.copyOrigOn && !r.copyOrigAdded {
+			r.copyOrig = append(r.copyOrig, body...) // unchanged: the original is what was sent
+		}
+		r.copyOrigAdded = false
 		r.copyOut = append(r.copyOut, body...)
 	case 'c':
 		r.flushCopyOut(true)
@@ -746,4 +759,53 @@ func (r *relay) flushCopyOut(done bool) {
 	}
 	r.rec.Record(event.CopyOut, event.CopyData{Bytes: len(data), Done: done}, data)
 	r.copyStart = len(r.copyOut)
+	if r.copyOrigOn {
+		r.recordOriginal(event.CopyOut, r.copyOrig)
+		r.copyOrig = r.copyOrig[:0]
+		r.copyOrigOn = false
+	}
+}
+
+func errorData(e *pgproto3.ErrorResponse) event.MessageData {
+	return event.MessageData{Severity: e.Severity, Code: e.Code, Message: e.Message, Detail: e.Detail, Hint: e.Hint, Source: "target"}
+}
+
+func notificationData(n *pgproto3.NotificationResponse) event.NotificationData {
+	return event.NotificationData{PID: n.PID, Channel: n.Channel, Payload: n.Payload}
+}
+
+// messageOriginal records, after the error, notice or notification event of the message just
+// handled, its original when masking changed it: the event's data as the target sent it.
+func (r *relay) messageOriginal(typ byte) {
+	if !r.msgOrigOn {
+		return
+	}
+	r.msgOrigOn = false
+	var (
+		of   event.Type
+		data any
+	)
+	switch typ {
+	case 'E', 'N':
+		var e pgproto3.ErrorResponse
+		if e.Decode(r.msgOrig) != nil {
+			return
+		}
+		of, data = event.Error, errorData(&e)
+		if typ == 'N' {
+			of = event.Notice
+		}
+	case 'A':
+		var n pgproto3.NotificationResponse
+		if n.Decode(r.msgOrig) != nil {
+			return
+		}
+		of, data = event.Notification, notificationData(&n)
+	}
+	clear(r.msgOrig)
+	plain, err := json.Marshal(data)
+	if err != nil {
+		return
+	}
+	r.recordOriginal(of, plain)
 }
