@@ -112,3 +112,12 @@ func (l *Log) End(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Actions of identity management (issue 4). A login (ActionLogin) is also the issue of the
+// gateway token it returns; its detail names the token id.
+const (
+	ActionTokenRefresh         = "token.refresh"         // a gateway token renewed from its IdP session
+	ActionTokenRevoke          = "token.revoke"          // an admin revoked a user's tokens, or a user logged out
+	ActionServiceAccountCreate = "serviceaccount.create" // an admin created a service account and its API key
+	ActionServiceAccountRevoke = "serviceaccount.revoke" // an admin revoked a service account's key
+)

@@ -46,6 +46,12 @@ func HashPassword(password string) (string, error) {
 type Service struct {
 	TokenTTL time.Duration    // lifetime of issued tokens; 12h when zero
 	Now      func() time.Time // time.Now when nil
+	// Store keeps revocations, service accounts and OIDC sessions, shared by every gateway on
+	// the same store. nil: they live in memory, as long as the process.
+	Store KV
+
+	mem  memKV
+	saMu sync.Mutex // serialises changes of the service-account index
 
 	key   []byte
 	mu    sync.RWMutex
@@ -133,7 +139,7 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	if !ok {
 		// Spend the same time as a real check so that user names cannot be probed by timing.
 		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return nil, ErrBadCredentials
+		return nil, fail(ReasonUnknownUser, "no local user %q", user)
 	}
 	mac := hmac.New(sha256.New, s.key)
 	mac.Write([]byte(u.PasswordHash))
@@ -147,7 +153,7 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	s.mu.RUnlock()
 	if !cached || now.After(until) {
 		if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
-			return nil, ErrBadCredentials
+			return nil, fail(ReasonBadPassword, "wrong password for %q", user)
 		}
 		s.mu.Lock()
 		if len(s.okCache) > 10000 {
@@ -162,25 +168,52 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("airlock-dummy"), bcrypt.DefaultCost)
 
 type tokenClaims struct {
-	V      int      `json:"v"`
-	User   string   `json:"sub"`
-	Groups []string `json:"groups,omitempty"`
-	Role   Role     `json:"role"`
-	Issued int64    `json:"iat"`
-	Expiry int64    `json:"exp"`
-	Nonce  string   `json:"jti"`
+	V        int      `json:"v"`
+	User     string   `json:"sub"`
+	Groups   []string `json:"groups,omitempty"`
+	Role     Role     `json:"role"`
+	IssuedUs int64    `json:"iat_us"` // microseconds, so that a revocation and a new login in the same second are told apart
+	Expiry   int64    `json:"exp"`
+	Nonce    string   `json:"jti"`
+	Via      string   `json:"via,omitempty"`   // how the holder logged in: password | oidc
+	Provider string   `json:"idp,omitempty"`   // the OIDC provider, for via oidc
+	Session  string   `json:"sid,omitempty"`   // the OIDC session that can refresh it
+	Scope    []string `json:"scope,omitempty"` // targets, when restricted
 }
 
-// IssueToken returns a signed token for id.
+// tokenVersion is the version of tokenClaims; tokens of another version are refused.
+const tokenVersion = 2
+
+func (c *tokenClaims) identity() *Identity {
+	return &Identity{User: c.User, Groups: c.Groups, Role: c.Role, Method: "token", ExpiresAt: time.Unix(c.Expiry, 0),
+		Via: c.Via, Provider: c.Provider, Session: c.Session, TokenID: c.Nonce, Scope: c.Scope,
+		IssuedAt: time.UnixMicro(c.IssuedUs)}
+}
+
+// IssueToken returns a signed token for id, valid for TokenTTL.
 func (s *Service) IssueToken(id *Identity) (token string, expires time.Time, err error) {
+	return s.IssueTokenUntil(id, time.Time{})
+}
+
+// IssueTokenUntil returns a signed token for id, valid for TokenTTL but not after notAfter
+// (when it is set).
+func (s *Service) IssueTokenUntil(id *Identity, notAfter time.Time) (token string, expires time.Time, err error) {
 	now := s.now()
 	expires = now.Add(s.ttl()).Truncate(time.Second)
+	if !notAfter.IsZero() && notAfter.Before(expires) {
+		expires = notAfter.Truncate(time.Second)
+	}
 	nonce := make([]byte, 12)
 	if _, err := rand.Read(nonce); err != nil {
 		return "", time.Time{}, err
 	}
-	body, err := json.Marshal(tokenClaims{V: 1, User: id.User, Groups: id.Groups, Role: id.Role,
-		Issued: now.Unix(), Expiry: expires.Unix(), Nonce: base64.RawURLEncoding.EncodeToString(nonce)})
+	via := id.Via
+	if via == "" {
+		via = id.Method
+	}
+	body, err := json.Marshal(tokenClaims{V: tokenVersion, User: id.User, Groups: id.Groups, Role: id.Role,
+		IssuedUs: now.UnixMicro(), Expiry: expires.Unix(), Nonce: base64.RawURLEncoding.EncodeToString(nonce),
+		Via: via, Provider: id.Provider, Session: id.Session, Scope: id.Scope})
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -194,41 +227,70 @@ func (s *Service) sign(payload string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// VerifyToken checks a token's signature and expiry.
-func (s *Service) VerifyToken(token string) (*Identity, error) {
+// parseToken checks a token's signature and returns its claims, whatever its expiry.
+func (s *Service) parseToken(token string) (*tokenClaims, error) {
 	rest, ok := strings.CutPrefix(token, TokenPrefix)
 	if !ok {
-		return nil, ErrBadCredentials
+		return nil, fail(ReasonMalformed, "not a gateway token")
 	}
 	payload, sig, ok := strings.Cut(rest, ".")
-	if !ok || !hmac.Equal([]byte(sig), []byte(s.sign(payload))) {
-		return nil, ErrBadCredentials
+	if !ok {
+		return nil, fail(ReasonMalformed, "gateway token without a signature")
+	}
+	if !hmac.Equal([]byte(sig), []byte(s.sign(payload))) {
+		return nil, fail(ReasonBadSignature, "gateway token signature does not match")
 	}
 	body, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return nil, ErrBadCredentials
+		return nil, fail(ReasonMalformed, "gateway token payload: %v", err)
 	}
 	var c tokenClaims
-	if err := json.Unmarshal(body, &c); err != nil || c.V != 1 {
-		return nil, ErrBadCredentials
+	if err := json.Unmarshal(body, &c); err != nil || c.V != tokenVersion {
+		return nil, fail(ReasonMalformed, "gateway token of an unknown version")
+	}
+	return &c, nil
+}
+
+// VerifyToken checks a token's signature, expiry and revocation.
+func (s *Service) VerifyToken(token string) (*Identity, error) {
+	return s.VerifyTokenContext(context.Background(), token)
+}
+
+// VerifyTokenContext is VerifyToken with a context for the revocation look-up.
+func (s *Service) VerifyTokenContext(ctx context.Context, token string) (*Identity, error) {
+	c, err := s.parseToken(token)
+	if err != nil {
+		return nil, err
 	}
 	exp := time.Unix(c.Expiry, 0)
 	if !s.now().Before(exp) {
-		return nil, fmt.Errorf("%w: token expired at %s", ErrBadCredentials, exp.UTC().Format(time.RFC3339))
+		return nil, fail(ReasonExpired, "token expired at %s", exp.UTC().Format(time.RFC3339))
 	}
-	return &Identity{User: c.User, Groups: c.Groups, Role: c.Role, Method: "token", ExpiresAt: exp}, nil
+	if err := s.checkRevoked(ctx, c); err != nil {
+		return nil, err
+	}
+	return c.identity(), nil
 }
 
-// Authenticate accepts either a gateway token issued to user or user's password: what a
-// protocol client puts in its password field.
+// VerifySecret checks a bearer secret for the API: a gateway token or a service account's API
+// key.
+func (s *Service) VerifySecret(ctx context.Context, secret string) (*Identity, error) {
+	if strings.HasPrefix(secret, APIKeyPrefix) {
+		return s.verifyAPIKey(ctx, secret)
+	}
+	return s.VerifyTokenContext(ctx, secret)
+}
+
+// Authenticate accepts a gateway token issued to user, an API key of the service account named
+// user, or user's password: what a protocol client puts in its password field.
 func (s *Service) Authenticate(ctx context.Context, user, secret string) (*Identity, error) {
-	if strings.HasPrefix(secret, TokenPrefix) {
-		id, err := s.VerifyToken(secret)
+	if strings.HasPrefix(secret, TokenPrefix) || strings.HasPrefix(secret, APIKeyPrefix) {
+		id, err := s.VerifySecret(ctx, secret)
 		if err != nil {
 			return nil, err
 		}
 		if id.User != user {
-			return nil, fmt.Errorf("%w: token was issued to another user", ErrBadCredentials)
+			return nil, fail(ReasonWrongUser, "issued to %q, presented by %q", id.User, user)
 		}
 		return id, nil
 	}
