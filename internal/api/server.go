@@ -19,6 +19,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/metrics"
+	"github.com/airlock-gw/airlock/internal/oidc"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
@@ -49,6 +50,8 @@ type Server struct {
 	// ConfigPolicies are the config file's policies, fixed; Policy evaluates them first, then
 	// the ones managed through the API (stored under PolicyKey).
 	ConfigPolicies []config.Policy
+	// OIDC are the configured OpenID Connect providers. nil: none (OIDC logins answer 404).
+	OIDC *oidc.Set
 
 	policyMu sync.Mutex // serialises changes of the API-managed policies
 }
@@ -115,59 +118,108 @@ func (s *Server) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// route is one API route and who may call it.
+type route struct {
+	Pattern string
+	// Role is the least role that may call the route; "" means public (no authentication).
+	// Handlers may refuse more finely (a user reads only her own sessions).
+	Role auth.Role
+	// DenyAction, when set, is the audit action recorded when an authenticated caller lacks
+	// Role (its subject is the route's {id} or {name}).
+	DenyAction string
+	h          handlerFunc
+}
+
+// routes is every route of the API: the one table that says who may call what (docs/identity.md
+// has it as a matrix, and TestRoleMatrix checks it).
+func (s *Server) routes() []route {
+	const (
+		public  = auth.Role("")
+		user    = auth.RoleUser
+		auditor = auth.RoleAuditor
+		admin   = auth.RoleAdmin
+	)
+	return []route{
+		{"GET /healthz", public, "", s.healthz},
+		{"GET /metrics", public, "", s.metrics},
+		{"GET /api/v1/openapi.json", public, "", s.openapi},
+		{"GET /api/v1/signing-keys", public, "", s.signingKeys},
+		{"POST /api/v1/auth/login", public, "", s.login},
+		// Refresh authenticates with the (possibly expired) token in its body.
+		{"POST /api/v1/auth/refresh", public, "", s.refresh},
+		{"POST /api/v1/auth/logout", user, "", s.logout},
+		{"POST /api/v1/auth/revoke", admin, audit.ActionTokenRevoke, s.revoke},
+		{"GET /api/v1/auth/providers", public, "", s.providers},
+		{"POST /api/v1/auth/token", public, "", s.exchangeToken},
+		{"POST /api/v1/auth/oidc/authorize", public, "", s.oidcAuthorize},
+		{"POST /api/v1/auth/oidc/exchange", public, "", s.oidcExchange},
+		{"POST /api/v1/auth/oidc/device", public, "", s.oidcDevice},
+		{"POST /api/v1/auth/oidc/device/wait", public, "", s.oidcDeviceWait},
+		{"GET /api/v1/whoami", user, "", s.whoami},
+		{"GET /api/v1/service-accounts", admin, "", s.listServiceAccounts},
+		{"POST /api/v1/service-accounts", admin, audit.ActionServiceAccountCreate, s.createServiceAccount},
+		{"POST /api/v1/service-accounts/{name}/revoke", admin, audit.ActionServiceAccountRevoke, s.revokeServiceAccount},
+		{"GET /api/v1/sessions", user, "", s.listSessions},
+		{"GET /api/v1/sessions/{id}", user, "", s.getSession},
+		{"GET /api/v1/sessions/{id}/events", user, "", s.sessionEvents},
+		{"GET /api/v1/sessions/{id}/verify", user, "", s.verifySession},
+		{"GET /api/v1/sessions/{id}/export", user, "", s.exportSession},
+		// The one POST on the sessions tree; more specific than the catch-all below, which
+		// answers 405 to every other attempt to change a recording.
+		{"POST /api/v1/sessions/{id}/hold", admin, audit.ActionRecordingHold, s.holdSession},
+		{"GET /api/v1/targets", user, "", s.listTargets},
+		{"GET /api/v1/targets/{name}", user, "", s.getTarget},
+		{"POST /api/v1/targets", admin, audit.ActionTargetPut, s.createTarget},
+		{"GET /api/v1/requests", auditor, "", s.listRequests},
+		{"POST /api/v1/requests/{id}/approve", admin, approval.ActionDecide, s.approveRequest},
+		{"POST /api/v1/requests/{id}/deny", admin, approval.ActionDecide, s.denyRequest},
+		{"GET /api/v1/policies", auditor, "", s.listPolicies},
+		{"PUT /api/v1/policies", admin, actionPolicyPut, s.putPolicies},
+		{"GET /api/v1/policies/explain", auditor, "", s.explainPolicy},
+		// Recordings are immutable whoever asks, so these answer before authentication.
+		{"/api/v1/sessions", public, "", s.sessionsOther},
+		{"/api/v1/sessions/", public, "", s.sessionsOther},
+		{"/api/v1/", public, "", func(w http.ResponseWriter, r *http.Request) error {
+			return errorf(http.StatusNotFound, "not_found", "no API route %s %s", r.Method, r.URL.Path)
+		}},
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, authed bool, h handlerFunc) {
-		mux.Handle(pattern, s.serve(pattern, authed, h))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.Pattern, s.serve(rt))
 	}
-	handle("GET /healthz", false, s.healthz)
-	handle("GET /metrics", false, s.metrics)
-	handle("GET /api/v1/openapi.json", false, s.openapi)
-	handle("POST /api/v1/auth/login", false, s.login)
-	handle("GET /api/v1/whoami", true, s.whoami)
-	handle("GET /api/v1/sessions", true, s.listSessions)
-	handle("GET /api/v1/sessions/{id}", true, s.getSession)
-	handle("GET /api/v1/sessions/{id}/events", true, s.sessionEvents)
-	handle("GET /api/v1/sessions/{id}/verify", true, s.verifySession)
-	handle("GET /api/v1/sessions/{id}/export", true, s.exportSession)
-	// The one POST on the sessions tree; more specific than the catch-all below, which answers
-	// 405 to every other attempt to change a recording.
-	handle("POST /api/v1/sessions/{id}/hold", true, s.holdSession)
-	handle("GET /api/v1/signing-keys", false, s.signingKeys)
-	handle("GET /api/v1/targets", true, s.listTargets)
-	handle("GET /api/v1/targets/{name}", true, s.getTarget)
-	handle("POST /api/v1/targets", true, s.createTarget)
-	handle("GET /api/v1/requests", true, s.listRequests)
-	handle("POST /api/v1/requests/{id}/approve", true, s.approveRequest)
-	handle("POST /api/v1/requests/{id}/deny", true, s.denyRequest)
-	handle("GET /api/v1/policies", true, s.listPolicies)
-	handle("PUT /api/v1/policies", true, s.putPolicies)
-	handle("GET /api/v1/policies/explain", true, s.explainPolicy)
-	// Recordings are immutable whoever asks, so these answer before authentication.
-	handle("/api/v1/sessions", false, s.sessionsOther)
-	handle("/api/v1/sessions/", false, s.sessionsOther)
-	handle("/api/v1/", false, func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, "not_found", "no API route %s %s", r.Method, r.URL.Path)
-	})
 	return mux
 }
 
-// serve adapts h: authentication, the one place errors are written, the request log line and
-// the request counter.
-func (s *Server) serve(route string, authed bool, h handlerFunc) http.Handler {
+// serve adapts a route: authentication and its role, the one place errors are written, the
+// request log line and the request counter.
+func (s *Server) serve(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		err := func() error {
-			if authed {
+			if rt.Role != "" {
 				id, err := s.authenticate(r)
 				if err != nil {
 					return err
 				}
 				r = r.WithContext(auth.WithIdentity(r.Context(), id))
+				if id.Role.Rank() < rt.Role.Rank() {
+					if rt.DenyAction != "" {
+						subject := r.PathValue("id")
+						if subject == "" {
+							subject = r.PathValue("name")
+						}
+						s.audit(r, audit.Entry{Action: rt.DenyAction, Actor: id.User, Outcome: audit.Denied, Subject: subject,
+							Detail: map[string]string{"role": string(id.Role), "route": rt.Pattern}})
+					}
+					return errorf(http.StatusForbidden, "forbidden", "%s needs the role %s (you are %s with role %s)", rt.Pattern, rt.Role, id.User, id.Role)
+				}
 			}
-			return h(sw, r)
+			return rt.h(sw, r)
 		}()
 		if err != nil {
 			s.writeError(sw, r, err)
@@ -179,10 +231,10 @@ func (s *Server) serve(route string, authed bool, h handlerFunc) http.Handler {
 		if id := auth.FromContext(r.Context()); id != nil {
 			user = id.User
 		}
-		s.log().Debug("api request", "method", r.Method, "path", r.URL.Path, "route", route,
+		s.log().Debug("api request", "method", r.Method, "path", r.URL.Path, "route", rt.Pattern,
 			"status", sw.status, "user", user, "remote", r.RemoteAddr, "duration", time.Since(start))
 		if s.Metrics != nil {
-			s.Metrics.APIRequests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+			s.Metrics.APIRequests.WithLabelValues(rt.Pattern, strconv.Itoa(sw.status)).Inc()
 		}
 	})
 }
@@ -234,10 +286,18 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return nil, errorf(http.StatusUnauthorized, "unauthorized", "Authorization header must be 'Bearer <token>'")
 	}
-	id, err := s.Auth.VerifyToken(strings.TrimSpace(token))
+	token = strings.TrimSpace(token)
+	id, err := s.Auth.VerifySecret(r.Context(), token)
 	if err != nil {
 		s.authFailure()
-		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: err.Error()}
+		method := "token"
+		if strings.HasPrefix(token, auth.APIKeyPrefix) {
+			method = "api_key"
+		}
+		// Refused either way; an audit failure is logged by s.audit.
+		s.audit(r, audit.Entry{Action: audit.ActionLogin, Outcome: audit.Denied,
+			Detail: map[string]string{"method": method, "via": "api", "reason": auth.Reason(err)}})
+		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: publicReason(err), Err: err}
 	}
 	return id, nil
 }
@@ -255,62 +315,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 	}
 	promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	return nil
-}
-
-type loginRequest struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
-type loginResponse struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-	User      string    `json:"user"`
-	Role      auth.Role `json:"role"`
-	Groups    []string  `json:"groups"`
-}
-
-func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	var req loginRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		return err
-	}
-	if req.Username == "" || req.Password == "" {
-		return errorf(http.StatusBadRequest, "bad_request", "username and password are required")
-	}
-	id, err := s.Auth.Login(r.Context(), req.Username, req.Password)
-	if err != nil {
-		s.log().Warn("api login failed", "user", req.Username, "remote", r.RemoteAddr, "err", err)
-		s.authFailure()
-		// Refused either way; an audit failure is logged by s.audit.
-		s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: req.Username, Outcome: audit.Denied,
-			Detail: map[string]string{"method": "password", "via": "api"}})
-		return errorf(http.StatusUnauthorized, "unauthorized", "%s", auth.ErrBadCredentials.Error())
-	}
-	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK,
-		Detail: map[string]string{"method": "password", "via": "api", "role": string(id.Role)}}); err != nil {
-		return err
-	}
-	token, exp, err := s.Auth.IssueToken(id)
-	if err != nil {
-		return fmt.Errorf("issue token for %s: %w", id.User, err)
-	}
-	s.log().Info("api login", "user", id.User, "role", id.Role, "remote", r.RemoteAddr)
-	groups := id.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	return writeJSON(w, http.StatusOK, loginResponse{Token: token, ExpiresAt: exp.UTC(), User: id.User, Role: id.Role, Groups: groups})
-}
-
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
-	id := auth.FromContext(r.Context())
-	groups := id.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"user": id.User, "role": id.Role, "groups": groups,
-		"method": id.Method, "expires_at": id.ExpiresAt.UTC()})
 }
 
 // statusWriter remembers the status written, for the log and the metrics.

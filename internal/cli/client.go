@@ -65,6 +65,9 @@ type credentials struct {
 	User      string    `json:"user"`
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Provider and Refreshable are set for an OIDC login whose token the CLI renews (login.go).
+	Provider    string `json:"provider,omitempty"`
+	Refreshable bool   `json:"refreshable,omitempty"`
 }
 
 // credentialsPath is $XDG_CONFIG_HOME/airlock/credentials.json, ~/.config/airlock/ by default.
@@ -162,6 +165,7 @@ func (e *env) newClient() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	saved = e.refreshSaved(saved)
 	c := &client{e: e, gateway: saved.Gateway, token: saved.Token}
 	if v := e.getenv("AIRLOCK_GATEWAY"); v != "" {
 		c.gateway = v

@@ -48,6 +48,9 @@ type Config struct {
 	Targets  []Target `yaml:"targets"`
 	Policies []Policy `yaml:"policies"` // nil: every authenticated user reaches every target
 
+	// OIDC lists OpenID Connect identity providers (docs/identity.md). Default: none.
+	OIDC []OIDCProvider `yaml:"oidc"`
+
 	// path is the file the config was read from ("" for the embedded default).
 	path string
 }
@@ -281,6 +284,9 @@ func (c *Config) SetDefaults() {
 	if c.Retention.Interval == 0 {
 		c.Retention.Interval = time.Hour
 	}
+	for i := range c.OIDC {
+		c.OIDC[i].setDefaults()
+	}
 	for i := range c.Targets {
 		if c.Targets[i].TLS == "" {
 			c.Targets[i].TLS = "prefer"
@@ -348,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("config: tls_cert_file and tls_key_file go together")
+	}
+	if err := validateOIDC(c.OIDC); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Users {

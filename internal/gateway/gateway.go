@@ -30,6 +30,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/metrics"
+	"github.com/airlock-gw/airlock/internal/oidc"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/retention"
@@ -154,7 +155,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	// opens.
 	approvals := &approval.Broker{Timeout: cfg.Approvals.Timeout, Webhook: cfg.Approvals.Webhook,
 		APIURL: "http://" + cfg.Listen.API, Log: log}
-	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: pol,
+	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: scoped{pol},
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
 		Audit: lateAudit{g}, Sealer: sealer}
 	// Each engine registers itself from a file of this package (engine_*.go imports it).
@@ -184,7 +185,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	g.retention = &retention.Job{Store: st, Targets: catalog, Audit: g.audit, Log: log, Interval: cfg.Retention.Interval}
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
-		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals}
+		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
+		OIDC: oidc.NewSet(cfg.OIDC)}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
@@ -231,6 +233,7 @@ func (g *Gateway) identities(out io.Writer) (*auth.Service, error) {
 		return nil, err
 	}
 	svc.TokenTTL = g.cfg.Auth.TokenTTL
+	svc.Store = g.store
 	return svc, nil
 }
 

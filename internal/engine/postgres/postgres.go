@@ -405,7 +405,7 @@ func (e *Engine) startup(ctx context.Context, c *client, sm *pgproto3.StartupMes
 			// The client waits for this answer anyway; an audit failure is logged, and the
 			// login is refused all the same.
 			if aerr := e.d.Audit.Record(ctx, audit.Entry{Action: audit.ActionLogin, Actor: c.user, Outcome: audit.Denied,
-				Client: c.conn.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": c.target}}); aerr != nil {
+				Client: c.conn.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": c.target, "reason": auth.Reason(err)}}); aerr != nil {
 				e.d.Log.Error("audit log: failed login not recorded", "err", aerr)
 			}
 		}

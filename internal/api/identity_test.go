@@ -1,0 +1,143 @@
+package api
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/airlock-gw/airlock/internal/event"
+)
+
+func (f *fixture) bearer(t *testing.T, method, path, cred, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	rw := httptest.NewRecorder()
+	f.h.ServeHTTP(rw, req)
+	return rw.Code, decode(t, rw.Body.Bytes())
+}
+
+func lastAudit(t *testing.T, got []event.AuditData, action string) event.AuditData {
+	t.Helper()
+	for i := len(got) - 1; i >= 0; i-- {
+		if got[i].Action == action {
+			return got[i]
+		}
+	}
+	t.Fatalf("no %s entry in %+v", action, got)
+	return event.AuditData{}
+}
+
+func TestServiceAccountAPI(t *testing.T) {
+	f := newFixture(t)
+	l := withAudit(t, f)
+	root := f.tokens["root"]
+	code, m := f.bearer(t, "POST", "/api/v1/service-accounts", root, `{"name":"ci","targets":["pg"],"expires_in":"1h"}`)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, m)
+	}
+	key, _ := m["api_key"].(string)
+	if !strings.HasPrefix(key, "alk_") {
+		t.Fatalf("api key %q", key)
+	}
+	sa := m["service_account"].(map[string]any)
+	if sa["key_hash"] != nil || sa["active"] != true || sa["created_by"] != "root" {
+		t.Errorf("created account %v", sa)
+	}
+	got, raw := auditEntries(t, f, l)
+	e := lastAudit(t, got, "serviceaccount.create")
+	if e.Actor != "root" || e.Subject != "ci" || e.Outcome != "ok" || e.Detail["key_id"] != sa["key_id"] {
+		t.Errorf("audit %+v", e)
+	}
+	if strings.Contains(string(raw), key) || strings.Contains(string(raw), strings.SplitN(key, "_", 3)[2]) {
+		t.Error("the audit log holds the API key")
+	}
+	if code, m := f.bearer(t, "POST", "/api/v1/service-accounts", root, `{"name":"ci"}`); code != 409 {
+		t.Errorf("duplicate: %d %v", code, m)
+	}
+	if code, m := f.bearer(t, "POST", "/api/v1/service-accounts", root, `{"name":"x","expires_in":"soon"}`); code != 400 {
+		t.Errorf("bad expiry: %d %v", code, m)
+	}
+
+	// The key is a bearer credential for the API, as the account with role user.
+	code, m = f.bearer(t, "GET", "/api/v1/whoami", key, "")
+	if code != 200 || m["user"] != "ci" || m["method"] != "api_key" || m["service_account"] != true || m["role"] != "user" {
+		t.Fatalf("whoami with the key: %d %v", code, m)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/service-accounts", key, ""); code != 403 {
+		t.Errorf("the account lists accounts: %d", code)
+	}
+	code, m = f.bearer(t, "GET", "/api/v1/service-accounts", root, "")
+	list := m["service_accounts"].([]any)
+	if code != 200 || len(list) != 1 || strings.Contains(mustString(m), key) {
+		t.Fatalf("list: %d %v", code, m)
+	}
+
+	if code, m := f.bearer(t, "POST", "/api/v1/service-accounts/ci/revoke", root, ""); code != 200 {
+		t.Fatalf("revoke: %d %v", code, m)
+	}
+	if code, m := f.bearer(t, "GET", "/api/v1/whoami", key, ""); code != 401 {
+		t.Fatalf("revoked key: %d %v", code, m)
+	}
+	got, _ = auditEntries(t, f, l)
+	if e := lastAudit(t, got, "serviceaccount.revoke"); e.Actor != "root" || e.Subject != "ci" {
+		t.Errorf("revoke audit %+v", e)
+	}
+	if e := lastAudit(t, got, "login"); e.Outcome != "denied" || e.Detail["reason"] != "revoked" || e.Detail["method"] != "api_key" {
+		t.Errorf("refused key audit %+v", e)
+	}
+}
+
+func mustString(v any) string { return string(mustJSON(v)) }
+
+func TestRevokeAndLogout(t *testing.T) {
+	f := newFixture(t)
+	l := withAudit(t, f)
+	alice := f.tokens["alice"]
+	if code, _ := f.bearer(t, "GET", "/api/v1/whoami", alice, ""); code != 200 {
+		t.Fatal("alice's token does not work to begin with")
+	}
+	if code, m := f.bearer(t, "POST", "/api/v1/auth/revoke", f.tokens["carol"], `{"user":"alice"}`); code != 403 {
+		t.Fatalf("an auditor revoked: %d %v", code, m)
+	}
+	if code, m := f.bearer(t, "POST", "/api/v1/auth/revoke", f.tokens["root"], `{"user":"alice"}`); code != 200 {
+		t.Fatalf("revoke: %d %v", code, m)
+	}
+	code, m := f.bearer(t, "GET", "/api/v1/whoami", alice, "")
+	if code != 401 || !strings.Contains(m["error"].(string), "revoked") {
+		t.Fatalf("revoked token: %d %v", code, m)
+	}
+	got, _ := auditEntries(t, f, l)
+	if e := lastAudit(t, got, "token.revoke"); e.Actor != "root" || e.Subject != "alice" || e.Outcome != "ok" {
+		t.Errorf("revoke audit %+v", e)
+	}
+	if e := lastAudit(t, got, "login"); e.Outcome != "denied" || e.Detail["reason"] != "revoked" {
+		t.Errorf("refused token audit %+v", e)
+	}
+	// A new login works.
+	code, m = f.bearer(t, "POST", "/api/v1/auth/login", "", `{"username":"alice","password":"pw"}`)
+	if code != 200 {
+		t.Fatalf("login after revocation: %d %v", code, m)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/whoami", m["token"].(string), ""); code != 200 {
+		t.Fatalf("new token after revocation: %d", code)
+	}
+
+	// Logout revokes only the token it is called with.
+	bob1, bob2 := f.tokens["bob"], f.fresh("bob", "user")(t)
+	if code, m := f.bearer(t, "POST", "/api/v1/auth/logout", bob1, ""); code != 200 {
+		t.Fatalf("logout: %d %v", code, m)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/whoami", bob1, ""); code != 401 {
+		t.Errorf("logged-out token: %d", code)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/whoami", bob2, ""); code != 200 {
+		t.Errorf("bob's other token: %d", code)
+	}
+	// Refresh of a password login's token: refused, it has no IdP session.
+	if code, m := f.bearer(t, "POST", "/api/v1/auth/refresh", "", `{"token":"`+bob2+`"}`); code != 401 || !strings.Contains(m["error"].(string), "cannot be refreshed") {
+		t.Errorf("refresh of a password token: %d %v", code, m)
+	}
+}
