@@ -22,11 +22,13 @@ type SessionStartData struct {
 	Upstream        string            `json:"upstream,omitempty"`
 	UpstreamTLS     bool              `json:"upstream_tls"`
 	Policy          string            `json:"policy,omitempty"` // the rule that allowed the session
+	// Agent is the agent whose tunnel carried the session ("" for a target the gateway dials).
+	Agent string `json:"agent,omitempty"`
 }
 
 // SessionEndData closes every recording.
 type SessionEndData struct {
-	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | gateway_shutdown | error | interrupted (closed by crash recovery)
+	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | agent_lost (the agent carrying it went away) | gateway_shutdown | error | interrupted (closed by crash recovery)
 	Error           string `json:"error,omitempty"`
 	DurationNS      int64  `json:"duration_ns"`
 	BytesFromClient int64  `json:"bytes_from_client"`

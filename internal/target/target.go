@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"time"
 )
@@ -16,6 +17,11 @@ type Target struct {
 	Name     string `json:"name"`
 	Type     string `json:"type"` // engine name: postgres, ...
 	Address  string `json:"address"`
+	// Agent names the agent that reaches the target, or a glob over agent names ("dc1-*") for
+	// several (any of them that announces the target serves it); "" is a target the gateway
+	// dials itself. An agent-served target has no address or credentials at the gateway: the
+	// agent holds them (docs/agent.md).
+	Agent string `json:"agent,omitempty"`
 	Database string `json:"database,omitempty"`
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
@@ -54,8 +60,15 @@ func (t *Target) Validate() error {
 		return errors.New("target: name is required")
 	case t.Type == "":
 		return fmt.Errorf("target %q: type is required", t.Name)
-	case t.Address == "":
-		return fmt.Errorf("target %q: address is required", t.Name)
+	case t.Address == "" && t.Agent == "":
+		return fmt.Errorf("target %q: address (or agent, for a target reached through an agent) is required", t.Name)
+	case t.Agent != "" && (t.Address != "" || t.Username != "" || t.Password != "" || t.CAFile != "" || t.PrivateKeyFile != "" || t.HostKey != ""):
+		return fmt.Errorf("target %q: a target served by an agent has no address or credentials at the gateway: the agent's own config holds them (docs/agent.md)", t.Name)
+	}
+	if t.Agent != "" {
+		if _, err := path.Match(t.Agent, ""); err != nil {
+			return fmt.Errorf("target %q: agent %q is not a valid name or glob: %w", t.Name, t.Agent, err)
+		}
 	}
 	switch t.TLS {
 	case "", "disable", "prefer", "require", "verify-ca", "verify-full":
@@ -85,11 +98,19 @@ type Stored interface {
 	ListTargets(ctx context.Context) ([]Target, error)
 }
 
+// Announcer lists the targets that connected agents announce (internal/agent.Hub): name, type
+// and what is not secret; Agent is "*" (any agent that announces the name).
+type Announcer interface {
+	Announced(name string) (Target, bool)
+	AnnouncedList() []Target
+}
+
 // Catalog resolves target names: config-file targets first (they cannot be overridden through
-// the API), then stored ones.
+// the API), then stored ones, then those that connected agents announce.
 type Catalog struct {
-	Static map[string]Target
-	Store  Stored
+	Static    map[string]Target
+	Store     Stored
+	Announced Announcer // nil: no agents
 }
 
 // Lookup returns the named target or an error wrapping ErrUnknown.
@@ -107,6 +128,11 @@ func (c *Catalog) Lookup(ctx context.Context, name string) (Target, error) {
 			return Target{}, err
 		}
 	}
+	if c.Announced != nil {
+		if t, ok := c.Announced.Announced(name); ok {
+			return t, nil
+		}
+	}
 	return Target{}, fmt.Errorf("%w %q", ErrUnknown, name)
 }
 
@@ -116,14 +142,27 @@ func (c *Catalog) List(ctx context.Context) ([]Target, error) {
 	for _, t := range c.Static {
 		out = append(out, t)
 	}
+	seen := map[string]bool{}
+	for n := range c.Static {
+		seen[n] = true
+	}
 	if c.Store != nil {
 		stored, err := c.Store.ListTargets(ctx)
 		if err != nil {
 			return nil, err
 		}
 		for _, t := range stored {
-			if _, dup := c.Static[t.Name]; !dup {
+			if !seen[t.Name] {
+				seen[t.Name] = true
 				t.Source = "api"
+				out = append(out, t)
+			}
+		}
+	}
+	if c.Announced != nil {
+		for _, t := range c.Announced.AnnouncedList() {
+			if !seen[t.Name] {
+				seen[t.Name] = true
 				out = append(out, t)
 			}
 		}

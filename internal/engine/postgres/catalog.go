@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlock-gw/airlock/internal/event"
@@ -98,11 +97,7 @@ func (e *Engine) resolve(ctx context.Context, t target.Target, database string, 
 func (e *Engine) lookupRelations(ctx context.Context, t target.Target, database string, oids []uint32) (map[uint32]relation, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cfg, err := e.upstreamConfig(t, database, map[string]string{"application_name": "airlock catalog"})
-	if err != nil {
-		return nil, err
-	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	pc, err := e.sideConn(ctx, t, database, "airlock catalog")
 	if err != nil {
 		return nil, fmt.Errorf("catalog lookup on target %q: %w", t.Name, err)
 	}

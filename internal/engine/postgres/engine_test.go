@@ -15,6 +15,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/policy"
@@ -149,6 +150,10 @@ type downConnector struct{}
 
 func (downConnector) Dial(context.Context, target.Target) (net.Conn, error) {
 	return nil, errors.New("connection refused")
+}
+
+func (d downConnector) Open(ctx context.Context, t target.Target, proto string, req []byte) (*connector.Upstream, error) {
+	return connector.OpenWith(ctx, t, proto, req, func(ctx context.Context) (net.Conn, error) { return d.Dial(ctx, t) })
 }
 
 func TestPlaintextRefusedOffLoopbackSetting(t *testing.T) {

@@ -64,6 +64,17 @@ func upstreamError(target string, err error) *pgError {
 		}
 		return &pgError{Severity: "FATAL", Code: pe.Code, Message: "target " + target + ": " + pe.Message, Detail: pe.Detail, Hint: hint}
 	}
+	if ae, ok := viaAgent(err); ok {
+		// The agent's own handshake failed (its credential, its network) or no agent is there.
+		code, hint := codeCannotConnect, "The target is reached through an agent: `airlock agents list` shows which agents are connected and the targets they serve."
+		if ae.Code != "" {
+			code = ae.Code
+			if strings.HasPrefix(code, "28") {
+				hint = "The target refused the agent's own credential for it (not yours); an administrator must fix the target's username or password in the agent's config."
+			}
+		}
+		return &pgError{Severity: "FATAL", Code: code, Message: "could not connect to target " + target + ": " + err.Error(), Hint: hint}
+	}
 	hint := "Check that the target is running and reachable from the gateway."
 	var ne net.Error
 	var unknownCA x509.UnknownAuthorityError

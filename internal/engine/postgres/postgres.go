@@ -133,24 +133,25 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	if !dec.Allow {
 		return e.refuse(log, c, fatal(codeInsufficientPriv, "access to target "+t.Name+" denied: "+dec.Reason, "Ask an administrator for a policy that allows you this target."))
 	}
-	if c.database == "" {
-		c.database = t.Database
-	}
-	if c.database == "" {
-		c.database = t.Username
-	}
-
-	up, err := e.dialUpstream(ctx, t, c)
+	up, err := e.dialUpstream(ctx, t, c.database, c.params)
 	if err != nil {
 		e.d.Metrics.Error("dial")
 		return e.refuse(log, c, upstreamError(t.Name, err))
+	}
+	// The handshake resolved the target's default database (where the credentials are: for an
+	// agent's target, only the agent knows its username).
+	c.database = up.database
+	upstreamAddr := t.Address
+	if up.via != "" {
+		upstreamAddr = "agent:" + up.via
+		log = log.With("agent", up.via)
 	}
 
 	start := event.SessionStartData{
 		User: c.id.User, Groups: c.id.Groups, Role: string(c.id.Role), AuthMethod: c.id.Method,
 		Target: t.Name, TargetType: t.Type, Database: c.database, ClientAddr: raw.RemoteAddr().String(),
 		ApplicationName: c.params["application_name"], TLS: c.tls != nil, Params: c.params,
-		Upstream: t.Address, UpstreamTLS: up.tls, Policy: dec.Rule,
+		Upstream: upstreamAddr, UpstreamTLS: up.TLS, Policy: dec.Rule, Agent: up.via,
 	}
 	if c.tls != nil {
 		start.TLSVersion = tls.VersionName(c.tls.Version)
@@ -169,7 +170,12 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	}
 	log.Info("session started", "database", c.database, "tls", c.tls != nil, "policy", dec.Rule)
 
-	key := e.cancels.register(cancelTarget{target: t, pid: up.pid, secret: up.secret, connector: e.d.Connector, rec: rec, log: log})
+	// A cancel request goes to the target the way the session did: through the same agent.
+	ct := t
+	if up.via != "" {
+		ct.Agent = up.via
+	}
+	key := e.cancels.register(cancelTarget{target: ct, pid: up.PID, secret: up.Secret, connector: e.d.Connector, rec: rec, log: log})
 	defer e.cancels.remove(key)
 
 	// Tell the client it is in: authentication done, the target's parameters, our own cancel
@@ -177,11 +183,11 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	raw.SetDeadline(time.Time{})
 	var out []byte
 	out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
-	for k, v := range up.params {
+	for k, v := range up.Params {
 		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(out)
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: key.secretBytes()}).Encode(out)
-	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.txStatus}).Encode(out)
+	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.TxStatus}).Encode(out)
 	if _, err := c.conn.Write(out); err != nil {
 		up.conn.Close()
 		rec.End(context.WithoutCancel(ctx), event.SessionEndData{Reason: "client_disconnected", Error: err.Error()})

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/guard"
@@ -452,6 +453,13 @@ func (r *relay) targetToClient() endState {
 		if readErr != nil {
 			if r.ended.Load() {
 				return endState{reason: "client_disconnected"}
+			}
+			var lost *connector.LostError
+			if errors.As(readErr, &lost) {
+				// The session's agent is gone: say so, to the client and in the recording.
+				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost: "+lost.Error(),
+					"The target is reached through an agent; reconnect to be served by another one (`airlock agents list`)."))
+				return endState{reason: "agent_lost", err: readErr}
 			}
 			if !r.fatalUp.Load() {
 				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
