@@ -325,6 +325,9 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.oidcFailure(r, p, "oidc_token", err)
 	}
+	if err := s.Auth.CheckUserRevoked(r.Context(), id.User, c.IssuedAt()); err != nil {
+		return s.oidcFailure(r, p, "oidc_token", err)
+	}
 	notAfter := time.Now().Add(p.Config.TokenTTL)
 	if c.Expiry.Before(notAfter) {
 		notAfter = c.Expiry

@@ -287,12 +287,21 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		return nil, errorf(http.StatusUnauthorized, "unauthorized", "Authorization header must be 'Bearer <token>'")
 	}
 	token = strings.TrimSpace(token)
-	id, err := s.Auth.VerifySecret(r.Context(), token)
+	var id *auth.Identity
+	var err error
+	if oidc.LooksLikeJWT(token) && len(s.OIDC.All()) > 0 {
+		id, err = s.OIDC.Authenticate(r.Context(), token, s.Auth.CheckUserRevoked)
+	} else {
+		id, err = s.Auth.VerifySecret(r.Context(), token)
+	}
 	if err != nil {
 		s.authFailure()
 		method := "token"
-		if strings.HasPrefix(token, auth.APIKeyPrefix) {
+		switch {
+		case strings.HasPrefix(token, auth.APIKeyPrefix):
 			method = "api_key"
+		case oidc.LooksLikeJWT(token):
+			method = "oidc_token"
 		}
 		// Refused either way; an audit failure is logged by s.audit.
 		s.audit(r, audit.Entry{Action: audit.ActionLogin, Outcome: audit.Denied,

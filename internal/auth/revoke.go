@@ -109,3 +109,9 @@ func (s *Service) checkRevoked(ctx context.Context, c *tokenClaims) error {
 	}
 	return nil
 }
+
+// CheckUserRevoked refuses a credential of user issued at or before an admin revoked the user's
+// tokens: for IdP tokens presented directly, whose issue time the IdP set.
+func (s *Service) CheckUserRevoked(ctx context.Context, user string, issued time.Time) error {
+	return s.checkRevoked(ctx, &tokenClaims{User: user, Nonce: "-", IssuedUs: issued.UnixMicro()})
+}

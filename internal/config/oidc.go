@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -104,8 +105,8 @@ func validateOIDC(ps []OIDCProvider) error {
 		}
 		seen[p.Name] = true
 		u, err := url.Parse(p.Issuer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("config: oidc %q: issuer must be an https:// URL, not %q", p.Name, p.Issuer)
+		if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname()))) || u.Host == "" {
+			return fmt.Errorf("config: oidc %q: issuer must be an https:// URL (http:// only on loopback), not %q", p.Name, p.Issuer)
 		}
 		if p.ClientID == "" {
 			return fmt.Errorf("config: oidc %q: client_id is required", p.Name)
@@ -133,4 +134,12 @@ func validateOIDC(ps []OIDCProvider) error {
 		}
 	}
 	return nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

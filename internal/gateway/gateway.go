@@ -155,7 +155,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	// opens.
 	approvals := &approval.Broker{Timeout: cfg.Approvals.Timeout, Webhook: cfg.Approvals.Webhook,
 		APIURL: "http://" + cfg.Listen.API, Log: log}
-	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authSvc, Targets: catalog, Policy: scoped{pol},
+	idps := oidc.NewSet(cfg.OIDC)
+	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authenticator{authSvc, idps}, Targets: catalog, Policy: scoped{pol},
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
 		Audit: lateAudit{g}, Sealer: sealer}
 	// Each engine registers itself from a file of this package (engine_*.go imports it).
@@ -186,7 +187,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
-		OIDC: oidc.NewSet(cfg.OIDC)}
+		OIDC: idps}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true

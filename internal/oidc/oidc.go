@@ -404,3 +404,45 @@ func (p *Provider) UserInfo(ctx context.Context, accessToken string) (map[string
 	}
 	return c, nil
 }
+
+// LooksLikeJWT reports whether a secret is shaped like a compact JWS (three base64url parts,
+// the first a JSON object): what a client puts in its password field when it brings an IdP
+// token instead of a gateway token.
+func LooksLikeJWT(s string) bool {
+	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") == 2
+}
+
+// Authenticate checks an IdP token presented directly as a credential (a bearer token, a
+// PostgreSQL password): the provider is the one whose issuer the token names, and the identity
+// lasts until the token expires. revoked, when not nil, refuses a user's tokens issued before
+// an admin revoked them.
+func (s *Set) Authenticate(ctx context.Context, raw string, revoked func(ctx context.Context, user string, issued time.Time) error) (*auth.Identity, error) {
+	iss := Issuer(raw)
+	p, ok := s.ByIssuer(iss)
+	if !ok {
+		return nil, &auth.Failure{Reason: auth.ReasonWrongIssuer, Detail: fmt.Sprintf("no provider has the issuer %q", iss)}
+	}
+	c, err := p.Verify(ctx, raw, "")
+	if err != nil {
+		return nil, err
+	}
+	id, err := p.Identity(c.Raw)
+	if err != nil {
+		return nil, err
+	}
+	if revoked != nil {
+		issued, _ := numericDate(c.Raw["iat"])
+		if err := revoked(ctx, id.User, issued); err != nil {
+			return nil, err
+		}
+	}
+	id.Method = "oidc_token"
+	id.ExpiresAt = c.Expiry
+	return id, nil
+}
+
+// IssuedAt returns the iat of validated claims (zero when absent).
+func (c *Claims) IssuedAt() time.Time {
+	t, _ := numericDate(c.Raw["iat"])
+	return t
+}
