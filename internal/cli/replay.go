@@ -43,8 +43,8 @@ type apiEvent struct {
 	RevealedData   json.RawMessage `json:"revealed_data"`
 	RevealedText   *string         `json:"revealed_text"`
 	RevealedBase64 *string         `json:"revealed_base64"`
-	Text         *string             `json:"text"`
-	Base64       *string             `json:"base64"`
+	Text           *string         `json:"text"`
+	Base64         *string         `json:"base64"`
 }
 
 // streamEvents reads a session's events one at a time from the API's streamed answer, so that

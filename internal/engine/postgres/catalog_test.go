@@ -38,7 +38,7 @@ func TestMarkRuled(t *testing.T) {
 		{Name: []byte("cvv"), TableOID: 200, TableAttributeNumber: 1},  // orders.cvv
 		{Name: []byte("x"), TableOID: 200, TableAttributeNumber: 2},    // orders.secret: any table
 		{Name: []byte("cvv"), TableOID: 300, TableAttributeNumber: 1},  // another schema's pay
-		{Name: []byte("cvv")},                                          // an expression named cvv
+		{Name: []byte("cvv")}, // an expression named cvv
 		{Name: []byte("other")},
 	}
 	want := []bool{true, false, false, true, false, true, false}
