@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // TestPolicySettings drives the policy settings the PostgreSQL engine applies (issue 5):
@@ -196,6 +197,42 @@ func TestPolicySettings(t *testing.T) {
 		}
 		if err := rows.Err(); err != nil || n != 3 {
 			t.Fatalf("binary query: %d rows, err %v", n, err)
+		}
+
+		// pgx: binary numeric, arrays and records: containers are walked, elements masked.
+		rows, err = c.Query(ctx, "select card_num::numeric(20,2), array[card_sp, email, null], row(id, card_sp, array[card_num::numeric]) from "+tbl+" where id = 1",
+			pgx.QueryResultFormats{pgx.BinaryFormatCode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = 0
+		for rows.Next() {
+			vals := rows.RawValues()
+			for i, v := range vals {
+				if rows.FieldDescriptions()[i].Format != pgx.BinaryFormatCode {
+					t.Errorf("container column %d not binary", i)
+				}
+				seen.Write(v)
+				seen.WriteByte('\n')
+			}
+			if bytes.Contains(vals[2], []byte("4111 1111 1111 1111")) || !bytes.Contains(vals[2], []byte("**** **** **** 1111")) {
+				t.Errorf("record not masked: %q", vals[2])
+			}
+			var num pgtype.Numeric
+			var arr []*string
+			if err := rows.Scan(&num, &arr, nil); err != nil {
+				t.Fatal(err)
+			}
+			if f, _ := num.Float64Value(); f.Float64 != 1111 {
+				t.Errorf("binary numeric card = %+v, want 1111.00", num)
+			}
+			if len(arr) != 3 || arr[0] == nil || *arr[0] != "**** **** **** 1111" || arr[1] == nil || *arr[1] != "j****@****.com" || arr[2] != nil {
+				t.Errorf("binary text[] = %v", arr)
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil || n != 1 {
+			t.Fatalf("container query: %d rows, err %v", n, err)
 		}
 
 		// pgx: simple protocol, every column in text format (the bigint becomes the star form).

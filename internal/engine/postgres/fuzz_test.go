@@ -54,13 +54,24 @@ func FuzzRewrite(f *testing.F) {
 	f.Add(byte('E'), []byte("SERROR\x00C23505\x00Mdup\x00DKey (c)=(4111111111111111)\x00\x00"))
 	f.Add(byte('A'), []byte("\x00\x00\x00\x01c\x00bob@example.com\x00"))
 	f.Add(byte('d'), []byte("1\tjane@example.com\n"))
+	// Seven columns: text, cvv, int8, jsonb, then a binary numeric, text[] and record.
+	row := binary.BigEndian.AppendUint16(nil, 7)
+	for _, v := range [][]byte{[]byte("a"), []byte("123"), binary.BigEndian.AppendUint64(nil, 4111111111111111), []byte("\x01{}"),
+		{0, 4, 0, 3, 0, 0, 0, 0, 0x10, 0x0f, 0x04, 0x57, 0x04, 0x57, 0x04, 0x57}, // numeric 4111111111111111
+		binArray(oidText, []byte("4111 1111 1111 1111"), nil),
+		binRecord(field{oidText, []byte("x@example.com")}, field{23, []byte{0, 0, 0, 1}})} {
+		row = binary.BigEndian.AppendUint32(row, uint32(len(v)))
+		row = append(row, v...)
+	}
+	f.Add(byte('D'), row)
 	m, err := masking.New([]string{"credit_card", "email", "column:t.cvv"})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
 		r := &relay{masker: newMasker(m), haveCols: true, columns: []event.Column{
-			{Name: "a", OID: oidText}, {Name: "cvv", OID: oidText, Ruled: true}, {Name: "n", OID: oidInt8, Format: 1}, {Name: "j", OID: oidJSONB, Format: 1}}}
+			{Name: "a", OID: oidText}, {Name: "cvv", OID: oidText, Ruled: true}, {Name: "n", OID: oidInt8, Format: 1}, {Name: "j", OID: oidJSONB, Format: 1},
+			{Name: "num", OID: oidNumeric, Format: 1}, {Name: "arr", OID: 1009, Format: 1}, {Name: "rec", OID: oidRecord, Format: 1}}}
 		msg := append([]byte{typ, 0, 0, 0, 0}, body...)
 		binary.BigEndian.PutUint32(msg[1:], uint32(4+len(body)))
 		out := r.rewrite(typ, msg, 0)

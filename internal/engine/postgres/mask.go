@@ -3,8 +3,6 @@ package postgres
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -163,35 +161,7 @@ func (mk *masker) value(c event.Column, v []byte) ([]byte, bool) {
 		}
 		return mk.hitsOf(mk.m.MaskText(nil, v))
 	}
-	switch c.OID {
-	case oidText, oidVarchar, oidBpchar, oidName, oidUnknown, oidJSON:
-		if c.OID == oidJSON {
-			return mk.hitsOf(mk.m.MaskJSON(nil, v))
-		}
-		return mk.hitsOf(mk.m.MaskText(nil, v))
-	case oidJSONB:
-		if len(v) > 0 && v[0] == 1 { // jsonb binary: version byte, then the JSON text
-			if out, ok := mk.hitsOf(mk.m.MaskJSON(nil, v[1:])); ok {
-				return append([]byte{1}, out...), true
-			}
-		}
-	case oidInt8:
-		// A card number stored as a bigint: decimal, mask, and send the masked digits as
-		// zeros (a valid bigint that keeps the visible last digits).
-		if len(v) == 8 {
-			s := strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10)
-			if out, hit := mk.m.MaskNumber([]byte(s)); hit {
-				mk.hits["credit_card"]++
-				n, err := strconv.ParseInt(strings.ReplaceAll(string(out), "*", "0"), 10, 64)
-				if err == nil {
-					return binary.BigEndian.AppendUint64(nil, uint64(n)), true
-				}
-			}
-		}
-	}
-	// As of 2026-11 other binary values (numeric, arrays, composites in binary form) are
-	// forwarded unmasked; see docs/masking.md.
-	return nil, false
+	return mk.binaryValue(c.OID, v, 0)
 }
 
 func (mk *masker) hitsOf(out []byte, hits []masking.Hit) ([]byte, bool) {
