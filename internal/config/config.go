@@ -35,6 +35,7 @@ type Config struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 
 	Postgres  Postgres  `yaml:"postgres"`
+	MySQL     MySQL     `yaml:"mysql"`
 	Recording Recording `yaml:"recording"`
 	Auth      Auth      `yaml:"auth"`
 	Approvals Approvals `yaml:"approvals"`
@@ -89,6 +90,16 @@ type Postgres struct {
 	// MaxMessageSize bounds one protocol message from either side, in bytes. Default 1 GiB,
 	// the limit PostgreSQL itself enforces.
 	MaxMessageSize int `yaml:"max_message_size"`
+}
+
+// MySQL configures the MySQL/MariaDB listener.
+type MySQL struct {
+	// AllowPlaintextLoopback lets clients on a loopback address connect without TLS (they are
+	// then asked for their password with mysql_clear_password). Default false: TLS is required.
+	AllowPlaintextLoopback bool `yaml:"allow_plaintext_loopback"`
+	// MaxPacketSize bounds one protocol packet from either side, in bytes. Default 1 GiB,
+	// MySQL's own max_allowed_packet limit.
+	MaxPacketSize int `yaml:"max_packet_size"`
 }
 
 // Recording configures the embedded recording store.
@@ -201,6 +212,10 @@ type Policy struct {
 	GuardrailRules []GuardrailRule `yaml:"guardrail_rules" json:"guardrail_rules,omitempty"`
 	// MaxDuration ends sessions after this long; the shortest of the matching rules applies.
 	MaxDuration time.Duration `yaml:"max_duration" json:"max_duration,omitempty"`
+	// LocalInfile lets MySQL clients send files with LOAD DATA LOCAL INFILE (recorded as
+	// copy.in events). Default false: the gateway refuses them; any matching rule that sets it
+	// allows them.
+	LocalInfile bool `yaml:"local_infile" json:"local_infile,omitempty"`
 }
 
 // GuardrailRule is a custom guardrail (internal/guard.Rule).
@@ -256,6 +271,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Postgres.MaxMessageSize == 0 {
 		c.Postgres.MaxMessageSize = 1 << 30
+	}
+	if c.MySQL.MaxPacketSize == 0 {
+		c.MySQL.MaxPacketSize = 1 << 30
 	}
 	if c.Recording.Fsync == "" {
 		c.Recording.Fsync = "interval"

@@ -46,6 +46,7 @@ type Settings struct {
 	Guardrails     []string               `json:"guardrails,omitempty"` // ACTION:CLASS, normalised
 	GuardrailRules []config.GuardrailRule `json:"guardrail_rules,omitempty"`
 	MaxDuration    time.Duration          `json:"max_duration,omitempty"`
+	LocalInfile    bool                   `json:"local_infile,omitempty"` // MySQL LOAD DATA LOCAL INFILE allowed
 }
 
 // Engine evaluates rules. Its rules can be replaced while it serves (the API does).
@@ -112,6 +113,7 @@ func (e *Engine) Decide(id *auth.Identity, t target.Target) Decision {
 		s.Masking = union(s.Masking, r.Masking)
 		s.Guardrails = union(s.Guardrails, normaliseGuardrails(r.Guardrails))
 		s.GuardrailRules = append(s.GuardrailRules, r.GuardrailRules...)
+		s.LocalInfile = s.LocalInfile || r.LocalInfile
 		if r.MaxDuration > 0 && (s.MaxDuration == 0 || r.MaxDuration < s.MaxDuration) {
 			s.MaxDuration = r.MaxDuration
 		}
