@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/policy"
@@ -43,6 +44,10 @@ func (f fakeTargets) Lookup(_ context.Context, name string) (target.Target, erro
 type downConnector struct{}
 
 func (downConnector) Dial(context.Context, target.Target) (net.Conn, error) {
+	return nil, io.ErrClosedPipe
+}
+
+func (downConnector) Open(context.Context, target.Target, string, []byte) (*connector.Upstream, error) {
 	return nil, io.ErrClosedPipe
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/target"
 )
 
@@ -27,10 +29,50 @@ type upstream struct {
 	version string
 }
 
-// dialUpstream connects to t as the target's own user; go-mysql's client does the
+func init() { connector.RegisterHandshake(Name, handshakeUpstream) }
+
+// openRequest is what the gateway asks of the handshake (connector.Open's req). It never
+// carries a credential.
+type openRequest struct {
+	Database  string `json:"database,omitempty"`
+	Caps      uint32 `json:"caps"`      // the client's capabilities to ask the target for
+	Collation byte   `json:"collation"` // the client's connection collation
+	User      string `json:"user"`      // the Airlock user, for the target's connection attributes
+}
+
+// upstreamState is what the handshake hands back (connector.Upstream.State).
+type upstreamState struct {
+	TLS     bool   `json:"tls"`
+	Version string `json:"version"`
+}
+
+// dialUpstream connects to t as the target's own user, through the connector: the handshake
+// runs where t's credentials are (here, or on t's agent).
+func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (*upstream, error) {
+	req, err := json.Marshal(openRequest{Database: c.database, Caps: c.caps & upstreamCaps, Collation: c.collation, User: c.id.User})
+	if err != nil {
+		return nil, err
+	}
+	u, err := e.d.Connector.Open(ctx, t, Name, req)
+	if err != nil {
+		return nil, err
+	}
+	var st upstreamState
+	if err := json.Unmarshal(u.State, &st); err != nil {
+		u.Conn.Close()
+		return nil, fmt.Errorf("target %q: handshake state: %w", t.Name, err)
+	}
+	return &upstream{conn: u.Conn, tls: st.TLS, version: st.Version}, nil
+}
+
+// handshakeUpstream is the MySQL connector.Handshake: go-mysql's client does the
 // authentication (mysql_native_password, caching_sha2_password) and TLS, then the relay takes
 // over its socket.
-func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (*upstream, error) {
+func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connector.DialFunc, reqBytes []byte) (net.Conn, []byte, error) {
+	var req openRequest
+	if err := json.Unmarshal(reqBytes, &req); err != nil {
+		return nil, nil, fmt.Errorf("mysql handshake request: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var tlsCfg *tls.Config
@@ -48,11 +90,11 @@ func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (
 		if t.CAFile != "" {
 			pem, err := os.ReadFile(t.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("target %q: ca_file: %w", t.Name, err)
+				return nil, nil, fmt.Errorf("target %q: ca_file: %w", t.Name, err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("target %q: ca_file %s holds no PEM certificate", t.Name, t.CAFile)
+				return nil, nil, fmt.Errorf("target %q: ca_file %s holds no PEM certificate", t.Name, t.CAFile)
 			}
 			tlsCfg.RootCAs = pool
 		}
@@ -69,13 +111,13 @@ func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (
 			}
 		}
 	default:
-		return nil, fmt.Errorf("target %q: tls %q is not disable, prefer, require, verify-ca or verify-full", t.Name, mode)
+		return nil, nil, fmt.Errorf("target %q: tls %q is not disable, prefer, require, verify-ca or verify-full", t.Name, mode)
 	}
 
 	var gc *myclient.Conn
 	var raw *greetingFilter
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		nc, err := e.d.Connector.Dial(ctx, t)
+		nc, err := dialTarget(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -98,25 +140,26 @@ func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (
 		if tlsCfg != nil {
 			cc.SetTLSConfig(tlsCfg)
 		}
-		cc.SetCapability(c.caps & upstreamCaps)
-		if col, err := charset.GetCollationByID(int(c.collation)); err == nil {
+		cc.SetCapability(req.Caps & upstreamCaps)
+		if col, err := charset.GetCollationByID(int(req.Collation)); err == nil {
 			cc.SetCollation(col.Name)
 		}
-		cc.SetAttributes(map[string]string{"_client_name": "airlock", "program_name": "airlock-gateway", "airlock_user": c.id.User})
+		cc.SetAttributes(map[string]string{"_client_name": "airlock", "program_name": "airlock-gateway", "airlock_user": req.User})
 		return nil
 	}}
-	gcc, err := myclient.ConnectWithDialer(ctx, "tcp", t.Address, t.Username, t.Password, c.database, dial, opts...)
+	gcc, err := myclient.ConnectWithDialer(ctx, "tcp", t.Address, t.Username, t.Password, req.Database, dial, opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	nc := gcc.Conn.Conn
 	if raw == nil || raw.err != nil {
 		nc.Close()
-		return nil, errors.New("target connection lost during the handshake")
+		return nil, nil, errors.New("target connection lost during the handshake")
 	}
 	nc.SetDeadline(time.Time{})
 	_, isTLS := nc.(*tls.Conn)
-	return &upstream{conn: nc, tls: isTLS, version: gcc.GetServerVersion()}, nil
+	st, _ := json.Marshal(upstreamState{TLS: isTLS, Version: gcc.GetServerVersion()})
+	return nc, st, nil
 }
 
 // greetingFilter hands go-mysql's client the target's greeting with CLIENT_QUERY_ATTRIBUTES
