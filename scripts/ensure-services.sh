@@ -68,3 +68,9 @@ if [ "$(psql -X -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_data
 	psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'create database test'
 fi
 log "PostgreSQL $(psql -X -h 127.0.0.1 -U postgres -d postgres -tAc 'show server_version') ready; tools: $(psql --version | head -n1)"
+
+# The OpenID Provider of the identity tests (test/oidcprovider, its own Go module): fetch its
+# modules now, so that the tests only build it.
+if command -v go >/dev/null 2>&1; then
+	(cd "$(dirname "$0")/../test/oidcprovider" && go mod download) || { log "cannot download the modules of test/oidcprovider"; exit 1; }
+fi

@@ -193,7 +193,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	old, err := s.Auth.VerifyForRefresh(ctx, req.Token)
 	if err != nil {
-		return s.refreshFailure(r, "", err, nil)
+		return s.refreshFailure(r, s.Auth.TokenSubject(req.Token), err, nil)
 	}
 	detail := map[string]string{"previous_token_id": old.TokenID, "provider": old.Provider}
 	sess, err := s.Auth.GetIdPSession(ctx, old.Session)

@@ -83,3 +83,13 @@ func (s *Service) VerifyForRefresh(ctx context.Context, token string) (*Identity
 	}
 	return c.identity(), nil
 }
+
+// TokenSubject returns the user a gateway token was issued to when its signature is ours
+// (whatever its expiry or revocation), else "": to name the actor of a refused refresh.
+func (s *Service) TokenSubject(token string) string {
+	c, err := s.parseToken(token)
+	if err != nil {
+		return ""
+	}
+	return c.User
+}
