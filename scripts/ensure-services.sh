@@ -74,3 +74,6 @@ log "PostgreSQL $(psql -X -h 127.0.0.1 -U postgres -d postgres -tAc 'show server
 if command -v go >/dev/null 2>&1; then
 	(cd "$(dirname "$0")/../test/oidcprovider" && go mod download) || { log "cannot download the modules of test/oidcprovider"; exit 1; }
 fi
+
+# OpenSSH server and clients for the SSH engine's tests (they run their own sshd).
+bash "$(dirname "$0")/ensure-sshd.sh"

@@ -168,7 +168,7 @@ type eventJSON struct {
 	// originals, rendered like Rows. RevealError says why they could not be.
 	RevealedRows []json.RawMessage `json:"revealed_rows,omitempty"`
 	RevealError  string            `json:"reveal_error,omitempty"`
-	// Text or Base64 carries Raw of copy.in / copy.out events.
+	// Text or Base64 carries Raw of copy.in / copy.out and terminal.output / terminal.input events.
 	Text   *string `json:"text,omitempty"`
 	Base64 *string `json:"base64,omitempty"`
 	// On a ?reveal=true read, an error, notice or notification event whose content was masked
@@ -283,7 +283,7 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 			if ej.Rows == nil {
 				ej.Rows = []json.RawMessage{}
 			}
-		case event.CopyIn, event.CopyOut:
+		case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput:
 			ej.Text, ej.Base64 = textOrBase64(e.Raw)
 		}
 		if reveal {

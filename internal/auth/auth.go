@@ -31,6 +31,7 @@ type User struct {
 	PasswordHash string // bcrypt
 	Role         Role
 	Groups       []string
+	SSHKeys      []string // public keys in authorized_keys form, for the SSH listener (sshkeys.go)
 }
 
 // HashPassword returns the bcrypt hash stored for a password.

@@ -216,6 +216,14 @@ type Policy struct {
 	// copy.in events). Default false: the gateway refuses them; any matching rule that sets it
 	// allows them.
 	LocalInfile bool `yaml:"local_infile" json:"local_infile,omitempty"`
+	// SSH lists what an ssh session may do: shell, exec, sftp (sftp and scp), local_forwarding
+	// (ssh -L), remote_forwarding (ssh -R), port_forwarding (both) and agent_forwarding. The
+	// union of the matching rules applies; when none sets it: shell, exec and sftp. X11
+	// forwarding is always refused. See docs/ssh.md.
+	SSH []string `yaml:"ssh" json:"ssh,omitempty"`
+	// SSHDenyCommands are regular expressions (RE2): an ssh exec whose command line matches
+	// one is refused. The union of the matching rules applies.
+	SSHDenyCommands []string `yaml:"ssh_deny_commands" json:"ssh_deny_commands,omitempty"`
 }
 
 // GuardrailRule is a custom guardrail (internal/guard.Rule).

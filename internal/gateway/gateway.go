@@ -219,7 +219,10 @@ func (g *Gateway) identities(out io.Writer) (*auth.Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: user %q: %w", u.Name, err)
 		}
-		users = append(users, auth.User{Name: u.Name, PasswordHash: hash, Role: role, Groups: u.Groups})
+		if _, err := auth.ParseSSHKeys(u.SSHKeys); err != nil {
+			return nil, fmt.Errorf("config: user %q: %w", u.Name, err)
+		}
+		users = append(users, auth.User{Name: u.Name, PasswordHash: hash, Role: role, Groups: u.Groups, SSHKeys: u.SSHKeys})
 		hasAdmin = hasAdmin || u.Name == "admin"
 	}
 	if !hasAdmin {

@@ -17,6 +17,7 @@ package policy
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -47,6 +48,10 @@ type Settings struct {
 	GuardrailRules []config.GuardrailRule `json:"guardrail_rules,omitempty"`
 	MaxDuration    time.Duration          `json:"max_duration,omitempty"`
 	LocalInfile    bool                   `json:"local_infile,omitempty"` // MySQL LOAD DATA LOCAL INFILE allowed
+	// SSH is what ssh sessions may do (config.Policy.SSH); nil when no matching rule sets it,
+	// which SSHAllows reads as shell, exec and sftp.
+	SSH             []string `json:"ssh,omitempty"`
+	SSHDenyCommands []string `json:"ssh_deny_commands,omitempty"`
 }
 
 // Engine evaluates rules. Its rules can be replaced while it serves (the API does).
@@ -114,6 +119,8 @@ func (e *Engine) Decide(id *auth.Identity, t target.Target) Decision {
 		s.Guardrails = union(s.Guardrails, normaliseGuardrails(r.Guardrails))
 		s.GuardrailRules = append(s.GuardrailRules, r.GuardrailRules...)
 		s.LocalInfile = s.LocalInfile || r.LocalInfile
+		s.SSH = union(s.SSH, r.SSH)
+		s.SSHDenyCommands = union(s.SSHDenyCommands, r.SSHDenyCommands)
 		if r.MaxDuration > 0 && (s.MaxDuration == 0 || r.MaxDuration < s.MaxDuration) {
 			s.MaxDuration = r.MaxDuration
 		}
@@ -254,7 +261,8 @@ func Validate(rules []config.Policy) error {
 		default:
 			return fmt.Errorf("policy %q: recording must be on or off, not %q", r.Name, r.Recording)
 		}
-		if r.Access == "deny" && (len(r.Masking) > 0 || len(r.Guardrails) > 0 || r.Recording != "" || r.MaxDuration != 0) {
+		if r.Access == "deny" && (len(r.Masking) > 0 || len(r.Guardrails) > 0 || r.Recording != "" || r.MaxDuration != 0 ||
+			len(r.SSH) > 0 || len(r.SSHDenyCommands) > 0) {
 			return fmt.Errorf("policy %q: a deny rule has no settings: put them in an allow rule", r.Name)
 		}
 		for _, g := range normaliseGuardrails(r.Guardrails) {
@@ -271,6 +279,16 @@ func Validate(rules []config.Policy) error {
 				return fmt.Errorf("policy %q: guardrail rule %q: name and an action (deny, approve, warn) are required", r.Name, gr.Name)
 			}
 		}
+		for _, f := range r.SSH {
+			if !slices.Contains(SSHFeatures, f) {
+				return fmt.Errorf("policy %q: ssh: unknown feature %q (known: %s)", r.Name, f, strings.Join(SSHFeatures, ", "))
+			}
+		}
+		for _, p := range r.SSHDenyCommands {
+			if _, err := regexp.Compile(p); err != nil {
+				return fmt.Errorf("policy %q: ssh_deny_commands: %w", r.Name, err)
+			}
+		}
 		if MaskingCheck != nil && len(r.Masking) > 0 {
 			if err := MaskingCheck(r.Masking); err != nil {
 				return fmt.Errorf("policy %q: masking: %w", r.Name, err)
@@ -278,6 +296,21 @@ func Validate(rules []config.Policy) error {
 		}
 	}
 	return nil
+}
+
+// SSHFeatures are what a rule's ssh list can name.
+var SSHFeatures = []string{"shell", "exec", "sftp", "local_forwarding", "remote_forwarding", "port_forwarding", "agent_forwarding"}
+
+// SSHAllows reports whether an ssh session may use feature (one of SSHFeatures). Without any
+// matching rule that sets ssh, shell, exec and sftp are allowed and nothing else.
+func (s Settings) SSHAllows(feature string) bool {
+	if s.SSH == nil {
+		return feature == "shell" || feature == "exec" || feature == "sftp"
+	}
+	if slices.Contains(s.SSH, feature) {
+		return true
+	}
+	return (feature == "local_forwarding" || feature == "remote_forwarding") && slices.Contains(s.SSH, "port_forwarding")
 }
 
 // GuardrailClasses are the statement classes a guardrail can name.

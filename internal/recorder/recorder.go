@@ -186,9 +186,8 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 			b, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
 		}
 	}
-	now := s.r.now()
 	if s.be != nil {
-		s.queue(t, b, raw, now, borrowed)
+		s.queue(t, b, raw, s.r.now(), borrowed)
 		return
 	}
 	s.mu.Lock()
@@ -196,6 +195,9 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 	if s.ended {
 		return
 	}
+	// Read the clock under the lock: events recorded concurrently (two relay directions) get
+	// offsets in the order of their sequence numbers.
+	now := s.r.now()
 	s.appendLocked(t, b, raw, now)
 	if s.checkpointDue(now) {
 		s.checkpointLocked(now, false)

@@ -173,6 +173,7 @@ func freePort(t testing.TB) int {
 type userCfg struct {
 	Name, Password, Role string
 	Groups               []string
+	SSHKeys              []string // public keys in authorized_keys form (ssh_keys)
 }
 
 type targetCfg struct {
@@ -242,6 +243,10 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int
 		if len(u.Groups) > 0 {
 			g, _ := json.Marshal(u.Groups)
 			fmt.Fprintf(&b, "    groups: %s\n", g)
+		}
+		if len(u.SSHKeys) > 0 {
+			k, _ := json.Marshal(u.SSHKeys)
+			fmt.Fprintf(&b, "    ssh_keys: %s\n", k)
 		}
 	}
 	targets := c.Targets
@@ -655,6 +660,9 @@ type Event struct {
 	Hash     string            `json:"hash"`
 	Prev     string            `json:"prev"`
 	Rows     []json.RawMessage `json:"rows"`
+	// Text or Base64 carries the bytes of copy and terminal events.
+	Text   string `json:"text"`
+	Base64 string `json:"base64"`
 }
 
 func (e Event) str(k string) string {

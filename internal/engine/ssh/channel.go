@@ -1,0 +1,603 @@
+package ssh
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/airlock-gw/airlock/internal/event"
+)
+
+// Buffers of one copier start small, so that an idle session holds little memory, and grow
+// while reads fill them, so that bulk transfers move in large recorded batches.
+const (
+	minBuf = 2 << 10
+	maxBuf = 256 << 10
+	// maxCommand bounds the command text kept in an exec event.
+	maxCommand = 64 << 10
+)
+
+// allowedEnv is the environment a client may pass on to the target (its own AcceptEnv still
+// applies). Anything else is refused: variables like LD_PRELOAD or BASH_ENV change what runs.
+func allowedEnv(name string) bool {
+	switch name {
+	case "LANG", "LANGUAGE", "TZ", "COLORTERM", "TERM_PROGRAM":
+		return true
+	}
+	return strings.HasPrefix(name, "LC_")
+}
+
+// channel is one session channel: client side cc, target side uc.
+type channel struct {
+	s      *session
+	id     uint32
+	cc, uc ssh.Channel
+
+	mu      sync.Mutex
+	pty     bool
+	started bool
+	env     map[string]string
+	exits   []*ssh.Request // the target's exit-status/exit-signal, passed on after its output
+
+	sftp   atomic.Pointer[sftpObserver] // set for the sftp subsystem: operations are recorded, not bytes
+	noEcho atomic.Bool   // a password prompt is showing: input is not kept
+	line   []byte        // the output's current line, for prompt detection (output copier only)
+
+	wmu    sync.Mutex // serialises writes to the client
+	out    *maskStream
+	errOut *maskStream
+	closed atomic.Bool
+}
+
+func (s *session) register(ch *channel) {
+	s.mu.Lock()
+	s.live[ch.id] = ch
+	s.mu.Unlock()
+}
+
+func (s *session) unregister(ch *channel) {
+	s.mu.Lock()
+	delete(s.live, ch.id)
+	s.mu.Unlock()
+}
+
+// handleSession relays a session channel until both sides closed it.
+func (s *session) handleSession(nc ssh.NewChannel) {
+	uc, ureqs, err := s.up.OpenChannel("session", nil)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, "airlock: the target refused a session: "+err.Error())
+		return
+	}
+	cc, creqs, err := nc.Accept()
+	if err != nil {
+		uc.Close()
+		return
+	}
+	ch := &channel{s: s, id: s.nextID.Add(1), cc: cc, uc: uc, env: map[string]string{}}
+	ch.out = newMaskStream(ch, "")
+	ch.errOut = newMaskStream(ch, "stderr")
+	s.channels.Add(1)
+	s.register(ch)
+	defer s.unregister(ch)
+
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	go func() { defer outputs.Done(); ch.copyOut(uc, ch.out) }()
+	go func() { defer outputs.Done(); ch.copyOut(uc.Stderr(), ch.errOut) }()
+	go ch.copyIn()
+	upDone := make(chan struct{})
+	go func() { defer close(upDone); ch.upstreamRequests(ureqs) }()
+	clientDone := make(chan struct{})
+	go func() { defer close(clientDone); ch.clientRequests(creqs); uc.Close() }()
+
+	outputs.Wait()
+	<-upDone
+	// Everything the target sent is through: now its exit status, then EOF and close.
+	ch.mu.Lock()
+	exits := ch.exits
+	ch.exits = nil
+	ch.mu.Unlock()
+	ch.wmu.Lock()
+	for _, r := range exits {
+		cc.SendRequest(r.Type, false, r.Payload)
+	}
+	ch.wmu.Unlock()
+	cc.CloseWrite()
+	cc.Close()
+	uc.Close()
+	<-clientDone
+}
+
+// clientRequests passes the client's channel requests on, after policy and recording.
+func (ch *channel) clientRequests(reqs <-chan *ssh.Request) {
+	s := ch.s
+	for req := range reqs {
+		switch req.Type {
+		case "pty-req":
+			var p struct {
+				Term                       string
+				Cols, Rows, Width, Height  uint32
+				Modes                      string
+			}
+			if ssh.Unmarshal(req.Payload, &p) != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			ch.mu.Lock()
+			ch.pty = true
+			ch.mu.Unlock()
+			if s.record(event.TerminalResize, event.TerminalSizeData{Channel: ch.id, Cols: p.Cols, Rows: p.Rows,
+				Width: p.Width, Height: p.Height, Term: p.Term}, nil) != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			ch.forward(req)
+		case "window-change":
+			var p struct{ Cols, Rows, Width, Height uint32 }
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				if s.record(event.TerminalResize, event.TerminalSizeData{Channel: ch.id, Cols: p.Cols, Rows: p.Rows,
+					Width: p.Width, Height: p.Height}, nil) != nil {
+					continue
+				}
+			}
+			ch.forward(req)
+		case "env":
+			var p struct{ Name, Value string }
+			if ssh.Unmarshal(req.Payload, &p) != nil || !allowedEnv(p.Name) {
+				req.Reply(false, nil)
+				continue
+			}
+			ch.mu.Lock()
+			ch.env[p.Name] = p.Value
+			ch.mu.Unlock()
+			ch.forward(req)
+		case "shell", "exec", "subsystem":
+			ch.start(req)
+		case "signal", "break", "eow@openssh.com":
+			ch.forward(req)
+		case "x11-req":
+			s.denied(ch.id, "x11", "", "X11 forwarding is not supported through the gateway")
+			req.Reply(false, nil)
+		case "auth-agent-req@openssh.com":
+			if !s.settings.SSHAllows("agent_forwarding") {
+				s.denied(ch.id, "auth-agent", "", "agent forwarding is not allowed by policy")
+				req.Reply(false, nil)
+				continue
+			}
+			ch.forward(req)
+		default:
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// forward sends a request to the target and its answer back to the client.
+func (ch *channel) forward(req *ssh.Request) {
+	ok, err := ch.uc.SendRequest(req.Type, req.WantReply, req.Payload)
+	if req.WantReply {
+		req.Reply(ok && err == nil, nil)
+	}
+}
+
+// isSCP reports whether an exec command runs scp's legacy protocol (scp -O): a file transfer.
+func isSCP(cmd string) bool {
+	f := strings.Fields(cmd)
+	return len(f) > 0 && (f[0] == "scp" || strings.HasSuffix(f[0], "/scp"))
+}
+
+// start handles shell, exec and subsystem: the policy, the guardrails, then the recording.
+func (ch *channel) start(req *ssh.Request) {
+	s := ch.s
+	ch.mu.Lock()
+	if ch.started {
+		ch.mu.Unlock()
+		req.Reply(false, nil)
+		return
+	}
+	ch.started = true
+	pty := ch.pty
+	env := map[string]string{}
+	for k, v := range ch.env {
+		env[k] = v
+	}
+	ch.mu.Unlock()
+	d := event.ExecData{Channel: ch.id, Kind: req.Type, PTY: pty, Env: env, Login: s.c.target.Username}
+	if len(d.Env) == 0 {
+		d.Env = nil
+	}
+	feature := req.Type
+	switch req.Type {
+	case "exec":
+		var p struct{ Command string }
+		if ssh.Unmarshal(req.Payload, &p) != nil {
+			req.Reply(false, nil)
+			return
+		}
+		d.Command = p.Command
+		if len(d.Command) > maxCommand {
+			d.Command, d.Truncated = d.Command[:maxCommand], true
+		}
+		if isSCP(p.Command) {
+			feature = "sftp"
+		}
+		for _, re := range s.deny {
+			if re.MatchString(p.Command) {
+				s.record(event.Guardrail, event.GuardrailData{Action: "deny", Rule: s.rule, Reason: "command matches " + re.String(),
+					Classes: []string{"ssh_command"}, Statement: d.Command}, nil)
+				ch.refuse(req, fmt.Sprintf("airlock: command refused by policy %s: it matches %q", s.rule, re.String()))
+				return
+			}
+		}
+	case "subsystem":
+		var p struct{ Name string }
+		if ssh.Unmarshal(req.Payload, &p) != nil {
+			req.Reply(false, nil)
+			return
+		}
+		d.Command = p.Name
+		if p.Name != "sftp" {
+			s.denied(ch.id, "subsystem", p.Name, "only the sftp subsystem is relayed")
+			req.Reply(false, nil)
+			return
+		}
+		feature = "sftp"
+	}
+	if !s.settings.SSHAllows(feature) {
+		what := map[string]string{"shell": "an interactive shell", "exec": "running commands", "sftp": "file transfer (sftp/scp)"}[feature]
+		s.denied(ch.id, feature, d.Command, what+" is not allowed by policy")
+		ch.refuse(req, fmt.Sprintf("airlock: %s is not allowed on %s by policy", what, s.c.target.Name))
+		return
+	}
+	if feature == "sftp" && req.Type == "subsystem" {
+		ch.sftp.Store(newSFTPObserver(ch))
+	}
+	if s.record(event.Exec, d, nil) != nil {
+		req.Reply(false, nil)
+		return
+	}
+	ch.forward(req)
+}
+
+// refuse accepts a shell/exec request and answers it with a message on stderr and exit status
+// 1, so that the client prints why instead of a bare "request failed".
+func (ch *channel) refuse(req *ssh.Request, msg string) {
+	req.Reply(true, nil)
+	ch.wmu.Lock()
+	if ch.pty {
+		io.WriteString(ch.cc, msg+"\r\n")
+	} else {
+		io.WriteString(ch.cc.Stderr(), msg+"\n")
+	}
+	ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+	ch.wmu.Unlock()
+	ch.cc.CloseWrite()
+	ch.uc.Close()
+}
+
+// abort tells the client why the session ends and closes the channel.
+func (ch *channel) abort(msg string) {
+	ch.out.flush()
+	ch.errOut.flush()
+	ch.wmu.Lock()
+	if !ch.closed.Load() {
+		if ch.pty {
+			io.WriteString(ch.cc, "\r\n"+msg+"\r\n")
+		} else {
+			io.WriteString(ch.cc.Stderr(), msg+"\n")
+		}
+		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+	}
+	ch.closed.Store(true)
+	ch.wmu.Unlock()
+	ch.cc.CloseWrite()
+	ch.cc.Close()
+	ch.uc.Close()
+}
+
+// upstreamRequests holds the target's exit-status and exit-signal until the output before them
+// is through, and passes other requests on.
+func (ch *channel) upstreamRequests(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status":
+			var p struct{ Status uint32 }
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				st := int(p.Status)
+				ch.s.record(event.ExecExit, event.ExitData{Channel: ch.id, Status: &st}, nil)
+			}
+			ch.mu.Lock()
+			ch.exits = append(ch.exits, req)
+			ch.mu.Unlock()
+		case "exit-signal":
+			var p struct {
+				Signal     string
+				CoreDumped bool
+				Message    string
+				Lang       string
+			}
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				ch.s.record(event.ExecExit, event.ExitData{Channel: ch.id, Signal: p.Signal, Core: p.CoreDumped, Message: p.Message}, nil)
+			}
+			ch.mu.Lock()
+			ch.exits = append(ch.exits, req)
+			ch.mu.Unlock()
+		default:
+			ok, err := ch.cc.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				req.Reply(ok && err == nil, nil)
+			}
+		}
+	}
+}
+
+// growBuf is a read buffer that doubles while reads fill it.
+type growBuf struct{ b []byte }
+
+func (g *growBuf) grow(n int) {
+	if n == len(g.b) && len(g.b) < maxBuf {
+		g.b = make([]byte, 2*len(g.b))
+	}
+}
+
+// copyOut relays the target's output (stdout or stderr) to the client: masked, recorded, then
+// forwarded.
+func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
+	buf := growBuf{make([]byte, minBuf)}
+	for {
+		n, err := src.Read(buf.b)
+		if n > 0 {
+			data := buf.b[:n]
+			full := n == len(buf.b)
+			if ch.sftp.Load() != nil && ms.stream == "" {
+				if werr := ch.sftpOut(data); werr != nil {
+					ch.uc.Close()
+					drain(src)
+					return
+				}
+			} else if werr := ms.write(data, full); werr != nil {
+				ch.uc.Close()
+				drain(src)
+				return
+			}
+			buf.grow(n)
+		}
+		if err != nil {
+			ms.flush()
+			return
+		}
+	}
+}
+
+func drain(r io.Reader) { io.Copy(io.Discard, r) }
+
+// sftpOut observes the target's sftp packets, records the operations they complete, and
+// forwards them.
+func (ch *channel) sftpOut(data []byte) error {
+	ch.sftp.Load().fromServer(data)
+	if err := ch.s.rec.Commit(); err != nil {
+		ch.s.fail(endState{reason: "error", err: err})
+		return err
+	}
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if _, err := ch.cc.Write(data); err != nil {
+		return err
+	}
+	ch.s.addTo(len(data))
+	return nil
+}
+
+// promptRE matches the end of an output line that asks for a secret the terminal will not echo.
+var promptRE = regexp.MustCompile(`(?i)(password|passphrase|passcode|pin|verification code|token)( for [^:\r\n]*)?: *$`)
+
+// watchPrompt follows the output's current line; at a password prompt, input is withheld from
+// the recording until the next Enter.
+func (ch *channel) watchPrompt(out []byte) {
+	if !ch.pty {
+		return
+	}
+	if i := lastLineBreak(out); i >= 0 {
+		ch.line = append(ch.line[:0], out[i+1:]...)
+	} else {
+		ch.line = append(ch.line, out...)
+	}
+	if len(ch.line) > 256 {
+		ch.line = append(ch.line[:0], ch.line[len(ch.line)-256:]...)
+	}
+	if len(ch.line) > 0 && promptRE.Match(ch.line) {
+		ch.noEcho.Store(true)
+	}
+}
+
+func lastLineBreak(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' || b[i] == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// copyIn relays the client's input to the target: recorded, then forwarded. EOF is passed on.
+func (ch *channel) copyIn() {
+	s := ch.s
+	buf := growBuf{make([]byte, minBuf)}
+	for {
+		n, err := ch.cc.Read(buf.b)
+		if n > 0 {
+			data := buf.b[:n]
+			if sf := ch.sftp.Load(); sf != nil {
+				sf.fromClient(data)
+				if cerr := s.rec.Commit(); cerr != nil {
+					s.fail(endState{reason: "error", err: cerr})
+					ch.uc.Close()
+					return
+				}
+			} else {
+				d := event.TerminalData{Channel: ch.id, Bytes: n}
+				raw := data
+				if ch.noEcho.Load() {
+					d.Withheld, raw = true, nil
+					for _, c := range data {
+						if c == '\r' || c == '\n' {
+							ch.noEcho.Store(false)
+							break
+						}
+					}
+				}
+				if s.record(event.TerminalInput, d, raw) != nil {
+					ch.uc.Close()
+					return
+				}
+			}
+			if _, werr := ch.uc.Write(data); werr != nil {
+				drain(ch.cc)
+				return
+			}
+			s.addFrom(n)
+			buf.grow(n)
+		}
+		if err != nil {
+			ch.uc.CloseWrite()
+			return
+		}
+	}
+}
+
+// maskStream masks one output stream of a channel across read boundaries: when a read filled
+// the buffer (more is likely on its way), the tail that could be the start of a value to mask
+// is held back until the next read, or flushed by a timer if none comes soon.
+type maskStream struct {
+	ch     *channel
+	stream string // "" stdout, "stderr"
+	mu     sync.Mutex
+	held   []byte
+	timer  *time.Timer
+	dst    []byte
+}
+
+const (
+	maxHold   = 512
+	holdDelay = 20 * time.Millisecond
+)
+
+func newMaskStream(ch *channel, stream string) *maskStream { return &maskStream{ch: ch, stream: stream} }
+
+func (m *maskStream) writer() io.Writer {
+	if m.stream == "stderr" {
+		return m.ch.cc.Stderr()
+	}
+	return m.ch.cc
+}
+
+// write masks, records and forwards data; more says that more output is probably pending.
+func (m *maskStream) write(data []byte, more bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ch.s.masker == nil {
+		return m.emit(data)
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	if len(m.held) > 0 {
+		data = append(m.held, data...)
+		m.held = nil
+	}
+	if more {
+		cut := holdPoint(data)
+		if cut < len(data) {
+			m.held = append([]byte(nil), data[cut:]...)
+			data = data[:cut]
+			if m.timer == nil {
+				m.timer = time.AfterFunc(holdDelay, func() { m.flush() })
+			} else {
+				m.timer.Reset(holdDelay)
+			}
+		}
+	}
+	return m.emit(data)
+}
+
+// holdPoint is where the part of data that may continue in the next read starts: after the
+// last line break within maxHold bytes of the end, else after the last space.
+func holdPoint(data []byte) int {
+	lo := max(0, len(data)-maxHold)
+	for i := len(data) - 1; i >= lo; i-- {
+		if data[i] == '\n' {
+			return i + 1
+		}
+	}
+	for i := len(data) - 1; i >= lo; i-- {
+		if data[i] == ' ' || data[i] == '\t' {
+			// A card number may be written in groups: keep a run of digit groups together.
+			j := i
+			for j > lo && (isDigit(data[j-1]) || data[j-1] == ' ' || data[j-1] == '-') {
+				j--
+			}
+			return j
+		}
+	}
+	return lo
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// flush forwards what is held back.
+func (m *maskStream) flush() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.held) == 0 {
+		return
+	}
+	data := m.held
+	m.held = nil
+	m.emit(data)
+}
+
+// emit masks data, records it, and forwards it to the client. Called with m.mu held.
+func (m *maskStream) emit(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	ch := m.ch
+	s := ch.s
+	d := event.TerminalData{Channel: ch.id, Stream: m.stream, Bytes: len(data)}
+	if s.masker != nil {
+		out, hits := s.masker.MaskText(m.dst[:0], data)
+		if hits != nil {
+			m.dst = out
+			data = out
+			d.Bytes = len(out)
+			d.Masked = map[string]int{}
+			for _, h := range hits {
+				d.Masked[h.Detector]++
+			}
+		}
+	}
+	if m.stream == "" {
+		ch.watchPrompt(data)
+	}
+	if err := s.record(event.TerminalOutput, d, data); err != nil {
+		return err
+	}
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if ch.closed.Load() {
+		return errors.New("channel closed")
+	}
+	if _, err := m.writer().Write(data); err != nil {
+		return err
+	}
+	s.addTo(len(data))
+	return nil
+}

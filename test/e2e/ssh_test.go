@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sshPolicies: alice may do everything but agent forwarding on web-*; bob gets the defaults
+// (shell, exec, sftp) on web-1 only; web-2 masks card numbers and refuses `rm -rf`.
+const sshPolicies = `policies:
+  - name: ssh-alice
+    subjects: ["user:alice"]
+    targets: ["web-*"]
+    access: allow
+    ssh: [shell, exec, sftp, port_forwarding]
+  - name: ssh-bob
+    subjects: ["user:bob"]
+    targets: ["web-1"]
+    access: allow
+  - name: web-2-guard
+    subjects: ["*"]
+    targets: ["web-2"]
+    masking: [credit_card]
+    ssh_deny_commands: ['rm\s+-rf']
+  - name: pg
+    subjects: ["*"]
+    targets: ["pg"]
+    access: allow
+`
+
+type sshFixture struct {
+	st *sshTarget
+	g  *gateway
+	c  *sshClient
+}
+
+// TestSSH runs the SSH engine's end-to-end tests against one sshd and one gateway (both slow
+// to start on a busy machine). Targets: web-1 and web-2 (this sshd), web-changed (its host key
+// pinned to another key), web-down (nothing listening).
+func TestSSH(t *testing.T) {
+	requireBinary(t)
+	requirePostgres(t)
+	requireSSHTools(t)
+	st := startSSHTarget(t)
+	users := defaultUsers()
+	users[0].SSHKeys = []string{st.AlicePub}
+	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users,
+		Targets: []targetCfg{defaultTargets()[0], st.Target("web-1"), st.Target("web-2"),
+			st.targetAt("web-changed", st.Addr(), st.OtherPub),
+			st.targetAt("web-down", fmt.Sprintf("127.0.0.1:%d", freePort(t)), st.HostPub)},
+		Extra: sshPolicies})
+	f := &sshFixture{st: st, g: g, c: newSSHClient(t, g)}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *sshFixture)
+	}{
+		{"Exec", testSSHExec},
+		{"PasswordAndToken", testSSHPasswordAndToken},
+		{"Refusals", testSSHRefusals},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
+	}
+}
+
+func testSSHExec(t *testing.T, f *sshFixture) {
+	since := time.Now()
+	r := f.c.ssh("alice:web-1", f.st.AliceKey, "echo hello from $(whoami); echo oops >&2; exit 3")
+	if r.Code != 3 {
+		t.Fatalf("want exit status 3 passed back, got %s", r)
+	}
+	if want := "hello from " + f.st.Login + "\n"; r.Stdout != want {
+		t.Errorf("stdout = %q, want %q", r.Stdout, want)
+	}
+	if !strings.Contains(r.Stderr, "oops") {
+		t.Errorf("stderr lacks the remote stderr: %q", r.Stderr)
+	}
+	s, ev := f.g.waitSSHSession(t, "alice", "web-1", since)
+	start := ev[0]
+	if start.str("auth_method") != "publickey" || start.str("target_type") != "ssh" {
+		t.Errorf("session.start = %v", start.Data)
+	}
+	execs := ofType(ev, "exec")
+	if len(execs) != 1 || execs[0].str("kind") != "exec" || !strings.Contains(execs[0].str("command"), "echo hello") {
+		t.Fatalf("exec events = %+v", execs)
+	}
+	if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {
+		t.Errorf("recorded stdout %q != what the client saw %q", out, r.Stdout)
+	}
+	if e := terminalText(ev, "terminal.output", "stderr"); !strings.Contains(e, "oops") {
+		t.Errorf("recorded stderr %q", e)
+	}
+	exits := ofType(ev, "exec.exit")
+	if len(exits) != 1 || exits[0].num("status") != 3 {
+		t.Errorf("exec.exit events = %+v", exits)
+	}
+	if s.EndReason == "" {
+		t.Errorf("session has no end reason: %+v", s)
+	}
+
+	// Exit codes pass through unchanged, including 0 and a signal's.
+	for _, tc := range []struct {
+		cmd  string
+		code int
+	}{{"true", 0}, {"exit 42", 42}, {"kill -TERM $$", 255}} {
+		if r := f.c.ssh("alice:web-1", f.st.AliceKey, tc.cmd); r.Code != tc.code {
+			t.Errorf("%q: want exit %d, got %s", tc.cmd, tc.code, r)
+		}
+	}
+}
+
+func testSSHPasswordAndToken(t *testing.T, f *sshFixture) {
+	// Password (OpenSSH asks through SSH_ASKPASS; keyboard-interactive or password method).
+	since := time.Now()
+	args := append(f.c.opts("bob:web-1", ""), "-p", fmt.Sprint(f.c.port), "127.0.0.1", "echo via-password")
+	r := f.c.withPassword(t, bobPassword, "ssh", args...)
+	if r.Code != 0 || r.Stdout != "via-password\n" {
+		t.Fatalf("password login: %s", r)
+	}
+	_, ev := f.g.waitSSHSession(t, "bob", "web-1", since)
+	if m := ev[0].str("auth_method"); m != "password" {
+		t.Errorf("auth_method = %q, want password", m)
+	}
+
+	// A gateway token in the password field.
+	tok := f.g.token(t, "bob", bobPassword)
+	r = f.c.withPassword(t, tok, "ssh", args...)
+	if r.Code != 0 || r.Stdout != "via-password\n" {
+		t.Fatalf("token login: %s", r)
+	}
+	// A wrong password is refused.
+	r = f.c.withPassword(t, "not-the-password", "ssh", args...)
+	if r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Fatalf("wrong password: want Permission denied, got %s", r)
+	}
+}
+
+func testSSHRefusals(t *testing.T, f *sshFixture) {
+	for _, tc := range []struct {
+		name, login, key string
+		want             string
+	}{
+		{"wrong key", "alice:web-1", f.st.StrayKey, "Permission denied"},
+		{"changed host key", "alice:web-changed", f.st.AliceKey, "does not match the pinned one"},
+		{"target down", "alice:web-down", f.st.AliceKey, "cannot reach target web-down"},
+		{"unknown target", "alice:nope", f.st.AliceKey, `target "nope" does not exist`},
+		{"no target", "alice", f.st.AliceKey, "name the target in the user name"},
+		{"policy", "bob:web-2", "", "denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r cmdResult
+			if tc.key == "" {
+				args := append(f.c.opts(tc.login, ""), "-p", fmt.Sprint(f.c.port), "127.0.0.1", "true")
+				r = f.c.withPassword(t, bobPassword, "ssh", args...)
+			} else {
+				r = f.c.ssh(tc.login, tc.key, "echo should-not-run")
+			}
+			if r.Code != 255 || !strings.Contains(r.Stderr, tc.want) || strings.Contains(r.Stdout, "should-not-run") {
+				t.Fatalf("want exit 255 and %q on stderr, got %s", tc.want, r)
+			}
+		})
+	}
+	// Each refusal is in the audit log with its reason.
+	tok := f.g.adminToken(t)
+	var entries []string
+	for _, s := range f.g.sessions(t, tok, sessionFilter{}) {
+		if s.Type != "audit" {
+			continue
+		}
+		for _, e := range f.g.events(t, tok, s.ID) {
+			if e.Type == "audit" && e.str("action") == "login" {
+				b, _ := json.Marshal(e.Data)
+				entries = append(entries, string(b))
+			}
+		}
+	}
+	all := strings.Join(entries, "\n")
+	for _, want := range []string{"does not match the pinned one", "cannot reach target web-down", "denied"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("audit log has no denied login mentioning %q:\n%s", want, all)
+		}
+	}
+}
