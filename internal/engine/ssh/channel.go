@@ -47,8 +47,8 @@ type channel struct {
 	exits   []*ssh.Request // the target's exit-status/exit-signal, passed on after its output
 
 	sftp   atomic.Pointer[sftpObserver] // set for the sftp subsystem: operations are recorded, not bytes
-	noEcho atomic.Bool   // a password prompt is showing: input is not kept
-	line   []byte        // the output's current line, for prompt detection (output copier only)
+	noEcho atomic.Bool                  // a password prompt is showing: input is not kept
+	line   []byte                       // the output's current line, for prompt detection (output copier only)
 
 	wmu    sync.Mutex // serialises writes to the client
 	out    *maskStream
@@ -122,9 +122,9 @@ func (ch *channel) clientRequests(reqs <-chan *ssh.Request) {
 		switch req.Type {
 		case "pty-req":
 			var p struct {
-				Term                       string
-				Cols, Rows, Width, Height  uint32
-				Modes                      string
+				Term                      string
+				Cols, Rows, Width, Height uint32
+				Modes                     string
 			}
 			if ssh.Unmarshal(req.Payload, &p) != nil {
 				req.Reply(false, nil)
@@ -490,7 +490,9 @@ const (
 	holdDelay = 20 * time.Millisecond
 )
 
-func newMaskStream(ch *channel, stream string) *maskStream { return &maskStream{ch: ch, stream: stream} }
+func newMaskStream(ch *channel, stream string) *maskStream {
+	return &maskStream{ch: ch, stream: stream}
+}
 
 func (m *maskStream) writer() io.Writer {
 	if m.stream == "stderr" {

@@ -36,15 +36,15 @@ type session struct {
 	settings policy.Settings
 	rule     string
 
-	nextID                           atomic.Uint32
-	fromClient, toClient, channels   atomic.Int64
-	mFrom, mTo                       prometheus.Counter
-	wg                               sync.WaitGroup // channel handlers
-	mu                               sync.Mutex
-	live                             map[uint32]*channel
-	ending                           atomic.Bool
-	failed                           chan endState // first fatal error of a relay goroutine
-	failOnce                         sync.Once
+	nextID                         atomic.Uint32
+	fromClient, toClient, channels atomic.Int64
+	mFrom, mTo                     prometheus.Counter
+	wg                             sync.WaitGroup // channel handlers
+	mu                             sync.Mutex
+	live                           map[uint32]*channel
+	ending                         atomic.Bool
+	failed                         chan endState // first fatal error of a relay goroutine
+	failOnce                       sync.Once
 }
 
 type endState struct {
