@@ -125,10 +125,11 @@ func openOutput(e *env, path string) (io.Writer, func() error, error) {
 }
 
 // asciicast v2 (https://docs.asciinema.org/manual/asciicast/v2/): a header line, then one
-// [seconds, "o", text] line per output. As of 2026-11 Airlock records no terminal sessions
-// (SSH comes later), so every recording is rendered as a transcript: PostgreSQL statements with
-// a psql-like prompt, results as unaligned rows, errors and notices as psql prints them, each
-// at the offset it was recorded. Checkpoints are not shown.
+// [seconds, "o", text] line per output. A terminal session (ssh) is written as its terminal
+// showed it, with its real size and resizes ("r" events; see termCast). Other recordings are
+// rendered as a transcript: PostgreSQL statements with a psql-like prompt, results as unaligned
+// rows, errors and notices as psql prints them, each at the offset it was recorded. Checkpoints
+// are not shown.
 type castHeader struct {
 	Version   int               `json:"version"`
 	Width     int               `json:"width"`
@@ -146,6 +147,7 @@ func writeAsciicast(w io.Writer, r io.Reader, hdr *verify.Header) error {
 		prompt  = "=> "
 		lastOff time.Duration
 		werr    error
+		tc      *termCast // set for terminal (ssh) sessions, which are written as the terminal saw them
 	)
 	out := func(off time.Duration, text string) {
 		if werr != nil || text == "" {
@@ -164,14 +166,22 @@ func writeAsciicast(w io.Writer, r io.Reader, hdr *verify.Header) error {
 			ID        string    `json:"id"`
 			User      string    `json:"user"`
 			Target    string    `json:"target"`
+			Type      string    `json:"type"`
 			StartedAt time.Time `json:"started_at"`
 		}
 		json.Unmarshal(h.Session, &s)
+		if s.Type == "ssh" {
+			tc = &termCast{enc: enc, title: fmt.Sprintf("airlock session %s: %s -> %s", s.ID, s.User, s.Target), started: s.StartedAt}
+			return nil
+		}
 		prompt = s.Target + "=> "
 		return enc.Encode(castHeader{Version: 2, Width: 120, Height: 40, Timestamp: s.StartedAt.Unix(),
 			Title: fmt.Sprintf("airlock session %s: %s -> %s", s.ID, s.User, s.Target),
 			Env:   map[string]string{"TERM": "xterm-256color", "SHELL": "/bin/sh"}})
 	}, func(e *event.Event) error {
+		if tc != nil {
+			return tc.event(e)
+		}
 		switch e.Type {
 		case event.SessionStart:
 			var d event.SessionStartData
@@ -267,5 +277,98 @@ func writeAsciicast(w io.Writer, r io.Reader, hdr *verify.Header) error {
 	if err == nil {
 		err = werr
 	}
+	if err == nil && tc != nil {
+		err = tc.finish()
+	}
 	return err
+}
+
+// termCast writes a terminal session: the output of its channels as "o" events, the size of
+// its first terminal in the header and every later size as an "r" event. The header waits for
+// the first size (pty-req), which follows session.start; output before any terminal (an exec
+// without a pty) is written with its line ends made terminal line ends.
+type termCast struct {
+	enc     *json.Encoder
+	title   string
+	started time.Time
+	header  bool
+	pending [][]any // events before the header
+	pty     map[uint32]bool
+	lastOff time.Duration
+	end     string
+}
+
+func (c *termCast) emit(off time.Duration, kind, text string) error {
+	if off < c.lastOff {
+		off = c.lastOff
+	}
+	c.lastOff = off
+	ev := []any{json.Number(strconv.FormatFloat(off.Seconds(), 'f', 6, 64)), kind, text}
+	if !c.header {
+		c.pending = append(c.pending, ev)
+		return nil
+	}
+	return c.enc.Encode(ev)
+}
+
+func (c *termCast) writeHeader(cols, rows uint32) error {
+	c.header = true
+	if err := c.enc.Encode(castHeader{Version: 2, Width: int(cols), Height: int(rows), Timestamp: c.started.Unix(),
+		Title: c.title, Env: map[string]string{"TERM": "xterm-256color", "SHELL": "/bin/sh"}}); err != nil {
+		return err
+	}
+	for _, ev := range c.pending {
+		if err := c.enc.Encode(ev); err != nil {
+			return err
+		}
+	}
+	c.pending = nil
+	return nil
+}
+
+func (c *termCast) event(e *event.Event) error {
+	if c.pty == nil {
+		c.pty = map[uint32]bool{}
+	}
+	switch e.Type {
+	case event.TerminalResize:
+		var d event.TerminalSizeData
+		json.Unmarshal(e.Data, &d)
+		if d.Cols == 0 || d.Rows == 0 {
+			return nil
+		}
+		if d.Term != "" {
+			c.pty[d.Channel] = true
+		}
+		if !c.header {
+			return c.writeHeader(d.Cols, d.Rows)
+		}
+		return c.emit(e.Offset, "r", fmt.Sprintf("%dx%d", d.Cols, d.Rows))
+	case event.TerminalOutput:
+		var d event.TerminalData
+		json.Unmarshal(e.Data, &d)
+		text := strings.ToValidUTF8(string(e.Raw), "\ufffd")
+		if !c.pty[d.Channel] {
+			text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\n", "\r\n")
+		}
+		return c.emit(e.Offset, "o", text)
+	case event.SessionEnd:
+		var d event.SessionEndData
+		json.Unmarshal(e.Data, &d)
+		off := e.Offset
+		if d.Reason == "interrupted" {
+			off = c.lastOff
+		}
+		c.lastOff = max(c.lastOff, off)
+		c.end = d.Reason
+	}
+	return nil
+}
+
+// finish writes the header if no terminal ever had a size (exec sessions only).
+func (c *termCast) finish() error {
+	if !c.header {
+		return c.writeHeader(80, 24)
+	}
+	return nil
 }

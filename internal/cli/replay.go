@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -354,6 +355,64 @@ func (p *player) event(ev *apiEvent) {
 		if d.Final {
 			p.linef(ev, "recording sealed: events 1-%d signed by key %s", d.Seq, d.KeyID)
 		}
+	case event.TerminalOutput:
+		// A terminal's output is written as it came, escape sequences and all, so that the
+		// viewer's terminal shows what the user's did (at the recorded size, ideally).
+		p.flushTable()
+		io.WriteString(p.w, ev.raw())
+	case event.TerminalInput, event.TerminalResize:
+		// What was typed shows in the output (echo); sizes are the viewer's terminal's.
+	case event.Exec:
+		var d event.ExecData
+		json.Unmarshal(ev.Data, &d)
+		what := d.Kind
+		if d.Command != "" {
+			what += ": " + d.Command
+		}
+		if d.PTY {
+			what += " (terminal)"
+		}
+		p.linef(ev, "channel %d: %s", d.Channel, what)
+	case event.ExecExit:
+		var d event.ExitData
+		json.Unmarshal(ev.Data, &d)
+		switch {
+		case d.Status != nil:
+			p.linef(ev, "channel %d: exit status %d", d.Channel, *d.Status)
+		default:
+			p.linef(ev, "channel %d: killed by signal %s", d.Channel, d.Signal)
+		}
+	case event.FileTransfer:
+		var d event.FileTransferData
+		json.Unmarshal(ev.Data, &d)
+		msg := fmt.Sprintf("channel %d: sftp %s %s", d.Channel, d.Op, d.Path)
+		if d.NewPath != "" {
+			msg += " -> " + d.NewPath
+		}
+		if d.BytesRead > 0 || d.BytesWritten > 0 {
+			msg += fmt.Sprintf(" (%s read, %s written)", formatBytes(d.BytesRead), formatBytes(d.BytesWritten))
+		}
+		if d.Status != "" && d.Status != "ok" {
+			msg += ": " + d.Status
+		}
+		p.linef(ev, "%s", msg)
+	case event.Forward:
+		var d event.ForwardData
+		json.Unmarshal(ev.Data, &d)
+		if d.Closed {
+			msg := fmt.Sprintf("channel %d: %s forward to %s closed (%s from client, %s to client)", d.Channel, d.Kind, d.Destination,
+				formatBytes(d.BytesFromClient), formatBytes(d.BytesToClient))
+			if d.Error != "" {
+				msg += ": " + d.Error
+			}
+			p.linef(ev, "%s", msg)
+		} else {
+			p.linef(ev, "channel %d: %s forward to %s opened", d.Channel, d.Kind, d.Destination)
+		}
+	case event.Denied:
+		var d event.DeniedData
+		json.Unmarshal(ev.Data, &d)
+		p.linef(ev, "denied %s %s: %s", d.Request, d.Detail, d.Reason)
 	case event.Audit:
 		var d event.AuditData
 		json.Unmarshal(ev.Data, &d)
@@ -361,6 +420,18 @@ func (p *player) event(ev *apiEvent) {
 	default:
 		p.linef(ev, "%s %s", ev.Type, string(ev.Data))
 	}
+}
+
+// raw is the bytes of a copy or terminal event.
+func (ev *apiEvent) raw() string {
+	switch {
+	case ev.Text != nil:
+		return *ev.Text
+	case ev.Base64 != nil:
+		b, _ := base64.StdEncoding.DecodeString(*ev.Base64)
+		return string(b)
+	}
+	return ""
 }
 
 // auditLine renders an audit entry on one line:

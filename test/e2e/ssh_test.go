@@ -60,6 +60,7 @@ func TestSSH(t *testing.T) {
 		{"Exec", testSSHExec},
 		{"PasswordAndToken", testSSHPasswordAndToken},
 		{"Refusals", testSSHRefusals},
+		{"Interactive", testSSHInteractive},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}
