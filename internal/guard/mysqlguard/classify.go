@@ -224,6 +224,8 @@ func (a *analyzer) visit(st *stmtState, node sqlparser.SQLNode, depth int, exec 
 	case sqlparser.TableName:
 		st.rel(relation(n))
 		return false
+	case *sqlparser.ColName:
+		return false // its qualifier names a table already seen, or an alias
 	case *sqlparser.Select:
 		if exec {
 			st.kind("select")
