@@ -512,7 +512,8 @@ func (r *relay) response(kind respKind) error {
 			r.started = time.Now()
 			continue
 		case p[0] == gomysql.LocalInFile_HEADER && kind == respQuery:
-			if err := r.localInfile(p); err != nil {
+			done, err := r.localInfile(p)
+			if err != nil || done {
 				return err
 			}
 			continue
@@ -781,13 +782,13 @@ func (r *relay) prepareResponse() error {
 // localInfile handles the target's request for a client file (LOAD DATA LOCAL INFILE). It is
 // passed on only when the policy allows it and the file is the one the client's statement names;
 // otherwise the target gets an empty file and the client an error, and the rest of the response
-// is swallowed.
-func (r *relay) localInfile(p []byte) error {
+// is swallowed; done says the response is complete.
+func (r *relay) localInfile(p []byte) (done bool, err error) {
 	name := string(p[1:])
 	if !r.infile || !bytes.Contains([]byte(r.curSQL), []byte(name)) {
 		r.out = r.out[:r.pktAt-headerLen] // the request never reaches the client
 		if err := r.forward(nil); err != nil {
-			return err
+			return true, err
 		}
 		msg := "LOAD DATA LOCAL INFILE is not allowed by the gateway's policy (local_infile)"
 		if r.infile {
@@ -800,14 +801,14 @@ func (r *relay) localInfile(p []byte) error {
 		err := r.response(respQuery)
 		r.discard = false
 		if err != nil {
-			return err
+			return true, err
 		}
 		r.out = appendPacket(r.out, &r.toSeq, me.payload())
-		return nil
+		return true, nil
 	}
 	r.emit()
 	if st, done := r.flushOut(); done {
-		return st
+		return true, st
 	}
 	// The client now sends the file's contents, ending with an empty packet.
 	var data []byte
@@ -817,7 +818,7 @@ func (r *relay) localInfile(p []byte) error {
 		var err error
 		r.in, start, seq, frames, err = readPacket(r.cr, r.in[:0], r.limit)
 		if err != nil {
-			return endState{reason: "client_disconnected", err: err}
+			return true, endState{reason: "client_disconnected", err: err}
 		}
 		r.count(&r.fromClient, r.mFrom, len(r.in)-start+headerLen*frames)
 		r.toSeq = seq + byte(frames)
@@ -827,15 +828,15 @@ func (r *relay) localInfile(p []byte) error {
 		if len(data) >= batchBytes || last {
 			r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: last}, data)
 			if err := r.rec.Commit(); err != nil {
-				return r.recordingFailed(err)
+				return true, r.recordingFailed(err)
 			}
 			data = nil
 		}
 		if err := r.forward(chunk); err != nil {
-			return err
+			return true, err
 		}
 		if last {
-			return nil
+			return false, nil
 		}
 	}
 }
