@@ -9,14 +9,14 @@ import (
 // Error codes the gateway answers with itself (MySQL's numbers, so that clients and their users
 // recognise them).
 const (
-	codeAccessDenied     = gomysql.ER_ACCESS_DENIED_ERROR      // 1045: wrong password or token
-	codeBadDB            = gomysql.ER_BAD_DB_ERROR             // 1049: unknown target
-	codeDeniedByPolicy   = gomysql.ER_TABLEACCESS_DENIED_ERROR // 1142: a policy or guardrail refuses
-	codeUnknownCommand   = gomysql.ER_UNKNOWN_COM_ERROR        // 1047: a command the gateway does not relay
-	codeNotAllowed       = gomysql.ER_NOT_ALLOWED_COMMAND      // 1148: LOAD DATA LOCAL refused
-	codeServerShutdown   = gomysql.ER_SERVER_SHUTDOWN          // 1053: the gateway ends the session
-	codePacketTooLarge   = gomysql.ER_NET_PACKET_TOO_LARGE     // 1153
-	codeHandshake        = gomysql.ER_HANDSHAKE_ERROR          // 1043: bad connection phase
+	codeAccessDenied   = gomysql.ER_ACCESS_DENIED_ERROR      // 1045: wrong password or token
+	codeBadDB          = gomysql.ER_BAD_DB_ERROR             // 1049: unknown target
+	codeDeniedByPolicy = gomysql.ER_TABLEACCESS_DENIED_ERROR // 1142: a policy or guardrail refuses
+	codeUnknownCommand = gomysql.ER_UNKNOWN_COM_ERROR        // 1047: a command the gateway does not relay
+	codeNotAllowed     = gomysql.ER_NOT_ALLOWED_COMMAND      // 1148: LOAD DATA LOCAL refused
+	codeServerShutdown = gomysql.ER_SERVER_SHUTDOWN          // 1053: the gateway ends the session
+	codePacketTooLarge = gomysql.ER_NET_PACKET_TOO_LARGE     // 1153
+	codeHandshake      = gomysql.ER_HANDSHAKE_ERROR          // 1043: bad connection phase
 	// codeSecureTransport is MySQL's ER_SECURE_TRANSPORT_REQUIRED.
 	codeSecureTransport = 3159
 	// codeTargetDown is ER_CONNECT_TO_FOREIGN_DATA_SOURCE: a server's own error for a remote
