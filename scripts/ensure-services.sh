@@ -50,7 +50,11 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 	exit 1
 fi
 
-# MariaDB on 127.0.0.1:3306 (for the MySQL engine's tests).
+# MariaDB on 127.0.0.1:3306 (for the MySQL engine's tests and benchmark), with the tools they
+# drive: mariadb-dump, sysbench (its --mysql-ssl needs a client certificate made with openssl).
+need_pkg mariadb-dump mariadb-client
+need_pkg sysbench sysbench
+need_pkg openssl openssl
 mariadb_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
 if [ -x /usr/sbin/mariadbd ]; then
 	if ! mariadb_up; then

@@ -100,30 +100,38 @@ func (g *gateway) myOpen(t testing.TB, user, password, db, app string, extra ...
 // its events (chain checked).
 func (g *gateway) mySession(t testing.TB, marker string) (Session, []Event) {
 	t.Helper()
+	ss, evs := g.mySessions(t, marker)
+	if len(ss) != 1 {
+		t.Fatalf("%d sessions ran a query containing %q", len(ss), marker)
+	}
+	return ss[0], evs[0]
+}
+
+// mySessions waits until at least one ended session ran a query containing marker and returns
+// all such sessions with their events (chains checked).
+func (g *gateway) mySessions(t testing.TB, marker string) ([]Session, [][]Event) {
+	t.Helper()
 	tok := g.adminToken(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var found []Session
 		var evs [][]Event
-		for _, s := range g.sessions(t, tok, sessionFilter{Target: ""}) {
+		for _, s := range g.sessions(t, tok, sessionFilter{}) {
 			if s.Type != "mysql" || !s.ended() {
 				continue
 			}
 			ev := g.events(t, tok, s.ID)
 			for _, q := range queryTexts(ev) {
 				if strings.Contains(q, marker) {
+					checkChain(t, ev)
 					found = append(found, s)
 					evs = append(evs, ev)
 					break
 				}
 			}
 		}
-		if len(found) == 1 {
-			checkChain(t, evs[0])
-			return found[0], evs[0]
-		}
-		if len(found) > 1 {
-			t.Fatalf("%d sessions ran a query containing %q", len(found), marker)
+		if len(found) > 0 {
+			return found, evs
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no ended mysql session ran a query containing %q", marker)

@@ -240,7 +240,13 @@ func (e *Engine) handshake(ctx context.Context, raw net.Conn) (*client, error) {
 	c.collation = h.collation
 	c.user = h.user
 	c.attrs = h.attrs
-	c.target, c.database, _ = strings.Cut(h.database, "/")
+	if u, tgt, ok := strings.Cut(h.user, "/"); ok {
+		// user/target: for clients that connect before naming a database (mysqldump); the
+		// database field is then a database of that target.
+		c.user, c.target, c.database = u, tgt, h.database
+	} else {
+		c.target, c.database, _ = strings.Cut(h.database, "/")
+	}
 	if c.user == "" {
 		return c, newError(codeAccessDenied, "no user name: connect with --user=<your airlock user name>")
 	}
