@@ -28,7 +28,7 @@ const TokenPrefix = "alt_"
 // User is a local user.
 type User struct {
 	Name         string
-	PasswordHash string // bcrypt
+	PasswordHash string // bcrypt or argon2id (PHC string)
 	Role         Role
 	Groups       []string
 	SSHKeys      []string // public keys in authorized_keys form, for the SSH listener (sshkeys.go)
@@ -84,8 +84,8 @@ func (s *Service) AddUser(u User) error {
 	if strings.ContainsAny(u.Name, ":/ \t") {
 		return fmt.Errorf("auth: user name %q may not contain ':', '/' or spaces", u.Name)
 	}
-	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
-		return fmt.Errorf("auth: user %q: password hash is not a bcrypt hash", u.Name)
+	if err := checkHash(u.PasswordHash); err != nil {
+		return fmt.Errorf("auth: user %q: password hash: %v", u.Name, err)
 	}
 	if u.Role == "" {
 		u.Role = RoleUser
@@ -153,7 +153,7 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	until, cached := s.okCache[k]
 	s.mu.RUnlock()
 	if !cached || now.After(until) {
-		if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+		if !passwordMatches(u.PasswordHash, password) {
 			return nil, fail(ReasonBadPassword, "wrong password for %q", user)
 		}
 		s.mu.Lock()

@@ -147,3 +147,26 @@ func TestServiceAccounts(t *testing.T) {
 		t.Errorf("revoke unknown: %v", err)
 	}
 }
+
+func TestArgon2idPasswords(t *testing.T) {
+	s, _ := newSvc(t)
+	h, err := HashPasswordArgon2id("n3w-Secret")
+	if err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q, %v", h, err)
+	}
+	if err := s.AddUser(User{Name: "dave", PasswordHash: h}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Login(context.Background(), "dave", "n3w-Secret"); err != nil || id.User != "dave" {
+		t.Fatalf("argon2id login: %v", err)
+	}
+	if _, err := s.Login(context.Background(), "dave", "n3w-secret"); Reason(err) != ReasonBadPassword {
+		t.Errorf("wrong password: %v", err)
+	}
+	for _, bad := range []string{"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$", "$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHQ$" + strings.Repeat("A", 43),
+		"$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$" + strings.Repeat("A", 43)} {
+		if err := s.AddUser(User{Name: "eve", PasswordHash: bad}); err == nil {
+			t.Errorf("hash %q accepted", bad)
+		}
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/airlock-gw/airlock/internal/auth"
 )
 
 func init() {
@@ -28,6 +30,32 @@ func init() {
 	register("tokens", "revoke every token of a user at once (admin)", func(args []string) int {
 		return runTokens(osEnv(), args)
 	})
+	register("hash-password", "hash a password for users[].password_hash (argon2id, or --bcrypt)", func(args []string) int {
+		return runHashPassword(osEnv(), args)
+	})
+}
+
+func runHashPassword(e *env, args []string) int {
+	fs := e.newFlagSet("hash-password", "hash-password [--bcrypt]   (the password is read from the terminal or stdin)")
+	useBcrypt := fs.Bool("bcrypt", false, "a bcrypt hash instead of argon2id")
+	if _, err := parseArgs(fs, args); err != nil {
+		return usageCode(err)
+	}
+	pw, err := e.readSecret("Password: ")
+	if err != nil {
+		return e.fail(err)
+	}
+	var h string
+	if *useBcrypt {
+		h, err = auth.HashPassword(pw)
+	} else {
+		h, err = auth.HashPasswordArgon2id(pw)
+	}
+	if err != nil {
+		return e.fail(err)
+	}
+	fmt.Fprintln(e.stdout, h)
+	return exitOK
 }
 
 const loginUsage = `login --gateway URL --user NAME [--print-token]          (local password, read from the terminal or stdin)

@@ -151,7 +151,7 @@ type Auth struct {
 type User struct {
 	Name         string   `yaml:"name"`
 	Password     string   `yaml:"password"`      // cleartext; prefer password_hash
-	PasswordHash string   `yaml:"password_hash"` // bcrypt, e.g. from `airlock hash-password`
+	PasswordHash string   `yaml:"password_hash"` // argon2id or bcrypt, e.g. from `airlock hash-password`
 	Role         string   `yaml:"role"`          // user (default) | auditor | admin
 	Groups       []string `yaml:"groups"`
 	// SSHKeys are the user's public keys in authorized_keys form, for the SSH listener.
