@@ -193,3 +193,8 @@ if grep -q '"level":"ERROR"' "$work/gateway.log"; then
 	echo "gateway logged errors:" >&2
 	grep '"level":"ERROR"' "$work/gateway.log" | tail -n 5 >&2
 fi
+
+# The MySQL engine's benchmark (issue 10), when MariaDB/MySQL answers on 127.0.0.1:3306.
+if [ "${MYSQL_BENCH:-1}" != 0 ] && mariadb --no-defaults -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; then
+	DURATION=$DURATION scripts/bench-mysql.sh
+fi

@@ -263,6 +263,12 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 	case gomysql.COM_STMT_EXECUTE:
 		return r.execute(p)
 	case gomysql.COM_STMT_FETCH:
+		// The rows of a cursor opened by an execute: the statement's result columns.
+		if len(p) >= 5 {
+			if s := r.stmts[binary.LittleEndian.Uint32(p[1:])]; s != nil && len(s.columns) > 0 {
+				r.fields = append(r.fields[:0], s.columns...)
+			}
+		}
 		return r.exchange(p, respFetch)
 	case gomysql.COM_STMT_SEND_LONG_DATA:
 		r.longData(p)
