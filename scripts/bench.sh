@@ -64,6 +64,7 @@ data_dir: $work/data
 listen:
   api: 127.0.0.1:$api
   postgres: 127.0.0.1:$pgport
+  mysql: "off"
 log:
   level: warn
   format: json

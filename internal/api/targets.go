@@ -73,8 +73,8 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	if err := t.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "invalid_target", "%v", err)
 	}
-	if t.Type != "postgres" {
-		return errorf(http.StatusBadRequest, "invalid_target", "target %q: type %q is not supported (supported: postgres)", t.Name, t.Type)
+	if t.Type != "postgres" && t.Type != "mysql" {
+		return errorf(http.StatusBadRequest, "invalid_target", "target %q: type %q is not supported (supported: postgres, mysql)", t.Name, t.Type)
 	}
 	if _, ok := s.Targets.Static[t.Name]; ok {
 		return errorf(http.StatusConflict, "exists", "target %q is defined in the config file and cannot be changed through the API", t.Name)

@@ -109,7 +109,7 @@ func (l labelFlag) Set(s string) error {
 
 func runTargetsAdd(e *env, args []string) int {
 	fs := e.newFlagSet("targets add", "targets add NAME --type postgres --address HOST:PORT [flags]")
-	typ := fs.String("type", "postgres", "target type (postgres)")
+	typ := fs.String("type", "postgres", "target type (postgres, mysql)")
 	address := fs.String("address", "", "HOST:PORT of the target (required)")
 	database := fs.String("database", "", "default database")
 	username := fs.String("username", "", "user the gateway logs in to the target as")

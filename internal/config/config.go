@@ -63,11 +63,11 @@ type Retention struct {
 }
 
 // Listen holds listener addresses. An empty address disables that listener, except that an
-// unset api and postgres take their defaults.
+// unset api, postgres and mysql take their defaults.
 type Listen struct {
 	API      string `yaml:"api"`      // default 127.0.0.1:8009
 	Postgres string `yaml:"postgres"` // default 127.0.0.1:15432; "off" disables it
-	// MySQL is the MySQL/MariaDB listener (issue 10). Default "" (off).
+	// MySQL is the MySQL/MariaDB listener. Default 127.0.0.1:13306; "off" disables it.
 	MySQL string `yaml:"mysql"`
 	// SSH is the SSH listener (issue 6). Default "" (off).
 	SSH string `yaml:"ssh"`
@@ -273,6 +273,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Listen.Postgres == "" {
 		c.Listen.Postgres = "127.0.0.1:15432"
+	}
+	if c.Listen.MySQL == "" {
+		c.Listen.MySQL = "127.0.0.1:13306"
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

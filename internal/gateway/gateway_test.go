@@ -16,6 +16,7 @@ func testConfig(t *testing.T) *config.Config {
 	c := &config.Config{DataDir: t.TempDir()}
 	c.Listen.API = "127.0.0.1:0"
 	c.Listen.Postgres = "127.0.0.1:0"
+	c.Listen.MySQL = "127.0.0.1:0"
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

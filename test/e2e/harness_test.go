@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,6 +226,9 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int
 	fmt.Fprintf(&b, "listen:\n  api: 127.0.0.1:%d\n  postgres: 127.0.0.1:%d\n", apiPort, pgPort)
 	for _, name := range c.Listeners {
 		fmt.Fprintf(&b, "  %s: 127.0.0.1:%d\n", name, ports[name])
+	}
+	if !slices.Contains(c.Listeners, "mysql") {
+		b.WriteString("  mysql: \"off\"\n") // on by default on 13306, which parallel gateways would share
 	}
 	b.WriteString("log:\n  level: debug\n  format: json\n")
 	fmt.Fprintf(&b, "postgres:\n  allow_plaintext_loopback: %v\n", c.AllowPlaintext)

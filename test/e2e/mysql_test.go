@@ -230,6 +230,7 @@ func TestMySQLRefusals(t *testing.T) {
 	down := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens there
 	g := startMySQLGateway(t, gwConfig{Targets: []targetCfg{myTarget("my"),
 		{Name: "mydown", Type: "mysql", Address: down, Raw: "    username: root\n"},
+		{Name: "mybadlogin", Type: "mysql", Address: myAddr, Raw: "    username: airlock_no_such_user\n    password: x\n"},
 		{Name: "pg", Address: pgAddr, Database: "test"}}})
 	tests := []struct {
 		name, user, password, db string
@@ -242,6 +243,7 @@ func TestMySQLRefusals(t *testing.T) {
 		{"not a mysql target", "alice", alicePassword, "pg", "ERROR 1049", "not mysql"},
 		{"target down", "alice", alicePassword, "mydown", "ERROR 1429", "mydown"},
 		{"unknown database on target", "alice", alicePassword, "my/no_such_db_here", "ERROR 1049", "no_such_db_here"},
+		{"target refuses the gateway's login", "alice", alicePassword, "mybadlogin", "ERROR 1429", "refused the gateway's login"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

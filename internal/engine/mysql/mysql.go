@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
@@ -181,6 +183,11 @@ func (e *Engine) refuse(log *slog.Logger, c *client, me *myError) error {
 func upstreamError(name string, err error) *myError {
 	var me *gomysqlError
 	if errors.As(err, &me) {
+		switch me.Code {
+		case codeAccessDenied, gomysql.ER_DBACCESS_DENIED_ERROR, gomysql.ER_HOST_NOT_PRIVILEGED, gomysql.ER_HOST_IS_BLOCKED:
+			// Not the client's password: the gateway's own login to the target failed.
+			return newError(codeTargetDown, fmt.Sprintf("target %s refused the gateway's login (%d): %s", name, me.Code, me.Message))
+		}
 		return &myError{code: me.Code, state: me.State, msg: "target " + name + ": " + me.Message}
 	}
 	var tr *targetRefused
