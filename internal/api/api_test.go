@@ -444,7 +444,7 @@ func TestTargets(t *testing.T) {
 		{"created", "root", body, 201, ""},
 		{"replaced", "root", body, 200, ""},
 		{"config name", "root", `{"name":"pg","type":"postgres","address":"x:1"}`, 409, "exists"},
-		{"bad type", "root", `{"name":"m","type":"mysql","address":"x:1"}`, 400, "invalid_target"},
+		{"bad type", "root", `{"name":"m","type":"kafka","address":"x:1"}`, 400, "invalid_target"},
 		{"missing address", "root", `{"name":"m","type":"postgres"}`, 400, "invalid_target"},
 		{"bad tls", "root", `{"name":"m","type":"postgres","address":"x:1","tls":"maybe"}`, 400, "invalid_target"},
 		{"unknown field", "root", `{"name":"m","type":"postgres","address":"x:1","source":"config"}`, 400, "bad_request"},
