@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/target"
@@ -54,7 +56,62 @@ type Filter struct {
 	User     string
 	Target   string
 	Type     string
-	Limit    int // 0 means the backend default (1000)
+	// Status is "active" (no end recorded yet), "ended", or "" for both.
+	Status string
+	// Text matches sessions that ran a statement or command containing it, case-insensitively
+	// (see SearchText for what is searched).
+	Text string
+	// Before pages newest first: only sessions that sort after it (started earlier, or at the
+	// same time with a smaller id). The zero Cursor starts at the newest.
+	Before Cursor
+	Limit  int // 0 means the backend default (1000)
+}
+
+// Cursor is a position in the newest-first order of sessions: the last session of a page.
+type Cursor struct {
+	StartedAt time.Time
+	ID        string
+}
+
+// IsZero reports whether c is the start of the list.
+func (c Cursor) IsZero() bool { return c.ID == "" && c.StartedAt.IsZero() }
+
+// Session statuses of Filter.Status.
+const (
+	StatusActive = "active"
+	StatusEnded  = "ended"
+)
+
+// MaxSearchText bounds the text a backend indexes per session for Filter.Text: enough for the
+// statements of an ordinary session; a session that ran more is found by its first ones.
+const MaxSearchText = 64 << 10
+
+// SearchText returns what Filter.Text searches in an event: the text of a statement (query),
+// the command line of a program started on a channel (exec), and what a user typed in a
+// terminal (terminal.input; withheld input is not recorded, so never searched). Other events
+// give nothing.
+func SearchText(e *event.Event) string {
+	switch e.Type {
+	case event.Query:
+		var d struct {
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil {
+			return d.Text
+		}
+	case "exec": // event.Exec (SSH, issue 6)
+		var d struct {
+			Command string `json:"command"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil {
+			return d.Command
+		}
+	case "terminal.input": // event.TerminalInput (SSH, issue 6)
+		if utf8.Valid(e.Raw) {
+			return string(e.Raw)
+		}
+	}
+	return ""
 }
 
 // Recordings is the append-only recording store. There is deliberately no way to change an

@@ -169,6 +169,24 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 			args = append(args, c.v)
 		}
 	}
+	switch f.Status {
+	case "":
+	case store.StatusActive:
+		where = append(where, "ended_at IS NULL")
+	case store.StatusEnded:
+		where = append(where, "ended_at IS NOT NULL")
+	default:
+		return nil, fmt.Errorf("list sessions: unknown status %q", f.Status)
+	}
+	if f.Text != "" {
+		where = append(where, `id IN (SELECT session_id FROM session_text WHERE text LIKE ? ESCAPE '\')`)
+		args = append(args, "%"+likeEscaper.Replace(f.Text)+"%")
+	}
+	if !f.Before.IsZero() {
+		where = append(where, "(started_at < ? OR (started_at = ? AND id < ?))")
+		at := f.Before.StartedAt.UnixNano()
+		args = append(args, at, at, f.Before.ID)
+	}
 	q := `SELECT ` + sessionCols + ` FROM sessions`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -225,9 +243,19 @@ func (s *Store) sessionPath(ctx context.Context, id string) (string, error) {
 	return p, nil
 }
 
-// endSession records a session's end; it fails when the end was already recorded.
-func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd, events uint64, head [32]byte) error {
-	res, err := s.wdb.ExecContext(ctx,
+// likeEscaper escapes LIKE's wildcards (with ESCAPE '\\'), so that Filter.Text is a plain
+// substring.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// endSession records a session's end, and the text Filter.Text searches, in one transaction; it
+// fails when the end was already recorded.
+func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd, events uint64, head [32]byte, text string) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("end session %q: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx,
 		`UPDATE sessions SET ended_at = ?, end_reason = ?, events = ?, head = ? WHERE id = ? AND ended_at IS NULL`,
 		end.EndedAt.UnixNano(), end.Reason, int64(events), hex.EncodeToString(head[:]), id)
 	if err != nil {
@@ -237,6 +265,14 @@ func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd,
 		return fmt.Errorf("end session %q: %w", id, err)
 	} else if n == 0 {
 		return fmt.Errorf("end session %q: end already recorded: %w", id, store.ErrExists)
+	}
+	if text != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO session_text (session_id, text) VALUES (?, ?)`, id, text); err != nil {
+			return fmt.Errorf("end session %q: index its text: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("end session %q: %w", id, err)
 	}
 	return nil
 }
@@ -406,6 +442,9 @@ func (s *Store) Expire(ctx context.Context, target string, cutoff time.Time) ([]
 	}
 	for _, id := range ids {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM holds WHERE session_id = ?`, id); err != nil {
+			return nil, fmt.Errorf("expire session %q: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM session_text WHERE session_id = ?`, id); err != nil {
 			return nil, fmt.Errorf("expire session %q: %w", id, err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {

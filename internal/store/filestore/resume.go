@@ -43,9 +43,13 @@ func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [3
 	if err != nil {
 		return nil, 0, head, fmt.Errorf("resume session %q: %w", id, err)
 	}
-	var seq uint64
+	var (
+		seq  uint64
+		text searchText
+	)
 	rerr := ReadRecording(bufio.NewReaderSize(f, 64<<10), id, 0, func(e *event.Event) error {
 		seq, head = e.Seq, e.Hash
+		text.add(e)
 		return nil
 	})
 	var torn *TornTailError
@@ -71,7 +75,7 @@ func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [3
 	if f, err = os.OpenFile(abs, os.O_WRONLY|os.O_APPEND, 0); err != nil {
 		return nil, 0, head, fmt.Errorf("resume session %q: %w", id, err)
 	}
-	w := &writer{s: s, id: id, path: abs, f: f, buf: make([]byte, 0, 4096), seq: seq, head: head}
+	w := &writer{s: s, id: id, path: abs, f: f, buf: make([]byte, 0, 4096), seq: seq, head: head, text: text}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

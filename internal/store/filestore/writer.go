@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +27,8 @@ type writer struct {
 	head  [32]byte
 	err   error // sticky: after a failed write the file's tail is unknown
 	ended bool
+
+	text searchText // what Filter.Text finds the session by, indexed at End
 
 	dirty atomic.Bool // appended since the last fsync
 
@@ -77,6 +80,9 @@ func (w *writer) Append(events ...*event.Event) error {
 		return w.err
 	}
 	w.seq, w.head = seq, head
+	for _, e := range events {
+		w.text.add(e)
+	}
 	w.dirty.Store(true)
 	if w.s.opts.Fsync == FsyncAlways {
 		return w.Sync()
@@ -156,7 +162,7 @@ func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
 	if end.EndedAt.IsZero() {
 		end.EndedAt = w.s.opts.Now()
 	}
-	if ierr := w.s.endSession(ctx, w.id, end, w.seq, w.head); ierr != nil {
+	if ierr := w.s.endSession(ctx, w.id, end, w.seq, w.head, w.text.String()); ierr != nil {
 		return errors.Join(err, ierr)
 	}
 	if err == nil && (end.Events != w.seq || end.Head != w.head) && (end.Events != 0 || end.Head != [32]byte{}) {
@@ -164,3 +170,23 @@ func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
 	}
 	return err
 }
+
+// searchText gathers store.SearchText of a session's events, up to store.MaxSearchText bytes.
+// Statements and commands are separated by line ends; terminal input is kept as typed.
+type searchText struct{ b []byte }
+
+func (t *searchText) add(e *event.Event) {
+	s := store.SearchText(e)
+	if s == "" || len(t.b) >= store.MaxSearchText {
+		return
+	}
+	if e.Type != "terminal.input" && len(t.b) > 0 {
+		t.b = append(t.b, '\n')
+	}
+	if room := store.MaxSearchText - len(t.b); len(s) > room {
+		s = strings.ToValidUTF8(s[:room], "")
+	}
+	t.b = append(t.b, s...)
+}
+
+func (t *searchText) String() string { return string(t.b) }

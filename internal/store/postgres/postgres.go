@@ -307,6 +307,27 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 			where = append(where, c.col+" = "+arg(c.v))
 		}
 	}
+	switch f.Status {
+	case "":
+	case store.StatusActive:
+		where = append(where, "ended_at IS NULL")
+	case store.StatusEnded:
+		where = append(where, "ended_at IS NOT NULL")
+	default:
+		return nil, fmt.Errorf("list sessions: unknown status %q", f.Status)
+	}
+	if f.Text != "" {
+		// As of 2026-11 this reads the statements (and SSH commands) of the sessions the other
+		// conditions leave, without an index of their text: fine for a filtered list, slow over
+		// a large history. Typed terminal input is not searched here (the file store does).
+		p := arg("%" + likeEscaper.Replace(f.Text) + "%")
+		where = append(where, `EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.id AND (
+			(e.type = 'query' AND convert_from(e.data, 'UTF8')::jsonb->>'text' ILIKE `+p+`) OR
+			(e.type = 'exec' AND convert_from(e.data, 'UTF8')::jsonb->>'command' ILIKE `+p+`)))`)
+	}
+	if !f.Before.IsZero() {
+		where = append(where, "(started_at, id) < ("+arg(f.Before.StartedAt)+", "+arg(f.Before.ID)+")")
+	}
 	q := `SELECT ` + sessionCols + ` FROM sessions`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -337,6 +358,10 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 	}
 	return out, nil
 }
+
+// likeEscaper escapes LIKE's wildcards (backslash is its default escape), so that Filter.Text
+// is a plain substring.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Session returns one session's index entry.
 func (s *Store) Session(ctx context.Context, id string) (store.Session, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentSessions", testConcurrent},
 		{"ReadWhileWriting", testReadWhileWriting},
 		{"Filter", testFilter},
+		{"FilterStatusTextPages", testFilterStatusTextPages},
 		{"NotFound", testNotFound},
 		{"CreateDuplicate", testCreateDuplicate},
 		{"EndOnce", testEndOnce},
@@ -374,6 +376,84 @@ func testFilter(t *testing.T, open Opener) {
 	if got.ID != want.ID || got.User != want.User || got.Target != want.Target || got.Type != want.Type ||
 		got.ClientAddr != want.ClientAddr || !got.StartedAt.Equal(want.StartedAt) || got.EndedAt != nil {
 		t.Fatalf("Session(c) = %+v, want %+v", got, want)
+	}
+}
+
+// testFilterStatusTextPages: Filter.Status, Filter.Text (a statement's words, case-insensitive,
+// wildcards taken literally) and keyset pages through Filter.Before.
+func testFilterStatusTextPages(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	queries := map[string][]string{
+		"s1": {"SELECT * FROM customers WHERE email LIKE '%@example.com'"},
+		"s2": {"update orders set paid = true", "select 100% as pct"},
+		"s3": {"select 1"},
+		"s4": nil, // runs: not searched by text, but listed as active
+		"s5": {"SELECT name FROM Customers_2"},
+	}
+	for i, id := range []string{"s1", "s2", "s3", "s4", "s5"} {
+		start := t0.Add(time.Duration(i) * time.Minute)
+		if id == "s3" || id == "s5" {
+			start = t0.Add(10 * time.Minute) // same start: the id breaks the tie
+		}
+		w := create(t, s, session(id, start))
+		c := &Chain{Session: id}
+		var evs []*event.Event
+		for _, q := range queries[id] {
+			c.seq++
+			e := &event.Event{Session: id, Seq: c.seq, Type: event.Query, Offset: time.Duration(c.seq), Time: start,
+				Data: fmt.Appendf(nil, `{"text":%q,"protocol":"simple"}`, q)}
+			c.buf = e.Seal(c.prev, c.buf)
+			c.prev = e.Hash
+			evs = append(evs, e)
+		}
+		appendOK(t, w, evs...)
+		if id != "s4" {
+			if err := w.End(ctx, store.SessionEnd{EndedAt: start.Add(time.Second), Reason: "client_terminated", Events: c.seq, Head: c.prev}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ids := func(f store.Filter) string {
+		t.Helper()
+		got, err := s.Sessions(ctx, f)
+		if err != nil {
+			t.Fatalf("Sessions(%+v): %v", f, err)
+		}
+		out := ""
+		for _, g := range got {
+			out += g.ID + " "
+		}
+		return strings.TrimSpace(out)
+	}
+	tests := []struct {
+		name string
+		f    store.Filter
+		want string
+	}{
+		{"all", store.Filter{}, "s5 s3 s4 s2 s1"},
+		{"active", store.Filter{Status: store.StatusActive}, "s4"},
+		{"ended", store.Filter{Status: store.StatusEnded}, "s5 s3 s2 s1"},
+		{"text, any case", store.Filter{Text: "CUSTOMERS"}, "s5 s1"},
+		{"text in a later statement", store.Filter{Text: "100%"}, "s2"},
+		{"percent is literal", store.Filter{Text: "e%a"}, ""},
+		{"underscore is literal", store.Filter{Text: "s_2"}, "s5"},
+		{"text and user", store.Filter{Text: "customers", User: "bob"}, ""},
+		{"no match", store.Filter{Text: "drop table"}, ""},
+		{"page 1", store.Filter{Limit: 2}, "s5 s3"},
+		{"page 2", store.Filter{Limit: 2, Before: store.Cursor{StartedAt: t0.Add(10 * time.Minute), ID: "s3"}}, "s4 s2"},
+		{"page 3", store.Filter{Limit: 2, Before: store.Cursor{StartedAt: t0.Add(1 * time.Minute), ID: "s2"}}, "s1"},
+		{"tie broken by id", store.Filter{Before: store.Cursor{StartedAt: t0.Add(10 * time.Minute), ID: "s5"}}, "s3 s4 s2 s1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ids(tt.f); got != tt.want {
+				t.Fatalf("Sessions(%+v) = %q, want %q", tt.f, got, tt.want)
+			}
+		})
+	}
+	if _, err := s.Sessions(ctx, store.Filter{Status: "paused"}); err == nil {
+		t.Error("Sessions with an unknown status: no error")
 	}
 }
 
