@@ -52,6 +52,16 @@ type Server struct {
 	ConfigPolicies []config.Policy
 	// OIDC are the configured OpenID Connect providers. nil: none (OIDC logins answer 404).
 	OIDC *oidc.Set
+	// Terminator ends sessions in progress (POST /api/v1/sessions/{id}/terminate); the
+	// gateway's recorder. nil: none can be ended (409).
+	Terminator Terminator
+	// Connector reaches targets for POST /api/v1/targets/{name}/test. nil: the test answers 501.
+	Connector Dialer
+	// UI serves the web UI at every path the API does not take (internal/ui). nil: none.
+	UI http.Handler
+	// LoginMethods are offered on the web UI's sign-in page beside the local password (see
+	// LoginMethod).
+	LoginMethods []LoginMethod
 
 	policyMu sync.Mutex // serialises changes of the API-managed policies
 }
@@ -156,6 +166,10 @@ func (s *Server) routes() []route {
 		{"POST /api/v1/auth/oidc/device", public, "", s.oidcDevice},
 		{"POST /api/v1/auth/oidc/device/wait", public, "", s.oidcDeviceWait},
 		{"GET /api/v1/whoami", user, "", s.whoami},
+		// The web UI's sign-in by cookie (websession.go).
+		{"GET /api/v1/auth/session", public, "", s.getWebSession},
+		{"POST /api/v1/auth/session", public, "", s.createWebSession},
+		{"DELETE /api/v1/auth/session", user, "", s.deleteWebSession},
 		{"GET /api/v1/service-accounts", admin, "", s.listServiceAccounts},
 		{"POST /api/v1/service-accounts", admin, audit.ActionServiceAccountCreate, s.createServiceAccount},
 		{"POST /api/v1/service-accounts/{name}/revoke", admin, audit.ActionServiceAccountRevoke, s.revokeServiceAccount},
@@ -167,9 +181,13 @@ func (s *Server) routes() []route {
 		// The one POST on the sessions tree; more specific than the catch-all below, which
 		// answers 405 to every other attempt to change a recording.
 		{"POST /api/v1/sessions/{id}/hold", admin, audit.ActionRecordingHold, s.holdSession},
+		// The web UI's live view and its end (webroutes.go).
+		{"GET /api/v1/sessions/{id}/live", user, "", s.liveSession},
+		{"POST /api/v1/sessions/{id}/terminate", admin, audit.ActionSessionTerminate, s.terminateSession},
 		{"GET /api/v1/targets", user, "", s.listTargets},
 		{"GET /api/v1/targets/{name}", user, "", s.getTarget},
 		{"POST /api/v1/targets", admin, audit.ActionTargetPut, s.createTarget},
+		{"POST /api/v1/targets/{name}/test", admin, "", s.testTarget},
 		{"GET /api/v1/requests", auditor, "", s.listRequests},
 		{"POST /api/v1/requests/{id}/approve", admin, approval.ActionDecide, s.approveRequest},
 		{"POST /api/v1/requests/{id}/deny", admin, approval.ActionDecide, s.denyRequest},
@@ -190,6 +208,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		mux.Handle(rt.Pattern, s.serve(rt))
+	}
+	if s.UI != nil {
+		mux.Handle("/", s.UI) // every path no API route takes
 	}
 	return mux
 }
@@ -281,6 +302,9 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if h == "" {
+		if id, ok, err := s.cookieIdentity(r); ok { // the web UI (websession.go)
+			return id, err
+		}
 		return nil, errorf(http.StatusUnauthorized, "unauthorized", "missing bearer token (Authorization: Bearer <token>)")
 	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {

@@ -69,6 +69,22 @@ func parseFilter(q url.Values) (store.Filter, error) {
 		return f, errorf(http.StatusBadRequest, "bad_request", "from (%s) must be before to (%s)", q.Get("from"), q.Get("to"))
 	}
 	f.User, f.Target, f.Type = q.Get("user"), q.Get("target"), q.Get("type")
+	switch f.Status = q.Get("status"); f.Status {
+	case "", store.StatusActive, store.StatusEnded:
+	default:
+		return f, errorf(http.StatusBadRequest, "bad_request", "status: %q is not active or ended", f.Status)
+	}
+	f.Text = q.Get("q")
+	if len(f.Text) > 200 {
+		return f, errorf(http.StatusBadRequest, "bad_request", "q: longer than 200 bytes")
+	}
+	if v := q.Get("before"); v != "" {
+		c, err := parseCursor(v)
+		if err != nil {
+			return f, errorf(http.StatusBadRequest, "bad_request", "before: %q is not a cursor from a previous page's \"next\"", v)
+		}
+		f.Before = c
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -102,7 +118,27 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, toSessionJSON(x))
 		}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	resp := map[string]any{"sessions": out}
+	if f.Limit > 0 && len(list) == f.Limit {
+		// A full page: the next one starts after its last session.
+		last := list[len(list)-1]
+		resp["next"] = formatCursor(store.Cursor{StartedAt: last.StartedAt, ID: last.ID})
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// A page cursor is the last session's start (Unix nanoseconds) and id: "1700000000000000000_ID".
+func formatCursor(c store.Cursor) string {
+	return strconv.FormatInt(c.StartedAt.UnixNano(), 10) + "_" + c.ID
+}
+
+func parseCursor(v string) (store.Cursor, error) {
+	ns, id, ok := strings.Cut(v, "_")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || store.CheckSessionID(id) != nil {
+		return store.Cursor{}, errors.New("bad cursor")
+	}
+	return store.Cursor{StartedAt: time.Unix(0, n).UTC(), ID: id}, nil
 }
 
 // visibleSession returns the session named in the path if the caller may see it. A session that
@@ -181,6 +217,35 @@ type eventJSON struct {
 
 var nullJSON = json.RawMessage("null")
 
+// toEventJSON renders e; rr has seen the session's columns events before it. Data is e's (valid
+// only as long as e is).
+func toEventJSON(rr *rowRenderer, e *event.Event) eventJSON {
+	ej := eventJSON{Seq: e.Seq, Type: e.Type, OffsetNS: int64(e.Offset), Time: e.Time.UTC(),
+		Data: nullJSON, Prev: hex.EncodeToString(e.Prev[:]), Hash: hex.EncodeToString(e.Hash[:])}
+	if len(e.Data) > 0 {
+		if json.Valid(e.Data) {
+			ej.Data = e.Data
+		} else {
+			b, _ := json.Marshal(string(e.Data))
+			ej.Data = b
+		}
+	}
+	switch e.Type {
+	case event.Rows:
+		var err error
+		ej.Rows, err = rr.render(e.Raw)
+		if err != nil {
+			ej.RowsError = err.Error()
+		}
+		if ej.Rows == nil {
+			ej.Rows = []json.RawMessage{}
+		}
+	case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput:
+		ej.Text, ej.Base64 = textOrBase64(e.Raw)
+	}
+	return ej
+}
+
 // sessionEvents streams a session's events: each is encoded as it is read from the store, so
 // memory stays flat whatever the recording's size. Once the answer has started, an error from
 // the store is reported in a top-level "error" field after the events delivered so far.
@@ -208,6 +273,14 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// types=a,b: only events of these types are sent (the terminal player needs a few of many).
+	var types map[event.Type]bool
+	if v := r.URL.Query().Get("types"); v != "" {
+		types = map[event.Type]bool{}
+		for _, t := range strings.Split(v, ",") {
+			types[event.Type(t)] = true
+		}
+	}
 	var after uint64
 	if v := r.URL.Query().Get("after"); v != "" {
 		after, err = strconv.ParseUint(v, 10, 64)
@@ -233,6 +306,9 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	emit := func(ej *eventJSON) {
+		if types != nil && !types[ej.Type] {
+			return
+		}
 		if n > 0 {
 			io(",")
 		}
@@ -264,28 +340,7 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		if e.Seq <= after {
 			return nil
 		}
-		ej = eventJSON{Seq: e.Seq, Type: e.Type, OffsetNS: int64(e.Offset), Time: e.Time.UTC(),
-			Data: nullJSON, Prev: hex.EncodeToString(e.Prev[:]), Hash: hex.EncodeToString(e.Hash[:])}
-		if len(e.Data) > 0 {
-			if json.Valid(e.Data) {
-				ej.Data = e.Data
-			} else {
-				b, _ := json.Marshal(string(e.Data))
-				ej.Data = b
-			}
-		}
-		switch e.Type {
-		case event.Rows:
-			ej.Rows, err = rr.render(e.Raw)
-			if err != nil {
-				ej.RowsError = err.Error()
-			}
-			if ej.Rows == nil {
-				ej.Rows = []json.RawMessage{}
-			}
-		case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput:
-			ej.Text, ej.Base64 = textOrBase64(e.Raw)
-		}
+		ej = toEventJSON(&rr, e)
 		if reveal {
 			switch {
 			case e.Type == event.Rows, e.Type == event.Error, e.Type == event.Notice,

@@ -28,15 +28,16 @@ const (
 // Actions recorded by the gateway. Like event types, they are part of the stored format: never
 // rename one.
 const (
-	ActionLogin           = "login"
-	ActionTargetPut       = "target.put"
-	ActionRecordingRead   = "recording.read"
-	ActionRecordingModify = "recording.modify"
-	ActionRecordingReveal = "recording.reveal" // an auditor or admin read the originals of masked values
-	ActionRecordingHold   = "recording.hold"   // an admin put a session on legal hold or released it
-	ActionRecordingExpire = "recording.expire" // the retention job expires a session (written before it is removed)
-	ActionGatewayStart    = "gateway.start"
-	ActionGatewayStop     = "gateway.stop"
+	ActionLogin            = "login"
+	ActionTargetPut        = "target.put"
+	ActionRecordingRead    = "recording.read"
+	ActionRecordingModify  = "recording.modify"
+	ActionRecordingReveal  = "recording.reveal"  // an auditor or admin read the originals of masked values
+	ActionRecordingHold    = "recording.hold"    // an admin put a session on legal hold or released it
+	ActionRecordingExpire  = "recording.expire"  // the retention job expires a session (written before it is removed)
+	ActionSessionTerminate = "session.terminate" // an admin ended a running session (with a reason the user sees)
+	ActionGatewayStart     = "gateway.start"
+	ActionGatewayStop      = "gateway.stop"
 )
 
 // ErrClosed is returned by Record once the log has ended.

@@ -38,6 +38,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/target"
+	"github.com/airlock-gw/airlock/internal/ui"
 	"github.com/airlock-gw/airlock/internal/version"
 )
 
@@ -187,7 +188,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
-		OIDC: idps}
+		OIDC: idps, Terminator: rec, Connector: connector.Direct{}, UI: ui.Handler()}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
@@ -370,7 +371,11 @@ func (g *Gateway) serveConn(conn net.Conn, e engine.Engine) {
 		e.Refuse(conn, engine.ErrShutdown)
 		return
 	}
-	if err := e.Serve(g.sessCtx, conn); err != nil {
+	// Its own context, so that an administrator can end this session alone (api terminate ->
+	// Recorder.Terminate).
+	ctx, cancel := context.WithCancelCause(g.sessCtx)
+	defer cancel(nil)
+	if err := e.Serve(recorder.WithTerminate(ctx, cancel), conn); err != nil {
 		g.log.Warn("session error", "protocol", e.Name(), "err", err)
 	}
 }

@@ -46,6 +46,8 @@ type Recorder struct {
 	// what is buffered. Default 10s; after it the session is left open in the index and crash
 	// recovery closes it at the next start.
 	DrainTimeout time.Duration
+
+	live liveSessions // sessions that Terminate can end (see WithTerminate)
 }
 
 // Signer is what the recorder needs of a signing key (signing.Keyring).
@@ -106,6 +108,7 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	if info.Mode == target.RecordingBestEffort {
 		s.startBestEffort()
 	}
+	r.live.add(ctx, s.id)
 	if m := r.Metrics; m != nil {
 		m.SessionsOpen.WithLabelValues(info.Protocol, info.Target).Inc()
 		m.SessionsTotal.WithLabelValues(info.Protocol, info.Target).Inc()
@@ -273,6 +276,7 @@ func (s *Session) End(ctx context.Context, d event.SessionEndData) error {
 	if s == nil {
 		return nil
 	}
+	s.r.live.remove(s.id)
 	now := s.r.now()
 	d.DurationNS = int64(now.Sub(s.start))
 	if s.be != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,12 +57,21 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 			f.Target != "" && x.Target != f.Target,
 			f.Type != "" && x.Type != f.Type,
 			!f.To.IsZero() && !x.StartedAt.Before(f.To),
-			!f.From.IsZero() && x.EndedAt != nil && x.EndedAt.Before(f.From):
+			!f.From.IsZero() && x.EndedAt != nil && x.EndedAt.Before(f.From),
+			f.Status == store.StatusActive && x.EndedAt != nil,
+			f.Status == store.StatusEnded && x.EndedAt == nil,
+			!f.Before.IsZero() && !(x.StartedAt.Before(f.Before.StartedAt) || x.StartedAt.Equal(f.Before.StartedAt) && x.ID < f.Before.ID),
+			f.Text != "" && !s.hasText(x.ID, f.Text):
 			continue
 		}
 		out = append(out, *x)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].StartedAt.Equal(out[j].StartedAt) {
+			return out[i].ID > out[j].ID
+		}
+		return out[i].StartedAt.After(out[j].StartedAt)
+	})
 	limit := f.Limit
 	if limit == 0 {
 		limit = 1000
@@ -70,6 +80,16 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// hasText: store.SearchText of one of session id's events contains text, ignoring case.
+func (s *Store) hasText(id, text string) bool {
+	for _, e := range s.events[id] {
+		if strings.Contains(strings.ToLower(store.SearchText(e)), strings.ToLower(text)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Session implements store.Recordings.
