@@ -49,6 +49,9 @@ type targetRequest struct {
 	Labels   map[string]string `json:"labels"`
 	// RetentionDays: see target.Target; 0 keeps recordings forever.
 	RetentionDays int `json:"retention_days"`
+	// KeepPassword, with no password given, keeps the password of the target being replaced:
+	// credentials are write-only, so an edit form cannot send the old one back.
+	KeepPassword bool `json:"keep_password"`
 }
 
 // createTarget registers a target (admins only). A name the config file defines cannot be
@@ -80,8 +83,11 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusConflict, "exists", "target %q is defined in the config file and cannot be changed through the API", t.Name)
 	}
 	status := http.StatusCreated
-	if _, err := s.Store.GetTarget(r.Context(), t.Name); err == nil {
+	if old, err := s.Store.GetTarget(r.Context(), t.Name); err == nil {
 		status = http.StatusOK
+		if req.KeepPassword && req.Password == "" {
+			t.Password = old.Password
+		}
 	} else if !errors.Is(err, target.ErrUnknown) {
 		return fmt.Errorf("look up target %s: %w", t.Name, err)
 	}

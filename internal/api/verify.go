@@ -44,6 +44,13 @@ func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
 // writes and `airlock verify --file` checks offline. A read error ends the stream early; the
 // export then fails verification as truncated.
 func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) error {
+	switch r.URL.Query().Get("format") {
+	case "", "jsonl":
+	case "asciicast":
+		return s.exportAsciicast(w, r)
+	default:
+		return errorf(http.StatusBadRequest, "bad_request", "format: %q is not jsonl or asciicast", r.URL.Query().Get("format"))
+	}
 	sess, err := s.readRecording(r, "export")
 	if err != nil {
 		return err

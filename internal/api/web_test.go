@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -292,5 +293,61 @@ func TestLiveStreamsUntilEnd(t *testing.T) {
 	}
 	if n, d := next(); n != "end" || !strings.Contains(d, `"status":"ended"`) {
 		t.Fatalf("third = %s %s", n, d)
+	}
+}
+
+func TestExportAsciicast(t *testing.T) {
+	f := newFixture(t)
+	rec := newRec("term1")
+	rec.Add("terminal.output", 100*time.Millisecond, mustJSON(map[string]any{"channel": 0}), []byte("before size "))
+	rec.Add("terminal.resize", 200*time.Millisecond, mustJSON(map[string]any{"channel": 0, "cols": 100, "rows": 30}), nil)
+	rec.Add("terminal.output", 300*time.Millisecond, mustJSON(map[string]any{"channel": 0}), []byte("caf\xc3"))
+	rec.Add("terminal.output", 400*time.Millisecond, mustJSON(map[string]any{"channel": 0}), []byte("\xa9 <b>\r\n"))
+	rec.Add("terminal.input", 500*time.Millisecond, mustJSON(map[string]any{"channel": 0}), []byte("lss\x7f -l"))
+	rec.Add("terminal.input", 600*time.Millisecond, mustJSON(map[string]any{"channel": 0}), []byte("a\r"))
+	rec.Add("terminal.resize", 700*time.Millisecond, mustJSON(map[string]any{"channel": 0, "cols": 120, "rows": 40}), nil)
+	rec.Add("exec", 800*time.Millisecond, mustJSON(map[string]any{"channel": 1, "kind": "exec", "command": "uptime"}), nil)
+	end := t0.Add(time.Second)
+	f.st.Put(store.Session{ID: "term1", User: "alice", Target: "host", Type: "ssh", StartedAt: t0, EndedAt: &end}, rec.Evs)
+	res, b := f.do(t, "GET", "/api/v1/sessions/term1/export?format=asciicast", "alice", "")
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/x-asciicast" {
+		t.Fatalf("export: %d %q %s", res.StatusCode, res.Header.Get("Content-Type"), b)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	want := []string{
+		`{"env":{"TERM":"xterm-256color"},"height":30,"timestamp":` + fmt.Sprint(t0.Unix()) + `,"title":"airlock session term1: alice -\u003e host","version":2,"width":100}`,
+		`[0.1, "o", "before size "]`,
+		`[0.3, "o", "caf"]`,
+		`[0.4, "o", "é \u003cb\u003e\r\n"]`,
+		`[0.6, "m", "ls -la"]`,
+		`[0.7, "r", "120x40"]`,
+		`[0.8, "m", "uptime"]`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asciicast:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if res, _ := f.do(t, "GET", "/api/v1/sessions/term1/export?format=mp4", "alice", ""); res.StatusCode != 400 {
+		t.Errorf("format=mp4: %d, want 400", res.StatusCode)
+	}
+	if res, _ := f.do(t, "GET", "/api/v1/sessions/term1/export?format=asciicast", "bob", ""); res.StatusCode != 404 {
+		t.Errorf("someone else's asciicast: %d, want 404", res.StatusCode)
+	}
+}
+
+func TestTargetKeepPassword(t *testing.T) {
+	f := newFixture(t)
+	if res, b := f.do(t, "POST", "/api/v1/targets", "root", `{"name":"db2","type":"postgres","address":"127.0.0.1:5432","password":"s3cret"}`); res.StatusCode != 201 {
+		t.Fatalf("create: %d %s", res.StatusCode, b)
+	}
+	if res, b := f.do(t, "POST", "/api/v1/targets", "root", `{"name":"db2","type":"postgres","address":"127.0.0.1:5433","keep_password":true}`); res.StatusCode != 200 || strings.Contains(string(b), "s3cret") {
+		t.Fatalf("edit: %d %s", res.StatusCode, b)
+	}
+	got, _ := f.st.GetTarget(context.Background(), "db2")
+	if got.Password != "s3cret" || got.Address != "127.0.0.1:5433" {
+		t.Fatalf("after an edit keeping the password: %+v", got)
+	}
+	f.do(t, "POST", "/api/v1/targets", "root", `{"name":"db2","type":"postgres","address":"127.0.0.1:5433"}`)
+	if got, _ := f.st.GetTarget(context.Background(), "db2"); got.Password != "" {
+		t.Fatalf("a replacement without keep_password kept the password")
 	}
 }
