@@ -1,20 +1,32 @@
 # Airlock's developer entry points. `make test` is the whole suite (what .ci/run calls).
 GO       ?= go
+NPM      ?= npm
 BIN      ?= bin/airlock
 # The e2e suite drives real clients through a real gateway; it takes a few minutes on 2 cores.
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 10s
 
-.PHONY: all build run test ci vet services bench fuzz clean
+.PHONY: all build run test ci vet services bench fuzz clean ui
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/airlock
 
-# Starts the gateway on its embedded default (./airlock-data, loopback listeners).
+# Starts the gateway on its embedded default (./airlock-data, loopback listeners), with the web
+# UI at http://127.0.0.1:8009/ when npm is there to build it (without, the page says how).
 run:
+	@if command -v $(NPM) >/dev/null 2>&1; then $(MAKE) ui || echo "make run: the web UI did not build; starting without it"; \
+	else echo "make run: npm not found: starting without the web UI (install Node.js and npm, then make ui)"; fi
 	$(GO) run ./cmd/airlock gateway
+
+# The web UI: web/ (TypeScript, bundled by esbuild) into internal/ui/dist, which the binary
+# embeds; build the binary after it. The output is not committed.
+ui: web/node_modules/.package-lock.json
+	cd web && $(NPM) run build
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund
 
 services:
 	bash scripts/ensure-services.sh

@@ -81,3 +81,6 @@ fi
 
 # OpenSSH server and clients for the SSH engine's tests (they run their own sshd).
 bash "$(dirname "$0")/ensure-sshd.sh"
+
+# The web UI's browser tests: chromium, npm, and the UI built into the binary (issue 7).
+bash "$(dirname "$0")/ensure-browser.sh"

@@ -1,0 +1,291 @@
+// Targets, policies, the audit log, users.
+import { api, Ev, qs, Session } from "./api";
+import { clear, fmtTime, h } from "./dom";
+import { errorBox, go, me, page } from "./main";
+
+interface Target {
+  name: string;
+  type: string;
+  address: string;
+  database?: string;
+  username?: string;
+  tls?: string;
+  labels?: Record<string, string>;
+  retention_days?: number;
+  source?: string;
+  created_by?: string;
+}
+
+export function targetsPage(): HTMLElement {
+  const list = h("div", { id: "targets" }, "Loading…");
+  const formBox = h("div");
+  const main = page("Targets", list, formBox);
+  const admin = me.role === "admin";
+  const load = async () => {
+    try {
+      const res = await api<{ targets: Target[] }>("GET", "/api/v1/targets");
+      clear(list);
+      if (!res.targets.length) list.appendChild(h("p", { class: "empty" }, "No targets yet."));
+      else
+        list.appendChild(
+          h(
+            "table",
+            { class: "targets" },
+            h("thead", null, h("tr", null, ["Name", "Type", "Address", "Database", "User", "Source", ""].map((c) => h("th", { scope: "col" }, c)))),
+            h(
+              "tbody",
+              null,
+              res.targets.map((t) => {
+                const result = h("span", { class: "test-result", "aria-live": "polite" });
+                return h(
+                  "tr",
+                  { "data-target": t.name },
+                  h("td", { "data-label": "Name" }, t.name),
+                  h("td", { "data-label": "Type" }, t.type),
+                  h("td", { "data-label": "Address" }, t.address),
+                  h("td", { "data-label": "Database" }, t.database ?? ""),
+                  h("td", { "data-label": "User" }, t.username ?? ""),
+                  h("td", { "data-label": "Source" }, t.source ?? ""),
+                  h(
+                    "td",
+                    null,
+                    admin
+                      ? [
+                          h(
+                            "button",
+                            {
+                              type: "button",
+                              class: "test",
+                              onclick: async () => {
+                                result.textContent = "testing…";
+                                try {
+                                  const r = await api<{ ok: boolean; error?: string; duration_ms: number }>("POST", `/api/v1/targets/${encodeURIComponent(t.name)}/test`);
+                                  result.textContent = r.ok ? ` reachable (${r.duration_ms} ms)` : ` unreachable: ${r.error}`;
+                                  result.className = "test-result " + (r.ok ? "ok" : "bad");
+                                } catch (e) {
+                                  result.textContent = " " + String(e);
+                                }
+                              },
+                            },
+                            "Test",
+                          ),
+                          t.source !== "config" ? h("button", { type: "button", class: "link", onclick: () => showForm(t) }, "Edit") : null,
+                          result,
+                        ]
+                      : null,
+                  ),
+                );
+              }),
+            ),
+          ),
+        );
+    } catch (e) {
+      clear(list);
+      list.appendChild(errorBox(e));
+    }
+  };
+  const showForm = (t?: Target) => {
+    clear(formBox);
+    const inp = (name: string, label: string, value = "", attrs: Record<string, string | boolean> = {}) =>
+      h("div", { class: "field" }, h("label", { for: "t-" + name }, label), h("input", { id: "t-" + name, name, value, ...attrs }));
+    const msg = h("div", { "aria-live": "polite" });
+    const form: HTMLFormElement = h(
+      "form",
+      {
+        class: "target-form",
+        id: "target-form",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          clear(msg);
+          const fd = new FormData(form);
+          const body: Record<string, unknown> = {};
+          for (const k of ["name", "type", "address", "database", "username", "password", "tls"]) body[k] = String(fd.get(k) ?? "");
+          body.retention_days = Number(fd.get("retention_days") || 0);
+          if (t && !body.password) body.keep_password = true;
+          try {
+            await api("POST", "/api/v1/targets", body);
+            msg.appendChild(h("p", { class: "ok", role: "status" }, `Saved target ${body.name}.`));
+            load();
+          } catch (x) {
+            msg.appendChild(errorBox(x));
+          }
+        },
+      },
+      h("h2", null, t ? `Edit ${t.name}` : "Register a target"),
+      inp("name", "Name", t?.name ?? "", { required: true, readonly: !!t }),
+      h("div", { class: "field" }, h("label", { for: "t-type" }, "Type"), h("select", { id: "t-type", name: "type" }, h("option", { value: "postgres" }, "PostgreSQL"))),
+      inp("address", "Address (host:port)", t?.address ?? "", { required: true, placeholder: "127.0.0.1:5432" }),
+      inp("database", "Database", t?.database ?? ""),
+      inp("username", "Username", t?.username ?? ""),
+      inp("password", "Password (write-only)", "", { type: "password", autocomplete: "new-password", placeholder: t ? "unchanged" : "" }),
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: "t-tls" }, "TLS"),
+        h("select", { id: "t-tls", name: "tls" }, ["", "disable", "prefer", "require", "verify-ca", "verify-full"].map((v) => h("option", { value: v, selected: (t?.tls ?? "") === v }, v || "default"))),
+      ),
+      inp("retention_days", "Retention (days, 0 = forever)", String(t?.retention_days ?? 0), { type: "number", min: "0" }),
+      h("div", { class: "field" }, h("button", { type: "submit", id: "save-target" }, "Save")),
+      msg,
+    );
+    formBox.appendChild(form);
+    (form.querySelector("input:not([readonly])") as HTMLInputElement | null)?.focus();
+  };
+  if (admin) main.insertBefore(h("p", null, h("button", { type: "button", id: "new-target", onclick: () => showForm() }, "Register a target")), list);
+  load();
+  return main;
+}
+
+export function policiesPage(): HTMLElement {
+  const editor = h("textarea", { id: "policies-json", rows: "18", spellcheck: "false", "aria-label": "API-managed policies (JSON)" });
+  const fixed = h("div", { id: "config-policies" });
+  const msg = h("div", { "aria-live": "polite" });
+  const save = h(
+    "button",
+    {
+      type: "button",
+      id: "save-policies",
+      onclick: async () => {
+        clear(msg);
+        let policies: unknown;
+        try {
+          policies = JSON.parse(editor.value);
+        } catch (e) {
+          msg.appendChild(errorBox("not valid JSON: " + e));
+          return;
+        }
+        try {
+          await api("PUT", "/api/v1/policies", { policies });
+          msg.appendChild(h("p", { class: "ok", role: "status" }, "Saved."));
+          load();
+        } catch (e) {
+          msg.appendChild(errorBox(e));
+        }
+      },
+    },
+    "Validate and save",
+  );
+  const exUser = h("input", { id: "explain-user", name: "user", required: true });
+  const exTarget = h("input", { id: "explain-target", name: "target", required: true });
+  const exOut = h("pre", { id: "explain-out", class: "explain" });
+  const explain = h(
+    "form",
+    {
+      class: "explain-form",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        exOut.textContent = "…";
+        try {
+          const r = await api<{ text: string }>("GET", "/api/v1/policies/explain" + qs({ user: exUser.value, target: exTarget.value }));
+          exOut.textContent = r.text;
+        } catch (x) {
+          exOut.textContent = String(x);
+        }
+      },
+    },
+    h("h2", null, "Explain"),
+    h("div", { class: "field" }, h("label", { for: "explain-user" }, "User"), exUser),
+    h("div", { class: "field" }, h("label", { for: "explain-target" }, "Target"), exTarget),
+    h("div", { class: "field" }, h("button", { type: "submit", id: "explain" }, "Explain")),
+    exOut,
+  );
+  const load = async () => {
+    try {
+      const r = await api<{ policies: any[] }>("GET", "/api/v1/policies");
+      const cfg = r.policies.filter((p) => p.source === "config");
+      const own = r.policies.filter((p) => p.source !== "config").map(({ source, ...p }) => p);
+      clear(fixed);
+      fixed.appendChild(h("h2", null, `From the config file (${cfg.length}, read-only)`));
+      fixed.appendChild(h("pre", { class: "policies" }, JSON.stringify(cfg, null, 2)));
+      editor.value = JSON.stringify(own, null, 2);
+    } catch (e) {
+      clear(fixed);
+      fixed.appendChild(errorBox(e));
+    }
+  };
+  load();
+  const admin = me.role === "admin";
+  if (!admin) editor.setAttribute("readonly", "");
+  return page(
+    "Policies",
+    fixed,
+    h("h2", null, "Managed through the API (evaluated after the config file's)"),
+    editor,
+    admin ? h("p", null, save) : h("p", null, "Only admins may change policies."),
+    msg,
+    explain,
+  );
+}
+
+export function auditPage(params: URLSearchParams): HTMLElement {
+  const box = h("div", { id: "audit" }, "Loading…");
+  const main = page("Audit log", h("p", null, "What was done to the gateway and its recordings: sign-ins, target and policy changes, reads and reveals of recordings, terminations. Each gateway run keeps its own hash-chained log."), box);
+  (async () => {
+    try {
+      const runs = await api<{ sessions: Session[] }>("GET", "/api/v1/sessions" + qs({ type: "audit", limit: 20 }));
+      clear(box);
+      if (!runs.sessions.length) {
+        box.appendChild(h("p", { class: "empty" }, "No audit log yet."));
+        return;
+      }
+      const pick = params.get("run") ?? runs.sessions[0].id;
+      box.appendChild(
+        h(
+          "p",
+          null,
+          "Gateway run: ",
+          runs.sessions.map((s) => (s.id === pick ? h("strong", null, fmtTime(s.started_at) + " ") : h("a", { href: "#/audit?run=" + encodeURIComponent(s.id) }, fmtTime(s.started_at) + " "))),
+        ),
+      );
+      const res = await api<{ events: Ev[] }>("GET", `/api/v1/sessions/${encodeURIComponent(pick)}/events`);
+      const rows = res.events
+        .filter((e) => e.type === "audit")
+        .reverse()
+        .map((e) =>
+          h(
+            "tr",
+            null,
+            h("td", { "data-label": "When" }, fmtTime(e.time)),
+            h("td", { "data-label": "Action" }, e.data.action),
+            h("td", { "data-label": "Actor" }, e.data.actor ?? ""),
+            h("td", { "data-label": "Outcome", class: "outcome-" + e.data.outcome }, e.data.outcome),
+            h("td", { "data-label": "Subject" }, e.data.subject ? h("a", { href: "#/sessions/" + encodeURIComponent(e.data.subject) }, e.data.subject) : ""),
+            h("td", { "data-label": "Detail" }, Object.entries(e.data.detail ?? {}).map(([k, v]) => `${k}=${v}`).join(" ")),
+          ),
+        );
+      box.appendChild(
+        h(
+          "table",
+          { class: "audit" },
+          h("thead", null, h("tr", null, ["When", "Action", "Actor", "Outcome", "Subject", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", null, rows),
+        ),
+      );
+    } catch (e) {
+      clear(box);
+      box.appendChild(errorBox(e));
+    }
+  })();
+  return main;
+}
+
+export function identityPage(): HTMLElement {
+  const box = h("div", { id: "identity" }, "Loading…");
+  (async () => {
+    try {
+      const w = await api<{ user: string; role: string; groups: string[]; method: string; expires_at: string }>("GET", "/api/v1/whoami");
+      clear(box);
+      box.append(
+        h("h2", null, "You"),
+        h("dl", { class: "meta" }, h("dt", null, "User"), h("dd", null, w.user), h("dt", null, "Role"), h("dd", null, w.role), h("dt", null, "Groups"), h("dd", null, w.groups.join(", ") || "none"), h("dt", null, "Signed in by"), h("dd", null, w.method), h("dt", null, "Until"), h("dd", null, fmtTime(w.expires_at))),
+      );
+      // As of 2026-11 the API lists no users, service accounts or API keys: they come with the
+      // identity work (issue 2), which adds its routes and this page's table.
+      box.append(h("p", null, "Local users come from the config file (users:) and the bootstrap admin from the first start; service accounts and API keys are managed with the identity features as they land."));
+    } catch (e) {
+      clear(box);
+      box.appendChild(errorBox(e));
+    }
+  })();
+  return page("Users", box, h("p", null, h("button", { type: "button", class: "link", onclick: () => go("#/sessions") }, "Back to sessions")));
+}
