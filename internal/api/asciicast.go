@@ -14,13 +14,6 @@ import (
 	"github.com/airlock-gw/airlock/internal/event"
 )
 
-// The terminal events of SSH sessions (issue 6; event.TerminalResize and event.Exec), read here
-// by name so that this file does not wait for them.
-const (
-	terminalResize event.Type = "terminal.resize"
-	execEvent      event.Type = "exec"
-)
-
 // exportAsciicast writes a session's terminal as asciicast v2
 // (https://docs.asciinema.org/manual/asciicast/v2/), for the web UI's player and for standard
 // tools: a header with the terminal's first size, then [seconds, "o", text] for output,
@@ -135,7 +128,7 @@ func (c *castWriter) writeEvent(ev castEvent) {
 func (c *castWriter) event(e *event.Event) {
 	t := e.Offset.Seconds()
 	switch e.Type {
-	case terminalResize:
+	case event.TerminalResize:
 		var d struct {
 			Cols, Rows uint32
 		}
@@ -147,7 +140,7 @@ func (c *castWriter) event(e *event.Event) {
 			return
 		}
 		c.emit(t, "r", fmt.Sprintf("%dx%d", d.Cols, d.Rows))
-	case terminalOutput:
+	case event.TerminalOutput:
 		var d struct{ Channel uint32 }
 		json.Unmarshal(e.Data, &d)
 		b := append(c.partial[d.Channel], e.Raw...)
@@ -165,7 +158,7 @@ func (c *castWriter) event(e *event.Event) {
 		if cut > 0 {
 			c.emit(t, "o", strings.ToValidUTF8(string(b[:cut]), "\uFFFD"))
 		}
-	case terminalInput:
+	case event.TerminalInput:
 		for _, ch := range string(e.Raw) {
 			switch {
 			case ch == '\r' || ch == '\n':
@@ -183,7 +176,7 @@ func (c *castWriter) event(e *event.Event) {
 				c.line = append(c.line, ch)
 			}
 		}
-	case execEvent:
+	case event.Exec:
 		var d struct{ Kind, Command string }
 		if json.Unmarshal(e.Data, &d) == nil && d.Kind == "exec" && d.Command != "" {
 			c.emit(t, "m", d.Command)

@@ -99,14 +99,14 @@ func SearchText(e *event.Event) string {
 		if json.Unmarshal(e.Data, &d) == nil {
 			return d.Text
 		}
-	case "exec": // event.Exec (SSH, issue 6)
+	case event.Exec:
 		var d struct {
 			Command string `json:"command"`
 		}
 		if json.Unmarshal(e.Data, &d) == nil {
 			return d.Command
 		}
-	case "terminal.input": // event.TerminalInput (SSH, issue 6)
+	case event.TerminalInput:
 		if utf8.Valid(e.Raw) {
 			return string(e.Raw)
 		}

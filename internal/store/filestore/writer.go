@@ -180,7 +180,7 @@ func (t *searchText) add(e *event.Event) {
 	if s == "" || len(t.b) >= store.MaxSearchText {
 		return
 	}
-	if e.Type != "terminal.input" && len(t.b) > 0 {
+	if e.Type != event.TerminalInput && len(t.b) > 0 {
 		t.b = append(t.b, '\n')
 	}
 	if room := store.MaxSearchText - len(t.b); len(s) > room {
