@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -179,13 +180,20 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 		return nil, fmt.Errorf("list sessions: unknown status %q", f.Status)
 	}
 	if f.Text != "" {
-		where = append(where, `id IN (SELECT session_id FROM session_text WHERE text LIKE ? ESCAPE '\')`)
-		args = append(args, "%"+likeEscaper.Replace(f.Text)+"%")
+		if utf8.RuneCountInString(f.Text) >= 3 {
+			// A phrase of the trigram index is a substring, matched through the index. (LIKE
+			// would be too, but not with the ESCAPE clause that makes % and _ literal.)
+			where = append(where, `id IN (SELECT session_id FROM session_text WHERE session_text MATCH ?)`)
+			args = append(args, `text : "`+strings.ReplaceAll(f.Text, `"`, `""`)+`"`)
+		} else {
+			// Shorter than a trigram: every text is read.
+			where = append(where, `id IN (SELECT session_id FROM session_text WHERE text LIKE ? ESCAPE '\')`)
+			args = append(args, "%"+likeEscaper.Replace(f.Text)+"%")
+		}
 	}
 	if !f.Before.IsZero() {
-		where = append(where, "(started_at < ? OR (started_at = ? AND id < ?))")
-		at := f.Before.StartedAt.UnixNano()
-		args = append(args, at, at, f.Before.ID)
+		where = append(where, "(started_at, id) < (?, ?)")
+		args = append(args, f.Before.StartedAt.UnixNano(), f.Before.ID)
 	}
 	q := `SELECT ` + sessionCols + ` FROM sessions`
 	if len(where) > 0 {
