@@ -527,3 +527,60 @@ func loadPerCPU() (float64, int) {
 	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
 	return f / float64(cpus), cpus
 }
+
+// TestUISSHReplay replays a real SSH session in the player: ssh through the gateway in tmux,
+// a few commands, a resize, HTML in the output; then the page lists the typed commands, jumps
+// to one, seeks to the end and shows the resized terminal, with the HTML as text.
+func TestUISSHReplay(t *testing.T) {
+	requireBinary(t)
+	requirePostgres(t)
+	requireSSHTools(t)
+	b := newBrowser(t)
+	st := startSSHTarget(t)
+	users := defaultUsers()
+	users[0].SSHKeys = []string{st.AlicePub}
+	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	c := newSSHClient(t, g)
+	tm := newTmux(t, t.TempDir(), c.env())
+	since := time.Now()
+	sshCmd := strings.Join(append(c.sshCommand("alice:web-1", st.AliceKey), "-tt", "-p", fmt.Sprint(c.port), "127.0.0.1"), " ")
+	tm.run("new-session", "-d", "-s", "main", "-x", "100", "-y", "30", sshCmd+"; echo SSH-EXITED-$?; sleep 60")
+	tm.send("export PS1='PROMPT> '", "Enter")
+	tm.waitFor("PROMPT> ")
+	tm.send("echo uiword-$((6*7))", "Enter")
+	tm.waitFor("uiword-42")
+	tm.send(`printf '<b>bo''ld</b><script>window.__pwned=5</script>\n'`, "Enter")
+	tm.waitFor("<b>bold</b>")
+	tm.run("resize-window", "-t", "main", "-x", "120", "-y", "40")
+	tm.send("clear; stty size", "Enter")
+	tm.waitFor("40 120")
+	tm.send("exit 3", "Enter")
+	tm.waitFor("SSH-EXITED-3")
+	s, _ := g.waitSSHSession(t, "alice", "web-1", since)
+
+	base := g.apiURL()
+	b.signIn(base, "audrey", audPassword)
+	b.do("find it by a command", chromedp.Navigate(base+"/#/sessions?q=uiword"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-session=%q] a`, s.ID))))
+	b.do("open the SSH recording", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-session=%q] a`, s.ID))), chromedp.WaitVisible(chromedp.CSS("#player[data-ready-ms] .ap-player")))
+	cmds := b.text("#commands")
+	for _, want := range []string{"echo uiword-$((6*7))", "clear; stty size", "exit 3"} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("the command list lacks %q: %q", want, cmds)
+		}
+	}
+	if got := b.text("#size"); !strings.Contains(got, "100×30") {
+		t.Errorf("size shown %q, want 100×30 at the start", got)
+	}
+	b.do("jump to the second command", chromedp.Click(chromedp.CSS("#commands li:nth-child(2) button")))
+	b.waitJS("jumped", `document.querySelector('#player').dataset.seeked === 'marker 1'`)
+	b.do("seek to the end", js(`(() => { const s = document.querySelector('#seek'); s.value = s.max; s.dispatchEvent(new Event('input')); return true; })()`))
+	b.waitJS("the end: resized, and stty's answer on screen", `document.querySelector('#size').textContent.includes('120×40') && document.querySelector('#screen').textContent.includes('40 120')`)
+	// At the marker of "clear; stty size" the printf's output is still on the screen: as text.
+	b.do("jump to the fourth command", chromedp.Click(chromedp.CSS("#commands li:nth-child(4) button")))
+	b.waitJS("the HTML on screen, as text", `document.querySelector('#player').dataset.seeked === 'marker 3' && document.querySelector('#screen').textContent.includes('<b>bold</b><script>')`)
+	if n := run1(b, "no injected elements", chromedp.Evaluate[int](`document.querySelectorAll('#screen b, #screen script').length + (window.__pwned ? 100 : 0)`)); n != 0 {
+		t.Errorf("terminal output became markup or ran (%d)", n)
+	}
+	b.waitJS("integrity verified", `document.querySelector('#integrity.ok') !== null`)
+	b.screenshot("ssh-replay")
+}
