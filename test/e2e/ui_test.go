@@ -426,6 +426,16 @@ func TestUIBrowser(t *testing.T) {
 	b.waitJS("terminate in the audit page", `document.querySelector('table.audit').textContent.includes('session.terminate')`)
 	b.screenshot("audit")
 
+	// Users: service accounts and their keys (created through the API, listed, never the key).
+	if code, body := g.api(t, g.adminToken(t), "POST", "/api/v1/service-accounts", map[string]any{"name": "ui-bot", "role": "user"}); code/100 != 2 {
+		t.Fatalf("create a service account: %d %s", code, body)
+	}
+	b.do("users", chromedp.Navigate(base+"/#/identity"), chromedp.WaitVisible(chromedp.CSS("#service-accounts")))
+	if got := b.text("#service-accounts"); !strings.Contains(got, "ui-bot") || strings.Contains(got, "alk_") {
+		t.Errorf("service accounts table = %q", got)
+	}
+	b.screenshot("users")
+
 	// A phone: the sessions list as stacked cards, nothing wider than the screen.
 	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile), chromedp.Navigate(base+"/#/sessions"), chromedp.WaitVisible(chromedp.CSS("table.sessions")))
 	if w := run1(b, "page width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {

@@ -279,9 +279,39 @@ export function identityPage(): HTMLElement {
         h("h2", null, "You"),
         h("dl", { class: "meta" }, h("dt", null, "User"), h("dd", null, w.user), h("dt", null, "Role"), h("dd", null, w.role), h("dt", null, "Groups"), h("dd", null, w.groups.join(", ") || "none"), h("dt", null, "Signed in by"), h("dd", null, w.method), h("dt", null, "Until"), h("dd", null, fmtTime(w.expires_at))),
       );
-      // As of 2026-11 the API lists no users, service accounts or API keys: they come with the
-      // identity work (issue 2), which adds its routes and this page's table.
-      box.append(h("p", null, "Local users come from the config file (users:) and the bootstrap admin from the first start; service accounts and API keys are managed with the identity features as they land."));
+      box.append(h("p", null, "Local users come from the config file (users:) and the bootstrap admin from the first start."));
+      if (me.role === "admin") {
+        // Service accounts and their API keys (airlock serviceaccounts create|revoke); the key
+        // itself is shown once, at creation, by the CLI.
+        const sa = await api<{ service_accounts: any[] }>("GET", "/api/v1/service-accounts");
+        box.append(
+          h("h2", null, `Service accounts (${sa.service_accounts.length})`),
+          sa.service_accounts.length
+            ? h(
+                "table",
+                { class: "audit", id: "service-accounts" },
+                h("thead", null, h("tr", null, ["Name", "Role", "Key", "Targets", "Created", "Expires", "State"].map((c) => h("th", { scope: "col" }, c)))),
+                h(
+                  "tbody",
+                  null,
+                  sa.service_accounts.map((a) =>
+                    h(
+                      "tr",
+                      null,
+                      h("td", { "data-label": "Name" }, a.name),
+                      h("td", { "data-label": "Role" }, a.role),
+                      h("td", { "data-label": "Key" }, a.key_id ?? ""),
+                      h("td", { "data-label": "Targets" }, (a.targets ?? []).join(", ") || "any"),
+                      h("td", { "data-label": "Created" }, `${fmtTime(a.created_at)} by ${a.created_by ?? ""}`),
+                      h("td", { "data-label": "Expires" }, a.expires_at ? fmtTime(a.expires_at) : "never"),
+                      h("td", { "data-label": "State" }, a.revoked_at ? `revoked by ${a.revoked_by ?? ""}` : a.active === false ? "expired" : "active"),
+                    ),
+                  ),
+                ),
+              )
+            : h("p", { class: "empty" }, "None. Create one with airlock serviceaccounts create NAME."),
+        );
+      }
     } catch (e) {
       clear(box);
       box.appendChild(errorBox(e));
