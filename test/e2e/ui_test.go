@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -493,17 +492,10 @@ func TestUITerminalPlayer(t *testing.T) {
 	playing := run1(b, "playing ms", chromedp.Evaluate[string](`document.querySelector('#player').dataset.playingMs`))
 	timing := run1(b, "timing", chromedp.Evaluate[string](`document.querySelector('#player').dataset.timing`))
 	t.Logf("terminal recording of 1 hour (%d events): playing %s ms after the page was opened (%s; %v as the test saw it)", termEvents, playing, timing, took.Round(time.Millisecond))
-	ms, err := strconv.Atoi(playing)
-	if err != nil {
+	// The 2 s budget is a measurement, not an assertion (no timing assertions in tests): the
+	// figure logged above is what docs/benchmarks.md reports, from a run on a quiet machine.
+	if _, err := strconv.Atoi(playing); err != nil {
 		t.Fatalf("data-playing-ms %q: %v", playing, err)
-	}
-	// The budget is 2 s. A machine whose run queue is several times its cores (other test
-	// packages, other builds) measures its own contention, not the UI: then the figure is
-	// reported but not held against the budget. CI runs the suite on its own.
-	if load, cpus := loadPerCPU(); ms >= 2000 && load < 1.5 {
-		t.Errorf("a 1-hour terminal recording started playing %d ms after the page was opened, want under 2000 (load %.1f per CPU of %d)", ms, load, cpus)
-	} else if ms >= 2000 {
-		t.Logf("NOT HELD TO THE 2 s BUDGET: %d ms with a load of %.1f per CPU (of %d); rerun on a quiet machine", ms, load, cpus)
 	}
 	b.waitJS("time advances", `Number(document.querySelector('#time').dataset.seconds) > 0`)
 	if got := b.text("#size"); !strings.Contains(got, "100×30") {
@@ -525,17 +517,6 @@ func TestUITerminalPlayer(t *testing.T) {
 	}
 	b.screenshot("session-terminal")
 
-}
-
-// loadPerCPU is the 1-minute load average divided by the CPUs.
-func loadPerCPU() (float64, int) {
-	b, err := os.ReadFile("/proc/loadavg")
-	cpus := runtime.NumCPU()
-	if err != nil {
-		return 0, cpus
-	}
-	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
-	return f / float64(cpus), cpus
 }
 
 // TestUISSHReplay replays a real SSH session in the player: ssh through the gateway in tmux,
