@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/event"
 )
 
@@ -139,5 +141,24 @@ func TestRevokeAndLogout(t *testing.T) {
 	// Refresh of a password login's token: refused, it has no IdP session.
 	if code, m := f.bearer(t, "POST", "/api/v1/auth/refresh", "", `{"token":"`+bob2+`"}`); code != 401 || !strings.Contains(m["error"].(string), "cannot be refreshed") {
 		t.Errorf("refresh of a password token: %d %v", code, m)
+	}
+}
+
+// TestScopedTargets: a service account with a scope lists only its targets.
+func TestScopedTargets(t *testing.T) {
+	f := newFixture(t)
+	key, _, err := f.srv.Auth.CreateServiceAccount(context.Background(), auth.ServiceAccount{Name: "narrow", Targets: []string{"elsewhere"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, m := f.bearer(t, "GET", "/api/v1/targets", key, "")
+	if code != 200 || len(m["targets"].([]any)) != 0 {
+		t.Errorf("scoped account lists %d %v", code, m)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/targets/pg", key, ""); code != 404 {
+		t.Errorf("scoped account reads an out-of-scope target: %d", code)
+	}
+	if code, m := f.bearer(t, "GET", "/api/v1/targets", f.tokens["alice"], ""); code != 200 || len(m["targets"].([]any)) != 1 {
+		t.Errorf("alice lists %d %v", code, m)
 	}
 }

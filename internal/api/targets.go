@@ -17,9 +17,12 @@ func (s *Server) listTargets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list targets: %w", err)
 	}
+	id := auth.FromContext(r.Context())
 	out := make([]target.Target, 0, len(list))
 	for _, t := range list {
-		out = append(out, t.Redacted())
+		if id.InScope(t.Name) { // a service account lists only the targets of its scope
+			out = append(out, t.Redacted())
+		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"targets": out})
 }
@@ -27,7 +30,7 @@ func (s *Server) listTargets(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) getTarget(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	t, err := s.Targets.Lookup(r.Context(), name)
-	if errors.Is(err, target.ErrUnknown) {
+	if errors.Is(err, target.ErrUnknown) || !auth.FromContext(r.Context()).InScope(name) {
 		return errorf(http.StatusNotFound, "not_found", "no target %q", name)
 	}
 	if err != nil {
