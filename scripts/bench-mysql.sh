@@ -108,7 +108,10 @@ sb() {
 	gateway) conn=(--mysql-host=127.0.0.1 --mysql-port="$myport" --mysql-user=bench --mysql-password="$password" --mysql-db=bench --mysql-ssl=on) ;;
 	plain) conn=(--mysql-host=127.0.0.1 --mysql-port="$myport" --mysql-user=bench --mysql-password="$password" --mysql-db=bench) ;;
 	esac
-	out=$(cd "$work" && sysbench "$test" "${conn[@]}" "${common[@]}" --threads="$threads" run 2>&1) || { echo "$out" >&2; return 1; }
+	# libmariadb loads the mysql_clear_password plugin lazily and races when threads connect at
+	# once ("could not be loaded: it is already loaded"); LIBMYSQL_PLUGINS loads it up front.
+	out=$(cd "$work" && LIBMYSQL_PLUGINS=mysql_clear_password sysbench "$test" "${conn[@]}" "${common[@]}" --threads="$threads" run 2>&1) ||
+		{ echo "$out" >&2; return 1; }
 	local tps qps
 	tps=$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.)/\1/p' <<<"$out" | head -n1)
 	qps=$(sed -n 's/^ *queries: *[0-9]* *(\([0-9.]*\) per sec.)/\1/p' <<<"$out" | head -n1)
