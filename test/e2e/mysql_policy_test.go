@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -248,5 +249,54 @@ func mustMy(t testing.TB, db *sql.DB, q string) {
 	t.Helper()
 	if _, err := db.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// TestMySQLSessionLimits: max_duration ends a MySQL session with ERR 1053 and the end reason
+// max_duration; recording off leaves no recording.
+func TestMySQLSessionLimits(t *testing.T) {
+	g := startMySQLGateway(t, gwConfig{Targets: []targetCfg{myTarget("my_short"), myTarget("my_norec")}, Extra: `policies:
+  - name: short
+    subjects: ["*"]
+    targets: ["my_short"]
+    access: allow
+    max_duration: 2s
+  - name: unrecorded
+    subjects: ["*"]
+    targets: ["my_norec"]
+    access: allow
+    recording: "off"
+`})
+	m := uniq("myshort")
+	db := g.myOpen(t, "alice", alicePassword, "my_short", m)
+	conn, err := db.Conn(context.Background()) // one connection: database/sql must not reconnect
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := conn.QueryRowContext(context.Background(), "select '"+m+"'").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := conn.QueryRowContext(context.Background(), "select 1").Scan(&s); err == nil {
+		t.Error("a query ran on the session after max_duration")
+	}
+	conn.Close()
+	db.Close()
+	sess, ev := g.mySession(t, m)
+	if sess.EndReason != "max_duration" {
+		t.Errorf("end reason %q, want max_duration", sess.EndReason)
+	}
+	if end := endEvent(ev); end == nil || !strings.Contains(end.str("error"), "maximum duration") {
+		t.Errorf("session.end %v", end)
+	}
+
+	m2 := uniq("mynorec")
+	if r := g.mariadb(t, "alice", alicePassword, "my_norec", "-e", "select '"+m2+"'"); r.Code != 0 || !strings.Contains(r.Stdout, m2) {
+		t.Fatalf("unrecorded session: %s", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, s := range g.sessions(t, g.adminToken(t), sessionFilter{Target: "my_norec"}) {
+		t.Errorf("a session on my_norec was recorded: %+v", s)
 	}
 }
