@@ -242,6 +242,8 @@ func toEventJSON(rr *rowRenderer, e *event.Event) eventJSON {
 		}
 	case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput:
 		ej.Text, ej.Base64 = textOrBase64(e.Raw)
+	case event.KubeRequest, event.KubeResponse, event.KubeWatchEvent, event.KubeStream: // bodies
+		ej.Text, ej.Base64 = textOrBase64(e.Raw)
 	}
 	return ej
 }

@@ -34,12 +34,14 @@ type Config struct {
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 
-	Postgres  Postgres  `yaml:"postgres"`
-	MySQL     MySQL     `yaml:"mysql"`
-	Recording Recording `yaml:"recording"`
-	Auth      Auth      `yaml:"auth"`
-	Approvals Approvals `yaml:"approvals"`
-	Retention Retention `yaml:"retention"`
+	Postgres Postgres `yaml:"postgres"`
+	MySQL    MySQL    `yaml:"mysql"`
+	// Kubernetes configures the Kubernetes listener.
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Recording  Recording  `yaml:"recording"`
+	Auth       Auth       `yaml:"auth"`
+	Approvals  Approvals  `yaml:"approvals"`
+	Retention  Retention  `yaml:"retention"`
 
 	// ShutdownGrace is how long SIGTERM lets running sessions finish before ending them.
 	// Default 30s.
@@ -71,6 +73,9 @@ type Listen struct {
 	MySQL string `yaml:"mysql"`
 	// SSH is the SSH listener (issue 6). Default "" (off).
 	SSH string `yaml:"ssh"`
+	// Kubernetes is the Kubernetes API listener (issue 9): HTTPS with the gateway's
+	// certificate, for kubectl through `airlock kubeconfig`. Default "" (off).
+	Kubernetes string `yaml:"kubernetes"`
 	// Debug serves Go's pprof profiles (/debug/pprof/) for performance work. Default "" (off);
 	// never expose it beyond loopback.
 	Debug string `yaml:"debug"`
@@ -90,6 +95,13 @@ type Postgres struct {
 	// MaxMessageSize bounds one protocol message from either side, in bytes. Default 1 GiB,
 	// the limit PostgreSQL itself enforces.
 	MaxMessageSize int `yaml:"max_message_size"`
+}
+
+// Kubernetes configures the Kubernetes listener.
+type Kubernetes struct {
+	// BodyLimit is how many bytes of each request and response body a recording keeps (the
+	// SHA-256 of the whole body is always kept). Default 65536; -1 keeps no body.
+	BodyLimit int `yaml:"body_limit"`
 }
 
 // MySQL configures the MySQL/MariaDB listener.
@@ -174,9 +186,21 @@ type Target struct {
 	PrivateKeyFile string `yaml:"private_key_file"`
 	// HostKey pins an ssh target's public host key ("ssh-ed25519 AAAA..."): any other key
 	// refuses the connection.
-	HostKey   string            `yaml:"host_key"`
-	Labels    map[string]string `yaml:"labels"`
-	Recording TargetRecording   `yaml:"recording"`
+	HostKey string `yaml:"host_key"`
+	// Token and TokenFile are the gateway's bearer token for a kubernetes target (at most one;
+	// the file is read again for every client connection, so a rotated token is picked up).
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// ClientCertFile and ClientKeyFile are the gateway's client certificate for a kubernetes
+	// target (PEM; they go together).
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// Impersonate forwards kubernetes requests as the gateway user and groups
+	// (Impersonate-User, Impersonate-Group), so that the cluster's RBAC applies to them.
+	// Default false: requests run with the gateway's credential alone.
+	Impersonate bool              `yaml:"impersonate"`
+	Labels      map[string]string `yaml:"labels"`
+	Recording   TargetRecording   `yaml:"recording"`
 	// RetentionDays is how long this target's recordings are kept after their session ended:
 	// the retention job expires older ones that are not on legal hold. 0 (default) keeps them
 	// forever.
@@ -224,6 +248,21 @@ type Policy struct {
 	// SSHDenyCommands are regular expressions (RE2): an ssh exec whose command line matches
 	// one is refused. The union of the matching rules applies.
 	SSHDenyCommands []string `yaml:"ssh_deny_commands" json:"ssh_deny_commands,omitempty"`
+	// Kubernetes are rules over Kubernetes API requests (verb, resource, namespace, name),
+	// checked in order for every request of a session this rule applies to; the first that
+	// matches acts (internal/policy/kubernetes.go).
+	Kubernetes []KubernetesRule `yaml:"kubernetes" json:"kubernetes,omitempty"`
+}
+
+// KubernetesRule acts on the Kubernetes API requests it matches. An empty list matches
+// anything; every non-empty one must match.
+type KubernetesRule struct {
+	Name       string   `yaml:"name" json:"name"`
+	Verbs      []string `yaml:"verbs" json:"verbs,omitempty"`           // get, list, watch, create, update, patch, delete, deletecollection; "*"
+	Resources  []string `yaml:"resources" json:"resources,omitempty"`   // pods, pods/exec, deployments.apps, namespaces; globs
+	Namespaces []string `yaml:"namespaces" json:"namespaces,omitempty"` // globs; "" is cluster-scoped
+	Names      []string `yaml:"names" json:"names,omitempty"`           // globs over the object's name
+	Action     string   `yaml:"action" json:"action"`                   // deny | warn | allow
 }
 
 // GuardrailRule is a custom guardrail (internal/guard.Rule).
@@ -282,6 +321,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Postgres.MaxMessageSize == 0 {
 		c.Postgres.MaxMessageSize = 1 << 30
+	}
+	if c.Kubernetes.BodyLimit == 0 {
+		c.Kubernetes.BodyLimit = 64 << 10
 	}
 	if c.MySQL.MaxPacketSize == 0 {
 		c.MySQL.MaxPacketSize = 1 << 30
@@ -342,7 +384,8 @@ func ValidStore(v string) bool {
 // Validate reports the first problem in a defaulted config.
 func (c *Config) Validate() error {
 	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres},
-		{"listen.mysql", c.Listen.MySQL}, {"listen.ssh", c.Listen.SSH}} {
+		{"listen.mysql", c.Listen.MySQL}, {"listen.ssh", c.Listen.SSH},
+		{"listen.kubernetes", c.Listen.Kubernetes}} {
 		if a.addr == "off" || (a.addr == "" && a.name != "listen.api") {
 			continue
 		}
@@ -419,6 +462,12 @@ func (c *Config) Validate() error {
 		}
 		if n > 1 {
 			return fmt.Errorf("config: target %q: set at most one of password, password_env, password_file", t.Name)
+		}
+		if t.Token != "" && t.TokenFile != "" {
+			return fmt.Errorf("config: target %q: set at most one of token, token_file", t.Name)
+		}
+		if (t.ClientCertFile == "") != (t.ClientKeyFile == "") {
+			return fmt.Errorf("config: target %q: client_cert_file and client_key_file go together", t.Name)
 		}
 		switch t.Recording.Mode {
 		case "", "strict", "best-effort":

@@ -94,7 +94,8 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
-			Password: pw, TLS: t.TLS, CAFile: t.CAFile, PrivateKeyFile: t.PrivateKeyFile, HostKey: t.HostKey, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config"}
+			Password: pw, TLS: t.TLS, CAFile: t.CAFile, PrivateKeyFile: t.PrivateKeyFile, HostKey: t.HostKey, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config",
+			Token: t.Token, TokenFile: t.TokenFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile, Impersonate: t.Impersonate}
 		if err := tt.Validate(); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -161,7 +162,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
 		Audit: lateAudit{g}, Sealer: sealer}
 	// Each engine registers itself from a file of this package (engine_*.go imports it).
-	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres, "mysql": cfg.Listen.MySQL, "ssh": cfg.Listen.SSH}
+	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres, "mysql": cfg.Listen.MySQL, "ssh": cfg.Listen.SSH, "kubernetes": cfg.Listen.Kubernetes}
 	for name, addr := range g.addrs {
 		if addr == "" || addr == "off" {
 			continue

@@ -52,6 +52,8 @@ type Settings struct {
 	// which SSHAllows reads as shell, exec and sftp.
 	SSH             []string `json:"ssh,omitempty"`
 	SSHDenyCommands []string `json:"ssh_deny_commands,omitempty"`
+	// Kubernetes are the request rules of every matching rule, in rule order (MatchKube).
+	Kubernetes []config.KubernetesRule `json:"kubernetes,omitempty"`
 }
 
 // Engine evaluates rules. Its rules can be replaced while it serves (the API does).
@@ -121,6 +123,7 @@ func (e *Engine) Decide(id *auth.Identity, t target.Target) Decision {
 		s.LocalInfile = s.LocalInfile || r.LocalInfile
 		s.SSH = union(s.SSH, r.SSH)
 		s.SSHDenyCommands = union(s.SSHDenyCommands, r.SSHDenyCommands)
+		s.Kubernetes = append(s.Kubernetes, r.Kubernetes...)
 		if r.MaxDuration > 0 && (s.MaxDuration == 0 || r.MaxDuration < s.MaxDuration) {
 			s.MaxDuration = r.MaxDuration
 		}
@@ -262,7 +265,7 @@ func Validate(rules []config.Policy) error {
 			return fmt.Errorf("policy %q: recording must be on or off, not %q", r.Name, r.Recording)
 		}
 		if r.Access == "deny" && (len(r.Masking) > 0 || len(r.Guardrails) > 0 || r.Recording != "" || r.MaxDuration != 0 ||
-			len(r.SSH) > 0 || len(r.SSHDenyCommands) > 0) {
+			len(r.SSH) > 0 || len(r.SSHDenyCommands) > 0 || len(r.Kubernetes) > 0) {
 			return fmt.Errorf("policy %q: a deny rule has no settings: put them in an allow rule", r.Name)
 		}
 		for _, g := range normaliseGuardrails(r.Guardrails) {
@@ -288,6 +291,9 @@ func Validate(rules []config.Policy) error {
 			if _, err := regexp.Compile(p); err != nil {
 				return fmt.Errorf("policy %q: ssh_deny_commands: %w", r.Name, err)
 			}
+		}
+		if err := validateKube(r.Name, r.Kubernetes); err != nil {
+			return err
 		}
 		if MaskingCheck != nil && len(r.Masking) > 0 {
 			if err := MaskingCheck(r.Masking); err != nil {
@@ -350,6 +356,9 @@ func (d Decision) Explain() string {
 		}
 		if s.MaxDuration > 0 {
 			fmt.Fprintf(&b, "max session duration: %s\n", s.MaxDuration)
+		}
+		for _, k := range s.Kubernetes {
+			fmt.Fprintf(&b, "kubernetes rule %s: %s verbs=%v resources=%v namespaces=%v names=%v\n", k.Name, k.Action, k.Verbs, k.Resources, k.Namespaces, k.Names)
 		}
 	}
 	return b.String()

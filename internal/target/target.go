@@ -14,14 +14,14 @@ import (
 // Target is a destination. Password is the gateway's credential for it, resolved from
 // password/password_env/password_file; it never leaves the gateway through the API.
 type Target struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"` // engine name: postgres, ...
-	Address  string `json:"address"`
+	Name    string `json:"name"`
+	Type    string `json:"type"` // engine name: postgres, ...
+	Address string `json:"address"`
 	// Agent names the agent that reaches the target, or a glob over agent names ("dc1-*") for
 	// several (any of them that announces the target serves it); "" is a target the gateway
 	// dials itself. An agent-served target has no address or credentials at the gateway: the
 	// agent holds them (docs/agent.md).
-	Agent string `json:"agent,omitempty"`
+	Agent    string `json:"agent,omitempty"`
 	Database string `json:"database,omitempty"`
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
@@ -32,6 +32,14 @@ type Target struct {
 	PrivateKeyFile string            `json:"private_key_file,omitempty"`
 	HostKey        string            `json:"host_key,omitempty"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	// Token (resolved from token) or TokenFile (read when used) is the gateway's bearer token
+	// for a kubernetes target; ClientCertFile and ClientKeyFile its client certificate.
+	// Impersonate forwards requests as the gateway user (Impersonate-User/-Group headers).
+	Token          string `json:"token,omitempty"`
+	TokenFile      string `json:"token_file,omitempty"`
+	ClientCertFile string `json:"client_cert_file,omitempty"`
+	ClientKeyFile  string `json:"client_key_file,omitempty"`
+	Impersonate    bool   `json:"impersonate,omitempty"`
 	// RecordingMode is what happens when the recording store stalls or fails: strict (default,
 	// fail closed) or best-effort (fail open, counting every dropped event). See
 	// docs/recording.md.
@@ -62,7 +70,8 @@ func (t *Target) Validate() error {
 		return fmt.Errorf("target %q: type is required", t.Name)
 	case t.Address == "" && t.Agent == "":
 		return fmt.Errorf("target %q: address (or agent, for a target reached through an agent) is required", t.Name)
-	case t.Agent != "" && (t.Address != "" || t.Username != "" || t.Password != "" || t.CAFile != "" || t.PrivateKeyFile != "" || t.HostKey != ""):
+	case t.Agent != "" && (t.Address != "" || t.Username != "" || t.Password != "" || t.CAFile != "" || t.PrivateKeyFile != "" || t.HostKey != "" ||
+		t.Token != "" || t.TokenFile != "" || t.ClientCertFile != ""):
 		return fmt.Errorf("target %q: a target served by an agent has no address or credentials at the gateway: the agent's own config holds them (docs/agent.md)", t.Name)
 	}
 	if t.Agent != "" {
@@ -89,6 +98,7 @@ func (t *Target) Validate() error {
 // Redacted returns a copy without secrets, for API answers and logs.
 func (t Target) Redacted() Target {
 	t.Password = ""
+	t.Token = ""
 	return t
 }
 

@@ -1,0 +1,486 @@
+package kubernetes
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/config"
+	"github.com/airlock-gw/airlock/internal/connector"
+	"github.com/airlock-gw/airlock/internal/engine"
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/policy"
+	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/store/filestore"
+	"github.com/airlock-gw/airlock/internal/target"
+)
+
+// These tests run the engine against a stand-in API server (httptest); test/e2e drives kubectl
+// through the gateway to a real kube-apiserver.
+
+type fakeAuth struct{}
+
+func (fakeAuth) Authenticate(_ context.Context, user, secret string) (*auth.Identity, error) {
+	if user == "alice" && secret == "alt_good" {
+		return &auth.Identity{User: user, Groups: []string{"dev", "ops"}, Role: auth.RoleUser, Method: "token"}, nil
+	}
+	return nil, auth.ErrBadCredentials
+}
+
+type fakeTargets map[string]target.Target
+
+func (f fakeTargets) Lookup(_ context.Context, name string) (target.Target, error) {
+	if t, ok := f[name]; ok {
+		return t, nil
+	}
+	return target.Target{}, target.ErrUnknown
+}
+
+// fakeAPI records the headers it got and answers a few paths like an API server.
+type fakeAPI struct {
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.headers = append(f.headers, r.Header.Clone())
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.URL.Path == "/api/v1/namespaces/a/secrets/s":
+		fmt.Fprint(w, `{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s","namespace":"a"},"data":{"password":"aHVudGVyMg=="}}`)
+	case r.URL.Path == "/api/v1/namespaces/a/configmaps" && r.URL.Query().Get("watch") == "true":
+		fl := w.(http.Flusher)
+		for i := range 3 {
+			fmt.Fprintf(w, `{"type":"ADDED","object":{"kind":"ConfigMap","metadata":{"name":"cm-%d","namespace":"a","resourceVersion":"%d"}}}`+"\n", i, i+10)
+			fl.Flush()
+		}
+	case r.URL.Path == "/api/v1/namespaces/a/configmaps" && r.Method == "POST":
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(201)
+		w.Write(b)
+	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
+		// An exec over WebSocket: read one stdin message, answer on stdout, close.
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+		brw.Flush()
+		op, msg, err := readFrame(brw.Reader) // stdin comes in two fragments
+		if err != nil || op != 2 {
+			return
+		}
+		if _, more, err := readFrame(brw.Reader); err == nil {
+			msg = append(msg, more...)
+		}
+		conn.Write(wsFrame(2, append([]byte{1}, "you said: "+string(msg[1:])...), false))
+		conn.Write(wsFrame(8, []byte{0x03, 0xe8}, false))
+	case r.URL.Path == "/api/v1/namespaces/a/pods":
+		// A list bigger than the body limit.
+		fmt.Fprintf(w, `{"kind":"PodList","items":[{"metadata":{"name":"%s"}}]}`, strings.Repeat("p", 200<<10))
+	default:
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"kind":"Status","status":"Failure","code":404}`)
+	}
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+type harness struct {
+	api    *fakeAPI
+	st     *filestore.Store
+	client *http.Client
+	base   string // https://127.0.0.1:PORT/k8s/
+}
+
+func newHarness(t *testing.T, rules []config.Policy) *harness {
+	api := &fakeAPI{}
+	srv := httptest.NewUnstartedServer(api)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+
+	st, err := filestore.Open(t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := &config.Config{}
+	cfg.SetDefaults()
+	cfg.Kubernetes.BodyLimit = 1024
+	e := New(engine.Deps{
+		Config: cfg,
+		TLS:    &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}},
+		Auth:   fakeAuth{},
+		Targets: fakeTargets{
+			"k":  {Name: "k", Type: Name, Address: srv.URL, CAFile: caFile, Token: "gw-token"},
+			"ki": {Name: "ki", Type: Name, Address: srv.URL, CAFile: caFile, Token: "gw-token", Impersonate: true},
+			"pg": {Name: "pg", Type: "postgres", Address: "127.0.0.1:1"},
+		},
+		Policy:    policy.New(rules),
+		Connector: connector.Direct{},
+		Recorder:  &recorder.Recorder{Store: st},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); cancel(engine.ErrShutdown); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); defer c.Close(); e.Serve(ctx, c) }()
+		}
+	}()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &harness{api: api, st: st, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, base: "https://" + ln.Addr().String() + "/k8s/"}
+}
+
+func (h *harness) do(t *testing.T, method, path, token, body string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	var rb io.Reader
+	if body != "" {
+		rb = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, h.base+path, rb)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// events returns the events of every session, once they ended (the client closed).
+func (h *harness) events(t *testing.T) []*event.Event {
+	t.Helper()
+	h.client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ss, err := h.st.Sessions(context.Background(), store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := 0
+		var out []*event.Event
+		for _, s := range ss {
+			if s.EndedAt == nil {
+				open++
+				continue
+			}
+			h.st.Events(context.Background(), s.ID, 0, func(e *event.Event) error {
+				c := *e
+				c.Data = append([]byte(nil), e.Data...)
+				c.Raw = append([]byte(nil), e.Raw...)
+				out = append(out, &c)
+				return nil
+			})
+		}
+		if open == 0 && len(ss) > 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions still open", open)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	only := []config.Policy{{Name: "bob-only", Subjects: []string{"user:bob"}, Targets: []string{"*"}, Access: "allow"}}
+	tests := []struct {
+		name   string
+		rules  []config.Policy
+		path   string
+		token  string
+		status int
+		msg    string
+	}{
+		{"no credential", nil, "k/api/v1/pods", "", 401, "no gateway credential"},
+		{"bad token", nil, "k/api/v1/pods", "alice:alt_bad", 401, "authentication failed"},
+		{"token without user", nil, "k/api/v1/pods", "alt_good", 401, "no gateway credential"},
+		{"no target in path", nil, "", "alice:alt_good", 404, "/k8s/TARGET/"},
+		{"unknown target", nil, "nope/api/v1/pods", "alice:alt_good", 404, `target "nope" does not exist`},
+		{"other type", nil, "pg/api/v1/pods", "alice:alt_good", 404, "postgres target"},
+		{"policy", only, "k/api/v1/pods", "alice:alt_good", 403, "no policy allows alice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.rules)
+			resp, body := h.do(t, "GET", tt.path, tt.token, "")
+			var st struct {
+				Kind    string `json:"kind"`
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			}
+			json.Unmarshal([]byte(body), &st)
+			if resp.StatusCode != tt.status || st.Kind != "Status" || st.Code != tt.status || !strings.Contains(st.Message, tt.msg) {
+				t.Errorf("HTTP %d %s, want %d with %q", resp.StatusCode, body, tt.status, tt.msg)
+			}
+			if len(h.api.headers) != 0 {
+				t.Errorf("a refused request reached the API server")
+			}
+		})
+	}
+}
+
+func TestRelayAndRecording(t *testing.T) {
+	rules := []config.Policy{{Name: "all", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "allow",
+		Kubernetes: []config.KubernetesRule{{Name: "no-ns-delete", Verbs: []string{"delete"}, Resources: []string{"namespaces"}, Action: "deny"}}}}
+	h := newHarness(t, rules)
+	tok := "alice:alt_good"
+
+	resp, body := h.do(t, "GET", "k/api/v1/namespaces/a/secrets/s", tok, "", "Impersonate-User", "system:admin", "Cookie", "c=1",
+		"Accept", "application/vnd.kubernetes.protobuf, application/json")
+	if resp.StatusCode != 200 || !strings.Contains(body, "aHVudGVyMg==") {
+		t.Fatalf("get secret: %d %s", resp.StatusCode, body)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("client spoke %s, want HTTP/2", resp.Proto)
+	}
+	resp, body = h.do(t, "POST", "k/api/v1/namespaces/a/configmaps", tok, `{"kind":"ConfigMap","metadata":{"name":"x"},"data":{"k":"v"}}`, "Content-Type", "application/json")
+	if resp.StatusCode != 201 || !strings.Contains(body, `"k":"v"`) {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do(t, "DELETE", "k/api/v1/namespaces/a", tok, "")
+	if resp.StatusCode != 403 || !strings.Contains(body, "no-ns-delete") {
+		t.Fatalf("delete namespace: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do(t, "GET", "k/api/v1/namespaces/a/configmaps?watch=true", tok, "")
+	if resp.StatusCode != 200 || strings.Count(body, "ADDED") != 3 {
+		t.Fatalf("watch: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do(t, "GET", "k/api/v1/namespaces/a/pods", tok, "")
+	if resp.StatusCode != 200 || len(body) < 200<<10 {
+		t.Fatalf("big list: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	resp, _ = h.do(t, "GET", "ki/api/v1/namespaces/a/pods", tok, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("impersonating target: %d", resp.StatusCode)
+	}
+
+	h.api.mu.Lock()
+	headers := h.api.headers
+	h.api.mu.Unlock()
+	if len(headers) != 5 { // the denied delete never went out
+		t.Fatalf("API server got %d requests, want 5", len(headers))
+	}
+	for i, hd := range headers[:4] {
+		if hd.Get("Authorization") != "Bearer gw-token" || hd.Get("Cookie") != "" || hd.Get("Impersonate-User") != "" {
+			t.Errorf("request %d reached the API server with %v", i, hd)
+		}
+		if strings.Contains(hd.Get("Accept"), "protobuf") {
+			t.Errorf("request %d asks for protobuf: %q", i, hd.Get("Accept"))
+		}
+	}
+	if hd := headers[4]; hd.Get("Impersonate-User") != "alice" || strings.Join(hd.Values("Impersonate-Group"), ",") != "dev,ops" {
+		t.Errorf("impersonating request headers: %v", hd)
+	}
+
+	ev := h.events(t)
+	var all strings.Builder
+	byType := map[event.Type][]*event.Event{}
+	for _, e := range ev {
+		byType[e.Type] = append(byType[e.Type], e)
+		all.Write(e.Data)
+		all.Write(e.Raw)
+	}
+	for _, secret := range []string{"aHVudGVyMg==", "alt_good", "gw-token", "system:admin", "c=1"} {
+		if strings.Contains(all.String(), secret) {
+			t.Errorf("the recording holds %q", secret)
+		}
+	}
+	if n := len(byType[event.KubeRequest]); n != 6 {
+		t.Errorf("%d kube.request events, want 6", n)
+	}
+	var denied, secretResp, big *event.Event
+	for _, e := range ev {
+		var d map[string]any
+		json.Unmarshal(e.Data, &d)
+		switch {
+		case e.Type == event.KubeRequest && d["denied"] == true:
+			denied = e
+		case e.Type == event.KubeResponse && strings.Contains(string(e.Raw), `"kind":"Secret"`):
+			secretResp = e
+		case e.Type == event.KubeResponse && strings.Contains(string(e.Raw), "PodList"):
+			big = e
+		}
+	}
+	if denied == nil || !strings.Contains(string(denied.Data), `"rule":"no-ns-delete"`) {
+		t.Errorf("denied request: %v", denied)
+	}
+	if secretResp == nil || !strings.Contains(string(secretResp.Raw), `"password":"***"`) || !strings.Contains(string(secretResp.Data), `"masked":1`) {
+		t.Errorf("secret response: %v", secretResp)
+	}
+	if big == nil || len(big.Raw) != 1024 || !strings.Contains(string(big.Data), `"truncated":true`) || !strings.Contains(string(big.Data), `"sha256":"`) {
+		t.Errorf("big response: %s (%d raw bytes)", big.Data, len(big.Raw))
+	}
+	if n := len(byType[event.KubeWatchEvent]); n != 3 {
+		t.Errorf("%d kube.watch events, want 3", n)
+	} else if !strings.Contains(string(byType[event.KubeWatchEvent][2].Data), `"name":"cm-2"`) {
+		t.Errorf("third watch event: %s", byType[event.KubeWatchEvent][2].Data)
+	}
+	if n := len(byType[event.KubeResponseEnd]); n != 1 || !strings.Contains(string(byType[event.KubeResponseEnd][0].Data), `"events":3`) {
+		t.Errorf("kube.response.end events: %d", n)
+	}
+	if n := len(byType[event.SessionEnd]); n != 2 {
+		t.Errorf("%d sessions ended, want 2 (one per target)", n)
+	}
+}
+
+// wsFrame encodes one final WebSocket frame (masked, as a client sends, when mask is set).
+func wsFrame(op byte, payload []byte, mask bool) []byte {
+	b := []byte{0x80 | op}
+	m := byte(0)
+	if mask {
+		m = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, m|byte(n))
+	case n < 1<<16:
+		b = append(b, m|126, byte(n>>8), byte(n))
+	default:
+		panic("frame too big for the test")
+	}
+	if !mask {
+		return append(b, payload...)
+	}
+	key := []byte{0x12, 0x34, 0x56, 0x78}
+	b = append(b, key...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+func readFrame(r io.Reader) (op byte, payload []byte, err error) {
+	h := make([]byte, 2)
+	if _, err = io.ReadFull(r, h); err != nil {
+		return
+	}
+	n := int(h[1] & 0x7f)
+	if n == 126 {
+		e := make([]byte, 2)
+		io.ReadFull(r, e)
+		n = int(e[0])<<8 | int(e[1])
+	}
+	var key []byte
+	if h[1]&0x80 != 0 {
+		key = make([]byte, 4)
+		io.ReadFull(r, key)
+	}
+	payload = make([]byte, n)
+	if _, err = io.ReadFull(r, payload); err != nil {
+		return
+	}
+	for i := range payload {
+		if key != nil {
+			payload[i] ^= key[i%4]
+		}
+	}
+	return h[0] & 0x0f, payload, nil
+}
+
+func TestExecOverWebSocketRecorded(t *testing.T) {
+	h := newHarness(t, nil)
+	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(conn, "GET /k8s/k/api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\n"+
+		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Protocol") != "v5.channel.k8s.io" {
+		t.Fatalf("upgrade answer: %v %v", resp, err)
+	}
+	// stdin in two fragments, then a resize.
+	first := wsFrame(2, append([]byte{0}, "ls -l"...), true)
+	first[0] &^= 0x80 // not final
+	conn.Write(first)
+	cont := wsFrame(0, []byte(" /tmp\n"), true)
+	conn.Write(cont)
+	op, msg, err := readFrame(br)
+	if err != nil || op != 2 || string(msg) != "\x01you said: ls -l /tmp\n" {
+		t.Fatalf("stdout frame: op %d %q %v", op, msg, err)
+	}
+	conn.Close()
+
+	ev := h.events(t)
+	var stdin, stdout *event.Event
+	for _, e := range ev {
+		if e.Type != event.KubeStream {
+			continue
+		}
+		switch {
+		case strings.Contains(string(e.Data), `"channel":"stdin"`):
+			stdin = e
+		case strings.Contains(string(e.Data), `"channel":"stdout"`):
+			stdout = e
+		}
+	}
+	if stdin == nil || string(stdin.Raw) != "ls -l /tmp\n" || !strings.Contains(string(stdin.Data), `"from":"client"`) {
+		t.Errorf("stdin event: %v", stdin)
+	}
+	if stdout == nil || string(stdout.Raw) != "you said: ls -l /tmp\n" || !strings.Contains(string(stdout.Data), `"from":"target"`) {
+		t.Errorf("stdout event: %v", stdout)
+	}
+	if stdin != nil && stdout != nil && stdin.Seq > stdout.Seq {
+		t.Errorf("stdin recorded after the stdout it caused")
+	}
+}

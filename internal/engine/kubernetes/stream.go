@@ -1,0 +1,209 @@
+package kubernetes
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/airlock-gw/airlock/internal/event"
+)
+
+// Kubernetes remote-command channels (k8s.io/apimachinery's remotecommand constants): the
+// first byte of each WebSocket message of the channel.k8s.io protocols.
+var channelNames = map[byte]string{0: "stdin", 1: "stdout", 2: "stderr", 3: "error", 4: "resize", 255: "close"}
+
+// maxFrame bounds one WebSocket frame the recorder follows; a larger one stops the recording
+// of the stream's content (the bytes still pass) and is said in kube.response.end.
+const maxFrame = 16 << 20
+
+// streamRecorder records what crosses an upgraded connection. For the WebSocket protocols of
+// exec, attach and port-forward (v4/v5.channel.k8s.io, and their base64 variants) it reads the
+// frames as they pass and records each message as a kube.stream event (channel, bytes, the
+// payload) before the last byte of that message is forwarded. SPDY streams pass unparsed: the
+// request, its 101 and the byte counts are recorded.
+type streamRecorder struct {
+	s      *session
+	id     uint64
+	ws     bool
+	base64 bool
+
+	mu   sync.Mutex
+	fail error
+}
+
+func newStreamRecorder(s *session, id uint64, upgrade, subprotocol string) *streamRecorder {
+	r := &streamRecorder{s: s, id: id}
+	if strings.EqualFold(upgrade, "websocket") && strings.Contains(subprotocol, "channel.k8s.io") {
+		r.ws = true
+		r.base64 = strings.HasPrefix(subprotocol, "base64.")
+	}
+	return r
+}
+
+func (r *streamRecorder) fromClient(src io.Reader) io.Reader {
+	if !r.ws {
+		return src
+	}
+	return &frameTap{r: r, src: src, dir: "client"}
+}
+
+func (r *streamRecorder) fromTarget(src io.Reader) io.Reader {
+	if !r.ws {
+		return src
+	}
+	return &frameTap{r: r, src: src, dir: "target"}
+}
+
+func (r *streamRecorder) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fail
+}
+
+func (r *streamRecorder) setErr(err error) {
+	r.mu.Lock()
+	if r.fail == nil {
+		r.fail = err
+	}
+	r.mu.Unlock()
+}
+
+// frameTap passes bytes through while parsing them as WebSocket frames (RFC 6455 section 5.2).
+type frameTap struct {
+	r   *streamRecorder
+	src io.Reader
+	dir string // client | target
+
+	buf     []byte // bytes of the frame being read
+	msg     []byte // payload of the message being assembled (fragments)
+	msgOp   byte
+	stopped bool // parsing gave up (oversized or malformed); bytes still pass
+}
+
+func (t *frameTap) Read(p []byte) (int, error) {
+	n, err := t.src.Read(p)
+	if n > 0 && !t.stopped {
+		t.buf = append(t.buf, p[:n]...)
+		if perr := t.parse(); perr != nil {
+			t.stopped, t.buf, t.msg = true, nil, nil
+			t.r.setErr(perr)
+		}
+		// Every message completed by these bytes is recorded, and durable, before they go on.
+		if cerr := t.r.s.commit(); cerr != nil {
+			return 0, cerr
+		}
+	}
+	return n, err
+}
+
+// parse consumes the complete frames at the front of t.buf.
+func (t *frameTap) parse() error {
+	for {
+		b := t.buf
+		if len(b) < 2 {
+			return nil
+		}
+		fin, op := b[0]&0x80 != 0, b[0]&0x0f
+		masked := b[1]&0x80 != 0
+		length := uint64(b[1] & 0x7f)
+		hdr := 2
+		switch length {
+		case 126:
+			if len(b) < 4 {
+				return nil
+			}
+			length, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
+		case 127:
+			if len(b) < 10 {
+				return nil
+			}
+			length, hdr = binary.BigEndian.Uint64(b[2:]), 10
+		}
+		if length > maxFrame {
+			return errors.New("a WebSocket frame over 16 MiB: the rest of the stream is not recorded")
+		}
+		var key []byte
+		if masked {
+			if len(b) < hdr+4 {
+				return nil
+			}
+			key, hdr = b[hdr:hdr+4], hdr+4
+		}
+		if uint64(len(b)-hdr) < length {
+			return nil
+		}
+		payload := append([]byte(nil), b[hdr:hdr+int(length)]...)
+		for i := range payload {
+			if masked {
+				payload[i] ^= key[i%4]
+			}
+		}
+		t.buf = b[hdr+int(length):]
+		if len(t.buf) == 0 {
+			t.buf = nil
+		}
+		switch {
+		case op >= 0x8: // control: close, ping, pong
+			if op == 0x8 {
+				t.record("close", payload)
+			}
+			continue
+		case op != 0: // first frame of a message
+			t.msgOp, t.msg = op, payload
+		default: // continuation
+			t.msg = append(t.msg, payload...)
+		}
+		if len(t.msg) > maxFrame {
+			return errors.New("a WebSocket message over 16 MiB: the rest of the stream is not recorded")
+		}
+		if fin {
+			t.message(t.msg)
+			t.msg = nil
+		}
+	}
+}
+
+// message records one channel message.
+func (t *frameTap) message(m []byte) {
+	if len(m) == 0 {
+		return
+	}
+	ch := m[0]
+	data := m[1:]
+	if t.r.base64 {
+		ch -= '0'
+	}
+	name, ok := channelNames[ch]
+	if !ok {
+		name = "channel-" + string(rune('0'+ch%10))
+	}
+	if t.r.base64 && name != "close" {
+		if dec, err := decodeBase64(data); err == nil {
+			data = dec
+		}
+	}
+	t.record(name, data)
+}
+
+func (t *frameTap) record(channel string, data []byte) {
+	sd := event.KubeStreamData{ID: t.r.id, From: t.dir, Channel: channel, Bytes: len(data)}
+	if channel == "resize" {
+		var sz struct{ Width, Height uint16 }
+		if json.Unmarshal(data, &sz) == nil {
+			sd.Cols, sd.Rows = sz.Width, sz.Height
+		}
+	}
+	raw := data
+	if lim := t.r.s.eng.bodyLimit; len(raw) > lim {
+		raw, sd.Truncated = raw[:lim], true
+	}
+	t.r.s.record(event.KubeStream, sd, raw)
+}
+
+func decodeBase64(b []byte) ([]byte, error) {
+	return base64.StdEncoding.DecodeString(string(b))
+}

@@ -1,0 +1,111 @@
+package kubernetes
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlock-gw/airlock/internal/event"
+)
+
+// serveUpgrade relays a request that switches protocols (exec, attach, port-forward over
+// WebSocket or SPDY): the API server's 101 goes to the client, then bytes flow both ways
+// until either side closes.
+func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Request, out *http.Request, id uint64, began time.Time) {
+	if r.ProtoMajor != 1 {
+		s.respondGateway(w, id, began, http.StatusBadRequest, "BadRequest", "protocol upgrades need HTTP/1.1")
+		return
+	}
+	resp, err := s.up.h1.RoundTrip(out)
+	if err != nil {
+		s.eng.d.Metrics.Error("dial")
+		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("the gateway could not reach target %s: %v", s.t.Name, err))
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		s.relayResponse(w, resp, id, began, false)
+		return
+	}
+	upConn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", "the target's upgraded connection is not writable")
+		return
+	}
+	defer upConn.Close()
+	rd := event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)), Source: "target", Streamed: true}
+	s.record(event.KubeResponse, rd, nil)
+	if err := s.commit(); err != nil {
+		s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", "the recording failed: "+err.Error())
+		return
+	}
+	copyHeader(w.Header(), resp.Header)
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Upgrade", resp.Header.Get("Upgrade"))
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	cliConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.log.Warn("cannot take over the client connection for an upgrade", "err", err)
+		return
+	}
+	defer cliConn.Close()
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	var toUp, toCli atomic.Int64
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() { // the session ends (max duration, shutdown): cut the stream
+		select {
+		case <-s.ctx.Done():
+			cliConn.Close()
+			upConn.Close()
+		case <-stop:
+		}
+	}()
+	var cliReader io.Reader = cliConn
+	if brw.Reader.Buffered() > 0 {
+		cliReader = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cliConn)
+	}
+	rec := newStreamRecorder(s, id, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+	wg.Add(2)
+	go func() { // clientToTarget
+		defer wg.Done()
+		n, _ := io.Copy(upConn, rec.fromClient(cliReader))
+		toUp.Add(n)
+		closeWrite(upConn)
+	}()
+	go func() { // targetToClient
+		defer wg.Done()
+		n, _ := io.Copy(cliConn, rec.fromTarget(bufio.NewReader(upConn)))
+		toCli.Add(n)
+		closeWrite(cliConn)
+		close(done)
+	}()
+	wg.Wait()
+	close(stop)
+	s.fromCli.Add(toUp.Load())
+	s.toCli.Add(toCli.Load())
+	end := event.KubeResponseEndData{ID: id, DurationNS: int64(time.Since(began)), Body: event.BodyInfo{Bytes: toCli.Load()}}
+	if err := rec.err(); err != nil {
+		end.Error = err.Error()
+	}
+	s.record(event.KubeResponseEnd, end, nil)
+	s.commit()
+}
+
+func closeWrite(c any) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	if cl, ok := c.(io.Closer); ok {
+		cl.Close()
+	}
+}
