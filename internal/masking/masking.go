@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // The built-in detector names, as policies write them.
@@ -373,4 +374,25 @@ func (m *Masker) MaskColumnName(column string) bool {
 // its length ("123" -> "***", "{12,34}" -> "{**,**}"). It writes to dst[:0].
 func MaskWhole(dst, src []byte) []byte {
 	return appendAlnumMasked(dst[:0], src)
+}
+
+// Cache compiles each distinct list of masking specs once and shares the Masker (which is safe
+// for concurrent use) between the sessions that use it. The zero Cache is ready.
+type Cache struct{ m sync.Map } // joined specs -> *Masker
+
+// Get returns the Masker for specs, nil when there are none.
+func (c *Cache) Get(specs []string) (*Masker, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	key := strings.Join(specs, "\x00")
+	if m, ok := c.m.Load(key); ok {
+		return m.(*Masker), nil
+	}
+	m, err := New(specs)
+	if err != nil {
+		return nil, err
+	}
+	c.m.Store(key, m)
+	return m, nil
 }

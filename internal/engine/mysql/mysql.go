@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
-	"sync"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -33,7 +31,7 @@ const handshakeTimeout = 30 * time.Second
 // Engine is the MySQL engine.
 type Engine struct {
 	d       engine.Deps
-	maskers sync.Map // joined masking specs -> *masking.Masker, compiled once
+	maskers masking.Cache // compiled masking specs, shared by sessions
 }
 
 // New returns the engine.
@@ -57,18 +55,10 @@ func (e *Engine) Refuse(conn net.Conn, reason error) {
 
 // maskerFor returns the session's masker for a policy's masking specs; nil when there are none.
 func (e *Engine) maskerFor(specs []string) (*masker, error) {
-	if len(specs) == 0 {
-		return nil, nil
-	}
-	key := strings.Join(specs, "\x00")
-	if m, ok := e.maskers.Load(key); ok {
-		return newMasker(m.(*masking.Masker)), nil
-	}
-	m, err := masking.New(specs)
-	if err != nil {
+	m, err := e.maskers.Get(specs)
+	if m == nil || err != nil {
 		return nil, err
 	}
-	e.maskers.Store(key, m)
 	return newMasker(m), nil
 }
 

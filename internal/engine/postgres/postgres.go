@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -45,24 +44,16 @@ const (
 type Engine struct {
 	d       engine.Deps
 	cancels *cancelRegistry
-	maskers sync.Map // joined masking specs -> *masking.Masker, compiled once
-	catalog catalog  // table names of column sources, for masking column rules
+	maskers masking.Cache // compiled masking specs, shared by sessions
+	catalog catalog       // table names of column sources, for masking column rules
 }
 
 // maskerFor returns the session's masker for a policy's masking specs; nil when there are none.
 func (e *Engine) maskerFor(specs []string) (*masker, error) {
-	if len(specs) == 0 {
-		return nil, nil
-	}
-	key := strings.Join(specs, "\x00")
-	if m, ok := e.maskers.Load(key); ok {
-		return newMasker(m.(*masking.Masker)), nil
-	}
-	m, err := masking.New(specs)
-	if err != nil {
+	m, err := e.maskers.Get(specs)
+	if m == nil || err != nil {
 		return nil, err
 	}
-	e.maskers.Store(key, m)
 	return newMasker(m), nil
 }
 
