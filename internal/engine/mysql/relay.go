@@ -244,8 +244,8 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 	case gomysql.COM_QUERY:
 		sql := string(p[1:])
 		if r.guard != nil {
-			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.allow {
-				return r.refuse(newError(codeDeniedByPolicy, v.msg))
+			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.Allow {
+				return r.refuse(newError(codeDeniedByPolicy, v.Msg))
 			}
 		}
 		r.curSQL = sql
@@ -861,8 +861,8 @@ func (r *relay) execute(p []byte) (endState, bool) {
 		return r.exchange(p, respExecute) // the target will say it does not know it
 	}
 	if r.guard != nil {
-		if v := r.decide(r.ctx, s.sql, r.guard.prepared(stmtName(id))); !v.allow {
-			return r.refuse(newError(codeDeniedByPolicy, v.msg))
+		if v := r.decide(r.ctx, s.sql, r.guard.prepared(stmtName(id))); !v.Allow {
+			return r.refuse(newError(codeDeniedByPolicy, v.Msg))
 		}
 	}
 	params := r.params(s, p[10:])

@@ -9,9 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/airlock-gw/airlock/internal/approval"
 	"github.com/airlock-gw/airlock/internal/config"
-	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/engine/guardrail"
 	"github.com/airlock-gw/airlock/internal/guard"
 )
 
@@ -22,67 +21,20 @@ type guardrails struct {
 	s     guard.Session
 }
 
-// newGuardrails turns a policy decision's guardrails ("ACTION:CLASS") and custom rules into
-// classifier rules; nil when there are none.
+// newGuardrails makes a session's guardrails from its policy decision; nil when there are none.
 func newGuardrails(classes []string, custom []config.GuardrailRule) *guardrails {
-	var rules []guard.Rule
-	for _, g := range classes {
-		action, class, _ := strings.Cut(g, ":")
-		rules = append(rules, guard.Rule{Name: class, Classes: []string{class}, Action: action})
-	}
-	for _, c := range custom {
-		rules = append(rules, guard.Rule{Name: c.Name, Kinds: c.Kinds, Relations: c.Relations, Classes: c.Classes, Action: c.Action})
-	}
+	rules := guardrail.Rules(classes, custom)
 	if len(rules) == 0 {
 		return nil
 	}
 	return &guardrails{rules: rules}
 }
 
-// verdict is what the relay does with a statement.
-type verdict struct {
-	allow bool
-	msg   string // for a refusal: what the client is told
-}
-
 // decide evaluates a classified statement, asks for approval when a rule says so, and records
-// the decision as its own event.
-func (r *relay) decide(ctx context.Context, sql string, res guard.Result) verdict {
-	d := guard.Evaluate(r.guard.rules, res)
-	ev := event.GuardrailData{Action: d.Action, Rule: d.Rule, Reason: d.Reason, Classes: res.Classes(), Statement: sql}
-	v := verdict{allow: true}
-	switch d.Action {
-	case guard.ActionDeny:
-		v = verdict{msg: refusalPrefix + d.Rule + ": " + d.Reason}
-	case guard.ActionApprove:
-		v = r.approve(ctx, sql, d, &ev)
-	}
-	r.rec.Record(event.Guardrail, ev, nil)
-	return v
-}
-
-func (r *relay) approve(ctx context.Context, sql string, d guard.Decision, ev *event.GuardrailData) verdict {
-	if r.e.d.Approvals == nil {
-		return verdict{msg: "statement needs approval (guardrail " + d.Rule + ") but the gateway has no approver configured"}
-	}
-	// Tell the recording (and so an auditor watching) that the statement waits.
-	r.rec.Record(event.Guardrail, event.GuardrailData{Action: d.Action, Rule: d.Rule, Reason: "waiting for approval: " + d.Reason, Statement: sql}, nil)
-	r.rec.Commit()
-	out, err := r.e.d.Approvals.Request(ctx, approval.Request{Session: r.rec.ID(), User: r.c.id.User, Target: r.c.target,
-		Statement: sql, Rule: d.Rule, Reason: d.Reason})
-	if err != nil {
-		return verdict{msg: "statement needs approval (guardrail " + d.Rule + ") and could not be submitted: " + err.Error()}
-	}
-	ok := out.Approved
-	ev.Approved, ev.By = &ok, out.By
-	if !ok {
-		who := out.By
-		if who == "" {
-			who = "nobody"
-		}
-		return verdict{msg: fmt.Sprintf("statement not approved (guardrail %s): %s by %s", d.Rule, out.Reason, who)}
-	}
-	return verdict{allow: true}
+// the decision as its own event (internal/engine/guardrail).
+func (r *relay) decide(ctx context.Context, sql string, res guard.Result) guardrail.Verdict {
+	d := guardrail.Decider{Rules: r.guard.rules, Approvals: r.e.d.Approvals, Rec: r.rec, User: r.c.id.User, Target: r.c.target}
+	return d.Decide(ctx, sql, res)
 }
 
 // refusalQuery is a statement that makes the target itself answer with our error: an
@@ -115,8 +67,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// refusalPrefix starts the message of every guardrail refusal the target raises for us.
-const refusalPrefix = "statement refused by guardrail "
+// refusalPrefix starts the message of every guardrail refusal.
+const refusalPrefix = guardrail.RefusalPrefix
 
 // tidyRefusal drops the PL/pgSQL context ("inline_code_block line 1 at RAISE") from the error
 // that refusalQuery makes the target raise: it describes our DO block, not the client's

@@ -686,8 +686,8 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		if q.Decode(body) != nil {
 			return buf
 		}
-		if v := r.decide(r.ctx, q.String, r.guard.s.Classify(q.String)); !v.allow {
-			return append(buf[:start], refusalQuery(v.msg)...)
+		if v := r.decide(r.ctx, q.String, r.guard.s.Classify(q.String)); !v.Allow {
+			return append(buf[:start], refusalQuery(v.Msg)...)
 		}
 	case 'P':
 		var p pgproto3.Parse
@@ -709,8 +709,8 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		if !ok {
 			return r.refuseExecute(buf, start, fmt.Sprintf("%sunknown: statement %q was not seen being prepared on this guarded target", refusalPrefix, stmt))
 		}
-		if v := r.decide(r.ctx, st.SQL, guard.Result{Statements: []guard.Statement{st}}); !v.allow {
-			return r.refuseExecute(buf, start, v.msg)
+		if v := r.decide(r.ctx, st.SQL, guard.Result{Statements: []guard.Statement{st}}); !v.Allow {
+			return r.refuseExecute(buf, start, v.Msg)
 		}
 	}
 	return buf
