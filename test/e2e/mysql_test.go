@@ -253,6 +253,10 @@ func TestMySQLRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("failed logins audited with their reason", func(t *testing.T) {
+		g.requireAudit(t, "login", map[string]string{"actor": "alice", "outcome": "denied", "protocol": "mysql", "target": "my", "reason": "bad_password"})
+		g.requireAudit(t, "login", map[string]string{"actor": "mallory", "outcome": "denied", "protocol": "mysql", "reason": "unknown_user"})
+	})
 	t.Run("plaintext", func(t *testing.T) {
 		r := run(time.Minute, cleanEnv(), nil, requireTool(t, "mariadb"), "--no-defaults", "-h", "127.0.0.1",
 			"-P", fmt.Sprint(g.Port("mysql")), "--skip-ssl", "-u", "alice", "-p"+alicePassword, "-D", "my", "-e", "select 1")

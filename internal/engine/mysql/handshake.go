@@ -265,7 +265,7 @@ func (e *Engine) handshake(ctx context.Context, raw net.Conn) (*client, error) {
 		e.d.Log.Info("authentication failed", "protocol", Name, "user", c.user, "client", raw.RemoteAddr().String(), "err", err)
 		if e.d.Audit != nil {
 			if aerr := e.d.Audit.Record(ctx, audit.Entry{Action: audit.ActionLogin, Actor: c.user, Outcome: audit.Denied,
-				Client: raw.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": c.target}}); aerr != nil {
+				Client: raw.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": c.target, "reason": auth.Reason(err)}}); aerr != nil {
 				e.d.Log.Error("audit log: failed login not recorded", "err", aerr)
 			}
 		}
