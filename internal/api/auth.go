@@ -277,6 +277,11 @@ func (s *Server) provider(name string) (*oidc.Provider, error) {
 // oidcFailure audits a refused OIDC login and answers 401; other errors (the provider cannot be
 // reached) are a 502.
 func (s *Server) oidcFailure(r *http.Request, p *oidc.Provider, method string, err error) error {
+	return s.oidcFailureVia(r, p, method, "api", err)
+}
+
+// oidcFailureVia is oidcFailure for a login through via (api, web).
+func (s *Server) oidcFailureVia(r *http.Request, p *oidc.Provider, method, via string, err error) error {
 	var f *auth.Failure
 	name := ""
 	if p != nil {
@@ -288,7 +293,7 @@ func (s *Server) oidcFailure(r *http.Request, p *oidc.Provider, method string, e
 	s.log().Warn("oidc login refused", "provider", name, "method", method, "reason", f.Reason, "err", err)
 	s.authFailure()
 	s.audit(r, audit.Entry{Action: audit.ActionLogin, Outcome: audit.Denied,
-		Detail: map[string]string{"method": method, "via": "api", "provider": name, "reason": f.Reason}})
+		Detail: map[string]string{"method": method, "via": via, "provider": name, "reason": f.Reason}})
 	return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: publicReason(err), Err: err}
 }
 
@@ -406,25 +411,35 @@ func (s *Server) oidcExchange(w http.ResponseWriter, r *http.Request) error {
 
 // finishOIDC validates the ID token of a grant, keeps the refresh token, and issues.
 func (s *Server) finishOIDC(w http.ResponseWriter, r *http.Request, p *oidc.Provider, toks oidc.Tokens, nonce, method string) error {
+	id, err := s.oidcIdentity(r, p, toks, nonce)
+	if err != nil {
+		return s.oidcFailure(r, p, method, err)
+	}
+	return s.issue(w, r, id, time.Now().Add(p.Config.TokenTTL), map[string]string{"method": method, "via": "api", "provider": p.Config.Name})
+}
+
+// oidcIdentity validates the ID token of a grant (signature, issuer, audience, times, nonce),
+// maps its claims to an identity, and keeps the refresh token as the identity's IdP session.
+func (s *Server) oidcIdentity(r *http.Request, p *oidc.Provider, toks oidc.Tokens, nonce string) (*auth.Identity, error) {
 	if toks.IDToken == "" {
-		return s.oidcFailure(r, p, method, &auth.Failure{Reason: auth.ReasonMalformed, Detail: "the provider returned no ID token (is openid among the scopes?)"})
+		return nil, &auth.Failure{Reason: auth.ReasonMalformed, Detail: "the provider returned no ID token (is openid among the scopes?)"}
 	}
 	c, err := p.Verify(r.Context(), toks.IDToken, nonce)
 	if err != nil {
-		return s.oidcFailure(r, p, method, err)
+		return nil, err
 	}
 	id, err := p.Identity(c.Raw)
 	if err != nil {
-		return s.oidcFailure(r, p, method, err)
+		return nil, err
 	}
 	if toks.RefreshToken != "" {
 		id.Session = auth.NewSessionID()
 		if err := s.Auth.PutIdPSession(r.Context(), id.Session, auth.IdPSession{Provider: p.Config.Name, User: id.User,
 			RefreshToken: toks.RefreshToken, CreatedAt: time.Now().UTC()}); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return s.issue(w, r, id, time.Now().Add(p.Config.TokenTTL), map[string]string{"method": method, "via": "api", "provider": p.Config.Name})
+	return id, nil
 }
 
 // oidcDevice starts a device-flow login: the CLI shows the user code and the verification URL,

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -160,5 +161,40 @@ func TestScopedTargets(t *testing.T) {
 	}
 	if code, m := f.bearer(t, "GET", "/api/v1/targets", f.tokens["alice"], ""); code != 200 || len(m["targets"].([]any)) != 1 {
 		t.Errorf("alice lists %d %v", code, m)
+	}
+}
+
+func TestListUsers(t *testing.T) {
+	f := newFixture(t)
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop"
+	hash, _ := auth.HashPassword("pw")
+	if err := f.srv.Auth.AddUser(auth.User{Name: "dave", PasswordHash: hash, Role: auth.RoleUser, SSHKeys: []string{key}}); err != nil {
+		t.Fatal(err)
+	}
+	code, m := f.bearer(t, "GET", "/api/v1/users", f.tokens["root"], "")
+	if code != 200 {
+		t.Fatalf("list: %d %v", code, m)
+	}
+	raw := fmt.Sprint(m)
+	if strings.Contains(raw, "$2a$") || strings.Contains(raw, "AAAAC3Nza") {
+		t.Fatalf("the list shows a password hash or a whole key: %s", raw)
+	}
+	users := m["users"].([]any)
+	var names []string
+	for _, u := range users {
+		names = append(names, u.(map[string]any)["name"].(string))
+	}
+	if strings.Join(names, ",") != "alice,bob,carol,dave,root" {
+		t.Fatalf("users %v", names)
+	}
+	alice, dave := users[0].(map[string]any), users[3].(map[string]any)
+	if alice["role"] != "user" || fmt.Sprint(alice["groups"]) != "[dba]" {
+		t.Errorf("alice %v", alice)
+	}
+	if fmt.Sprint(dave["ssh_keys"]) != "[SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU]" {
+		t.Errorf("dave %v", dave)
+	}
+	if code, _ := f.bearer(t, "GET", "/api/v1/users", f.tokens["carol"], ""); code != 403 {
+		t.Errorf("auditor lists users: %d, want 403", code)
 	}
 }

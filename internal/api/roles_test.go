@@ -44,6 +44,8 @@ func TestRoleMatrix(t *testing.T) {
 		{"POST /api/v1/auth/oidc/exchange", "POST", "/api/v1/auth/oidc/exchange", `{}`, public, 400},
 		{"POST /api/v1/auth/oidc/device", "POST", "/api/v1/auth/oidc/device", `{}`, public, 400},
 		{"POST /api/v1/auth/oidc/device/wait", "POST", "/api/v1/auth/oidc/device/wait", `{}`, public, 400},
+		{"GET /api/v1/auth/oidc/web/start", "GET", "/api/v1/auth/oidc/web/start?provider=none", "", public, 404},
+		{"GET /api/v1/auth/oidc/callback", "GET", "/api/v1/auth/oidc/callback", "", public, 303}, // back to the sign-in page
 		{"GET /api/v1/whoami", "GET", "/api/v1/whoami", "", user, 200},
 		{"GET /api/v1/auth/session", "GET", "/api/v1/auth/session", "", public, 200},
 		{"POST /api/v1/auth/session", "POST", "/api/v1/auth/session", `{}`, public, 403}, // no CSRF header
@@ -51,6 +53,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"GET /api/v1/sessions/{id}/live", "GET", "/api/v1/sessions/nope/live", "", user, 404},
 		{"POST /api/v1/sessions/{id}/terminate", "POST", "/api/v1/sessions/s-bob/terminate", `{}`, admin, 400},
 		{"POST /api/v1/targets/{name}/test", "POST", "/api/v1/targets/nope/test", "", admin, 404},
+		{"GET /api/v1/users", "GET", "/api/v1/users", "", admin, 200},
 		{"GET /api/v1/service-accounts", "GET", "/api/v1/service-accounts", "", admin, 200},
 		{"POST /api/v1/service-accounts", "POST", "/api/v1/service-accounts", `{}`, admin, 400},
 		{"POST /api/v1/service-accounts/{name}/revoke", "POST", "/api/v1/service-accounts/nobody/revoke", "", admin, 404},

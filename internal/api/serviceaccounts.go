@@ -16,6 +16,12 @@ type serviceAccountView struct {
 	Active bool `json:"active"`
 }
 
+// listUsers lists the local users (admin only): names, roles, groups and SSH key fingerprints,
+// never a password hash. Users of OIDC providers are not kept by the gateway, so not listed.
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"users": s.Auth.LocalUsers()})
+}
+
 func (s *Server) listServiceAccounts(w http.ResponseWriter, r *http.Request) error {
 	list, err := s.Auth.ServiceAccounts(r.Context())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/audit"
@@ -77,7 +78,14 @@ type webSession struct {
 }
 
 func (s *Server) loginMethods() []LoginMethod {
-	return append([]LoginMethod{{Name: "password", Label: "Local user"}}, s.LoginMethods...)
+	out := []LoginMethod{{Name: "password", Label: "Local user"}}
+	if s.OIDC != nil {
+		for _, p := range s.OIDC.All() {
+			out = append(out, LoginMethod{Name: "oidc:" + p.Config.Name, Label: "Sign in with " + p.Config.Name,
+				URL: "/api/v1/auth/oidc/web/start?provider=" + url.QueryEscape(p.Config.Name)})
+		}
+	}
+	return append(out, s.LoginMethods...)
 }
 
 // getWebSession tells the UI whether its cookie signs it in, and if so as whom, with the CSRF
@@ -132,12 +140,17 @@ func (s *Server) StartWebSession(w http.ResponseWriter, r *http.Request, id *aut
 	if err != nil {
 		return fmt.Errorf("issue token for %s: %w", id.User, err)
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: exp,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	s.setSessionCookie(w, r, token, exp)
 	s.log().Info("web login", "user", id.User, "role", id.Role, "remote", r.RemoteAddr)
 	e := exp.UTC()
 	return writeJSON(w, http.StatusOK, webSession{Authenticated: true, User: id.User, Role: id.Role, Groups: id.Groups,
 		ExpiresAt: &e, CSRFToken: csrfToken(token), Methods: s.loginMethods()})
+}
+
+// setSessionCookie sets the web UI's session cookie: HttpOnly, SameSite=Strict, Secure over TLS.
+func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, token string, exp time.Time) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: exp,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
 // deleteWebSession signs out: the cookie's token is revoked (audited like a logout) and the

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
 )
 
 // ErrBadCredentials is returned for an unknown user, a wrong password or an invalid token; the
@@ -296,4 +297,33 @@ func (s *Service) Authenticate(ctx context.Context, user, secret string) (*Ident
 		return id, nil
 	}
 	return s.Login(ctx, user, secret)
+}
+
+// LocalUser is what may be shown of a local user: never the password hash.
+type LocalUser struct {
+	Name   string   `json:"name"`
+	Role   Role     `json:"role"`
+	Groups []string `json:"groups"`
+	// SSHKeys are the SHA256 fingerprints of the user's SSH public keys.
+	SSHKeys []string `json:"ssh_keys"`
+}
+
+// LocalUsers lists the local users (from the config file, and the bootstrap admin), by name.
+func (s *Service) LocalUsers() []LocalUser {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]LocalUser, 0, len(s.users))
+	for _, u := range s.users {
+		lu := LocalUser{Name: u.Name, Role: u.Role, Groups: slices.Clone(u.Groups), SSHKeys: []string{}}
+		if lu.Groups == nil {
+			lu.Groups = []string{}
+		}
+		keys, _ := ParseSSHKeys(u.SSHKeys)
+		for _, k := range keys {
+			lu.SSHKeys = append(lu.SSHKeys, ssh.FingerprintSHA256(k))
+		}
+		out = append(out, lu)
+	}
+	slices.SortFunc(out, func(a, b LocalUser) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

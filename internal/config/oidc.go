@@ -23,6 +23,11 @@ type OIDCProvider struct {
 	// public client (PKCE alone). ClientSecretEnv reads it from an environment variable instead.
 	ClientSecret    string `yaml:"client_secret"`
 	ClientSecretEnv string `yaml:"client_secret_env"`
+	// WebRedirectURL is where the provider sends the browser back after a sign-in in the web
+	// UI; it must end in /api/v1/auth/oidc/callback and be registered at the provider. Default:
+	// the gateway's API address as the browser reached it (http(s)://HOST/api/v1/auth/oidc/callback);
+	// set it when the gateway is behind a proxy that changes the scheme or host.
+	WebRedirectURL string `yaml:"web_redirect_url"`
 	// Scopes requested at login. Default: openid, profile, email, groups, offline_access (the
 	// last one gives the refresh token that renews gateway tokens).
 	Scopes []string `yaml:"scopes"`
@@ -110,6 +115,13 @@ func validateOIDC(ps []OIDCProvider) error {
 		}
 		if p.ClientID == "" {
 			return fmt.Errorf("config: oidc %q: client_id is required", p.Name)
+		}
+		if p.WebRedirectURL != "" {
+			w, err := url.Parse(p.WebRedirectURL)
+			if err != nil || (w.Scheme != "https" && !(w.Scheme == "http" && loopbackHost(w.Hostname()))) || w.Host == "" ||
+				!strings.HasSuffix(w.Path, "/api/v1/auth/oidc/callback") {
+				return fmt.Errorf("config: oidc %q: web_redirect_url must be an https:// URL (http:// only on loopback) ending in /api/v1/auth/oidc/callback, not %q", p.Name, p.WebRedirectURL)
+			}
 		}
 		if p.ClientSecret != "" && p.ClientSecretEnv != "" {
 			return fmt.Errorf("config: oidc %q: set at most one of client_secret and client_secret_env", p.Name)

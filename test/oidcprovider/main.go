@@ -172,7 +172,8 @@ func main() {
 			u.groups[parts[0]] = strings.Split(parts[2], ",")
 		}
 	}
-	storage.RegisterClients(storage.NativeClient(*clientID, "http://127.0.0.1/callback", "http://localhost/callback"))
+	storage.RegisterClients(storage.NativeClient(*clientID, "http://127.0.0.1/callback", "http://localhost/callback",
+		"http://127.0.0.1/api/v1/auth/oidc/callback"))
 	st := &store{Storage: storage.NewStorage(u), users: u, clientID: *clientID, clientSecret: *clientSecret}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	router := exampleop.SetupServer(issuer, st, logger, false)

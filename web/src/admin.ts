@@ -113,8 +113,15 @@ export function targetsPage(): HTMLElement {
       },
       h("h2", null, t ? `Edit ${t.name}` : "Register a target"),
       inp("name", "Name", t?.name ?? "", { required: true, readonly: !!t }),
-      h("div", { class: "field" }, h("label", { for: "t-type" }, "Type"), h("select", { id: "t-type", name: "type" }, h("option", { value: "postgres" }, "PostgreSQL"))),
-      inp("address", "Address (host:port)", t?.address ?? "", { required: true, placeholder: "127.0.0.1:5432" }),
+      h("div", { class: "field" }, h("label", { for: "t-type" }, "Type"), h(
+          "select",
+          { id: "t-type", name: "type" },
+          [
+            ["postgres", "PostgreSQL"],
+            ["mysql", "MySQL / MariaDB"],
+          ].map(([v, l]) => h("option", { value: v, selected: (t?.type ?? "postgres") === v }, l)),
+        )),
+      inp("address", "Address (host:port)", t?.address ?? "", { required: true, placeholder: "127.0.0.1:5432 (PostgreSQL), 127.0.0.1:3306 (MySQL)" }),
       inp("database", "Database", t?.database ?? ""),
       inp("username", "Username", t?.username ?? ""),
       inp("password", "Password (write-only)", "", { type: "password", autocomplete: "new-password", placeholder: t ? "unchanged" : "" }),
@@ -271,51 +278,132 @@ export function auditPage(params: URLSearchParams): HTMLElement {
 
 export function identityPage(): HTMLElement {
   const box = h("div", { id: "identity" }, "Loading…");
-  (async () => {
+  const table = (id: string, cols: string[], rows: HTMLElement[]) =>
+    h("table", { class: "audit", id }, h("thead", null, h("tr", null, cols.map((c) => h("th", { scope: "col" }, c)))), h("tbody", null, rows));
+  const td = (label: string, ...content: (Node | string | null)[]) => h("td", { "data-label": label }, ...content);
+  const load = async () => {
     try {
-      const w = await api<{ user: string; role: string; groups: string[]; method: string; expires_at: string }>("GET", "/api/v1/whoami");
+      const w = await api<{ user: string; role: string; groups: string[]; method: string; provider?: string; expires_at: string }>("GET", "/api/v1/whoami");
       clear(box);
       box.append(
         h("h2", null, "You"),
-        h("dl", { class: "meta" }, h("dt", null, "User"), h("dd", null, w.user), h("dt", null, "Role"), h("dd", null, w.role), h("dt", null, "Groups"), h("dd", null, w.groups.join(", ") || "none"), h("dt", null, "Signed in by"), h("dd", null, w.method), h("dt", null, "Until"), h("dd", null, fmtTime(w.expires_at))),
+        h("dl", { class: "meta" }, h("dt", null, "User"), h("dd", null, w.user), h("dt", null, "Role"), h("dd", null, w.role), h("dt", null, "Groups"), h("dd", null, w.groups.join(", ") || "none"), h("dt", null, "Signed in by"), h("dd", { id: "signed-in-by" }, w.provider ? `${w.method} (identity provider ${w.provider})` : w.method), h("dt", null, "Until"), h("dd", null, fmtTime(w.expires_at))),
       );
-      box.append(h("p", null, "Local users come from the config file (users:) and the bootstrap admin from the first start."));
-      if (me.role === "admin") {
-        // Service accounts and their API keys (airlock serviceaccounts create|revoke); the key
-        // itself is shown once, at creation, by the CLI.
-        const sa = await api<{ service_accounts: any[] }>("GET", "/api/v1/service-accounts");
-        box.append(
-          h("h2", null, `Service accounts (${sa.service_accounts.length})`),
-          sa.service_accounts.length
-            ? h(
-                "table",
-                { class: "audit", id: "service-accounts" },
-                h("thead", null, h("tr", null, ["Name", "Role", "Key", "Targets", "Created", "Expires", "State"].map((c) => h("th", { scope: "col" }, c)))),
+      if (me.role !== "admin") {
+        box.append(h("p", null, "Local users come from the config file (users:) and the bootstrap admin from the first start."));
+        return;
+      }
+      const [us, sa] = await Promise.all([
+        api<{ users: { name: string; role: string; groups: string[]; ssh_keys: string[] }[] }>("GET", "/api/v1/users"),
+        api<{ service_accounts: any[] }>("GET", "/api/v1/service-accounts"),
+      ]);
+      box.append(
+        h("h2", null, `Local users (${us.users.length})`),
+        h("p", null, "From the config file (users:) and the bootstrap admin. Users of an identity provider sign in with it and are not kept here."),
+        table(
+          "local-users",
+          ["Name", "Role", "Groups", "SSH keys"],
+          us.users.map((u) =>
+            h("tr", null, td("Name", u.name), td("Role", u.role), td("Groups", u.groups.join(", ") || "none"), td("SSH keys", u.ssh_keys.length ? h("code", null, u.ssh_keys.join("\n")) : "none")),
+          ),
+        ),
+      );
+      // Service accounts and their API keys: the key is shown once, here, when it is made.
+      const msg = h("div", { "aria-live": "polite", id: "sa-message" });
+      const form: HTMLFormElement = h(
+        "form",
+        {
+          class: "target-form",
+          id: "sa-form",
+          onsubmit: async (e: Event) => {
+            e.preventDefault();
+            clear(msg);
+            const fd = new FormData(form);
+            const list = (k: string) =>
+              String(fd.get(k) ?? "")
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean);
+            const body: Record<string, unknown> = { name: String(fd.get("name") ?? ""), role: String(fd.get("role") ?? "user"), groups: list("groups"), targets: list("targets") };
+            if (fd.get("expires_in")) body.expires_in = String(fd.get("expires_in"));
+            try {
+              const res = await api<{ api_key: string }>("POST", "/api/v1/service-accounts", body);
+              await load();
+              const m = document.getElementById("sa-message");
+              m?.append(
+                h("p", { class: "ok", role: "status" }, `Created ${body.name}. Its API key is shown only now: copy it.`),
+                h("pre", { id: "sa-key" }, res.api_key),
+              );
+            } catch (x) {
+              msg.appendChild(errorBox(x));
+            }
+          },
+        },
+        h("h3", null, "Create a service account"),
+        h("div", { class: "field" }, h("label", { for: "sa-name" }, "Name"), h("input", { id: "sa-name", name: "name", required: true })),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { for: "sa-role" }, "Role"),
+          h("select", { id: "sa-role", name: "role" }, ["user", "auditor", "admin"].map((r) => h("option", { value: r }, r))),
+        ),
+        h("div", { class: "field" }, h("label", { for: "sa-groups" }, "Groups (comma-separated)"), h("input", { id: "sa-groups", name: "groups" })),
+        h("div", { class: "field" }, h("label", { for: "sa-targets" }, "Targets (comma-separated; empty: any)"), h("input", { id: "sa-targets", name: "targets" })),
+        h("div", { class: "field" }, h("label", { for: "sa-expires" }, "Expires in (e.g. 720h; empty: never)"), h("input", { id: "sa-expires", name: "expires_in" })),
+        h("div", { class: "field" }, h("button", { type: "submit", id: "sa-create" }, "Create")),
+      );
+      box.append(
+        h("h2", null, `Service accounts (${sa.service_accounts.length})`),
+        sa.service_accounts.length
+          ? table(
+              "service-accounts",
+              ["Name", "Role", "Key", "Targets", "Created", "Expires", "State", ""],
+              sa.service_accounts.map((a) =>
                 h(
-                  "tbody",
+                  "tr",
                   null,
-                  sa.service_accounts.map((a) =>
-                    h(
-                      "tr",
-                      null,
-                      h("td", { "data-label": "Name" }, a.name),
-                      h("td", { "data-label": "Role" }, a.role),
-                      h("td", { "data-label": "Key" }, a.key_id ?? ""),
-                      h("td", { "data-label": "Targets" }, (a.targets ?? []).join(", ") || "any"),
-                      h("td", { "data-label": "Created" }, `${fmtTime(a.created_at)} by ${a.created_by ?? ""}`),
-                      h("td", { "data-label": "Expires" }, a.expires_at ? fmtTime(a.expires_at) : "never"),
-                      h("td", { "data-label": "State" }, a.revoked_at ? `revoked by ${a.revoked_by ?? ""}` : a.active === false ? "expired" : "active"),
-                    ),
+                  td("Name", a.name),
+                  td("Role", a.role),
+                  td("Key", a.key_id ?? ""),
+                  td("Targets", (a.targets ?? []).join(", ") || "any"),
+                  td("Created", `${fmtTime(a.created_at)} by ${a.created_by ?? ""}`),
+                  td("Expires", a.expires_at ? fmtTime(a.expires_at) : "never"),
+                  td("State", a.revoked_at ? `revoked by ${a.revoked_by ?? ""}` : a.active === false ? "expired" : "active"),
+                  td(
+                    "",
+                    a.revoked_at
+                      ? null
+                      : h(
+                          "button",
+                          {
+                            type: "button",
+                            class: "link",
+                            "data-revoke": a.name,
+                            onclick: async () => {
+                              if (!confirm(`Revoke ${a.name}? Its key stops working at once.`)) return;
+                              try {
+                                await api("POST", `/api/v1/service-accounts/${encodeURIComponent(a.name)}/revoke`, {});
+                                await load();
+                              } catch (x) {
+                                box.appendChild(errorBox(x));
+                              }
+                            },
+                          },
+                          "Revoke",
+                        ),
                   ),
                 ),
-              )
-            : h("p", { class: "empty" }, "None. Create one with airlock serviceaccounts create NAME."),
-        );
-      }
+              ),
+            )
+          : h("p", { class: "empty" }, "None yet."),
+        form,
+        msg,
+      );
     } catch (e) {
       clear(box);
       box.appendChild(errorBox(e));
     }
-  })();
+  };
+  load();
   return page("Users", box, h("p", null, h("button", { type: "button", class: "link", onclick: () => go("#/sessions") }, "Back to sessions")));
 }

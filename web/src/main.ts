@@ -74,8 +74,10 @@ async function loadSession() {
   setCSRF(me.csrf_token ?? "");
 }
 
-function loginPage(): HTMLElement {
-  const err = h("div", { "aria-live": "polite" });
+function loginPage(params: URLSearchParams): HTMLElement {
+  const err = h("div", { "aria-live": "polite", id: "signin-error" });
+  // A sign-in with an identity provider that failed comes back here with its reason.
+  if (params.get("error")) err.appendChild(h("p", { class: "error", role: "alert" }, params.get("error")!));
   const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
   const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
   const form = h(
@@ -108,7 +110,7 @@ function loginPage(): HTMLElement {
     { id: "main", class: "narrow" },
     h("h1", null, "Sign in to Airlock"),
     form,
-    others.length ? h("p", null, others.map((m) => h("a", { class: "button", href: m.url }, m.label))) : null,
+    others.length ? h("p", { class: "signin-others" }, others.map((m) => h("a", { class: "button", href: m.url, "data-method": m.name }, m.label))) : null,
   );
 }
 
@@ -275,7 +277,7 @@ async function route() {
   clear(app);
   if (parts[0] === "login") {
     if (!me.methods.length) await loadSession().catch(() => {});
-    app.appendChild(loginPage());
+    app.appendChild(loginPage(params));
     (document.getElementById("username") as HTMLInputElement | null)?.focus();
     return;
   }
