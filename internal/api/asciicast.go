@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
 )
 
 // exportAsciicast writes a session's terminal as asciicast v2
@@ -52,6 +53,9 @@ type castWriter struct {
 	started time.Time
 	err     error
 
+	// live: the stream of asciinema-player's eventsource driver rather than a file: resizes
+	// carry {"cols","rows"} (what the driver hands its terminal as is), and no markers.
+	live    bool
 	header  bool
 	pending []castEvent // events before the first size
 	partial map[uint32][]byte
@@ -95,6 +99,9 @@ type castEvent struct {
 }
 
 func (c *castWriter) emit(t float64, kind, data string) {
+	if c.live && kind == "m" {
+		return
+	}
 	if t < c.last { // asciicast times never go back
 		t = c.last
 	}
@@ -137,6 +144,11 @@ func (c *castWriter) event(e *event.Event) {
 		}
 		if !c.header {
 			c.writeHeader(d.Cols, d.Rows)
+			return
+		}
+		if c.live {
+			c.last = max(c.last, t)
+			c.write([]any{float64(int64(c.last*1e6)) / 1e6, "r", map[string]uint32{"cols": d.Cols, "rows": d.Rows}})
 			return
 		}
 		c.emit(t, "r", fmt.Sprintf("%dx%d", d.Cols, d.Rows))
@@ -182,4 +194,107 @@ func (c *castWriter) event(e *event.Event) {
 			c.emit(t, "m", d.Command)
 		}
 	}
+}
+
+// sseLines turns each line a castWriter writes into a server-sent "message" event.
+type sseLines struct{ w io.Writer }
+
+func (s sseLines) Write(b []byte) (int, error) {
+	line := strings.TrimSuffix(string(b), "\n")
+	if _, err := io.WriteString(s.w, "data: "+line+"\n\n"); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// liveCast streams a running terminal session to asciinema-player's eventsource driver
+// (GET .../live?format=asciicast): first a reset to the terminal as it is now ({"cols",
+// "rows", "time", "init"}: its current size, and everything output so far to draw), then
+// [seconds, "o", text] and [seconds, "r", {"cols","rows"}] for each new event as it is recorded, then a "done" event
+// once the session ended. The same reading rules as the live route (masked as the client saw
+// it; reading someone else's session audited by readRecording).
+func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Session) error {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	c := &castWriter{w: sseLines{w}, partial: map[uint32][]byte{}, live: true}
+	var (
+		last       uint64
+		cols, rows uint32 = 80, 24
+		init       []byte
+		now        float64
+		started    bool
+		lastSent   = time.Now()
+	)
+	tick := time.NewTicker(livePoll)
+	defer tick.Stop()
+	for {
+		cur, err := s.Store.Session(ctx, sess.ID)
+		if err != nil {
+			fmt.Fprintf(w, "event: failure\ndata: %q\n\n", err.Error())
+			break
+		}
+		err = s.Store.Events(ctx, sess.ID, last, func(e *event.Event) error {
+			last = e.Seq
+			if started {
+				c.event(e)
+				lastSent = time.Now()
+				return c.err
+			}
+			// Catching up: the screen so far, drawn at once.
+			now = e.Offset.Seconds()
+			switch e.Type {
+			case event.TerminalResize:
+				var d struct{ Cols, Rows uint32 }
+				if json.Unmarshal(e.Data, &d) == nil && d.Cols > 0 && d.Rows > 0 {
+					cols, rows = d.Cols, d.Rows
+				}
+			case event.TerminalOutput:
+				init = append(init, e.Raw...)
+			}
+			return nil
+		})
+		if err != nil && ctx.Err() == nil && c.err == nil {
+			fmt.Fprintf(w, "event: failure\ndata: %q\n\n", err.Error())
+			break
+		}
+		if c.err != nil || ctx.Err() != nil {
+			break
+		}
+		if !started {
+			started = true
+			// An incomplete UTF-8 sequence at the end waits for the output that completes it.
+			cut := len(init)
+			for i := len(init) - 1; i >= 0 && i >= len(init)-utf8.UTFMax; i-- {
+				if utf8.RuneStart(init[i]) {
+					if !utf8.FullRune(init[i:]) {
+						cut = i
+					}
+					break
+				}
+			}
+			c.partial[0] = append([]byte(nil), init[cut:]...)
+			c.header, c.last = true, now
+			c.write(map[string]any{"cols": cols, "rows": rows, "time": now, "init": strings.ToValidUTF8(string(init[:cut]), "\uFFFD")})
+			lastSent = time.Now()
+		}
+		if cur.EndedAt != nil {
+			fmt.Fprint(w, "event: done\ndata: {}\n\n")
+			break
+		}
+		if time.Since(lastSent) > 15*time.Second {
+			fmt.Fprint(w, ": still running\n\n")
+			lastSent = time.Now()
+		}
+		rc.Flush()
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	rc.Flush()
+	return nil
 }

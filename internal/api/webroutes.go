@@ -94,6 +94,9 @@ func (s *Server) liveSession(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, "bad_request", "after: %q is not a sequence number", v)
 		}
 	}
+	if r.URL.Query().Get("format") == "asciicast" {
+		return s.liveCast(w, r, sess)
+	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")

@@ -22,16 +22,12 @@ export function liveListPage(): [HTMLElement, () => void] {
   return [main, () => clearInterval(t)];
 }
 
-// Terminal output in the live view: escape sequences are dropped, the text is kept.
-function plain(s: string): string {
-  return s.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-Z\\-_]/g, "").replace(/\r\n?/g, "\n");
-}
-
 export function livePage(id: string): [HTMLElement, () => void] {
   const status = h("p", { id: "live-status", role: "status" }, "Connecting…");
   const body = h("div", { id: "live-body" });
   const main = page("Live session", status, body);
   let es: EventSource | undefined;
+  let disposePlayer: (() => void) | undefined;
   (async () => {
     let s: Session;
     try {
@@ -43,16 +39,20 @@ export function livePage(id: string): [HTMLElement, () => void] {
     body.appendChild(sessionMeta(s));
     if (me.role === "admin" && s.status === "active") body.appendChild(terminateForm(id, status));
     const tl = new Timeline();
-    const term = h("pre", { class: "live-term", id: "live-term" });
-    body.appendChild(isTerminal(s) ? term : tl.el);
+    if (isTerminal(s)) {
+      // The terminal itself, drawn by the player from the live asciicast stream; the timeline
+      // below keeps the session's commands and its end.
+      const { liveTerminal } = await import("./terminal");
+      const [screen, dispose] = liveTerminal(id);
+      disposePlayer = dispose;
+      body.appendChild(screen);
+    }
+    body.appendChild(tl.el);
     es = new EventSource(`/api/v1/sessions/${encodeURIComponent(id)}/live`);
     es.addEventListener("open", () => (status.textContent = s.status === "active" ? "Watching: new events appear as they are recorded." : "This session has ended; showing its recording."));
     es.addEventListener("event", (m) => {
       const ev = JSON.parse((m as MessageEvent).data) as Ev;
-      if (isTerminal(s)) {
-        if (ev.type === "terminal.output") term.appendChild(document.createTextNode(plain(ev.text ?? (ev.base64 ? atob(ev.base64) : ""))));
-        else if (ev.type === "session.start" || ev.type === "session.end" || ev.type === "exec") tl.add(ev);
-      } else tl.add(ev);
+      if (!isTerminal(s) || ev.type === "session.start" || ev.type === "session.end" || ev.type === "exec") tl.add(ev);
       if (ev.type === "session.end") status.textContent = `Session ended: ${ev.data?.reason}${ev.data?.error ? " (" + ev.data.error + ")" : ""}`;
     });
     es.addEventListener("end", (m) => {
@@ -67,7 +67,13 @@ export function livePage(id: string): [HTMLElement, () => void] {
       es?.close();
     });
   })();
-  return [main, () => es?.close()];
+  return [
+    main,
+    () => {
+      es?.close();
+      disposePlayer?.();
+    },
+  ];
 }
 
 function terminateForm(id: string, status: HTMLElement): HTMLElement {

@@ -202,3 +202,18 @@ export class TerminalPlayer {
     this.player?.dispose();
   }
 }
+
+// liveTerminal shows a running terminal session as it happens: asciinema-player's eventsource
+// driver on GET .../live?format=asciicast, which first draws the screen as it is now, then
+// plays each new output and resize as it is recorded. It returns the element and its disposer.
+export function liveTerminal(id: string): [HTMLElement, () => void] {
+  const screen = h("div", { class: "screen", id: "live-screen" });
+  // The player's eventsource driver is in its runtime but not in its type declarations.
+  const src = { driver: "eventsource", url: `/api/v1/sessions/${encodeURIComponent(id)}/live?format=asciicast` } as unknown as AsciinemaPlayer.Source;
+  const player = AsciinemaPlayer.create(src, screen, {
+    autoPlay: true,
+    fit: "width",
+    controls: false,
+  });
+  return [screen, () => player.dispose()];
+}

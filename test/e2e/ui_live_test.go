@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestUILiveSSH watches a running SSH session in the web UI's live view: the terminal as it was
+// when the page opened, then each new output and a resize as they happen, HTML in the output as
+// text, and the end of the session.
+func TestUILiveSSH(t *testing.T) {
+	requireBinary(t)
+	requireSSHTools(t)
+	b := newBrowser(t)
+	st := startSSHTarget(t)
+	users := defaultUsers()
+	users[0].SSHKeys = []string{st.AlicePub}
+	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	c := newSSHClient(t, g)
+	tm := newTmux(t, t.TempDir(), c.env())
+	sshCmd := strings.Join(append(c.sshCommand("alice:web-1", st.AliceKey), "-tt", "-p", fmt.Sprint(c.port), "127.0.0.1"), " ")
+	tm.run("new-session", "-d", "-s", "main", "-x", "100", "-y", "30", sshCmd+"; echo SSH-EXITED-$?; sleep 60")
+	tm.send("export PS1='PROMPT> '", "Enter")
+	tm.waitFor("PROMPT> ")
+	tm.send("echo before-$((20+1))", "Enter")
+	tm.waitFor("before-21")
+
+	// The running session, as the API lists it.
+	var id string
+	for deadline := time.Now().Add(20 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/sessions?status=active&user=alice", nil)
+		var res struct {
+			Sessions []struct{ ID, Target, Type string }
+		}
+		if code == 200 && json.Unmarshal(body, &res) == nil {
+			for _, s := range res.Sessions {
+				if s.Target == "web-1" {
+					id = s.ID
+				}
+			}
+		}
+	}
+	if id == "" {
+		t.Fatal("the running SSH session is not listed as active")
+	}
+
+	base := g.apiURL()
+	b.signIn(base, "admin", adminPassword)
+	b.do("open the live view", chromedp.Navigate(base+"/#/live/"+id), chromedp.WaitVisible(chromedp.CSS("#live-screen")))
+	b.waitJS("the screen so far", `document.querySelector('#live-screen').textContent.includes('before-21')`)
+	tm.send("echo live-$((6*7))", "Enter")
+	b.waitJS("new output as it happens", `document.querySelector('#live-screen').textContent.includes('live-42')`)
+	tm.send(`printf '<i>it''al</i><script>window.__pwned=7</script>\n'`, "Enter")
+	b.waitJS("HTML as text", `document.querySelector('#live-screen').textContent.includes('<i>ital</i><script>')`)
+	if n := run1(b, "no injected elements", chromedp.Evaluate[int](`document.querySelectorAll('#live-screen i, #live-screen script').length + (window.__pwned ? 100 : 0)`)); n != 0 {
+		t.Errorf("terminal output became markup or ran (%d)", n)
+	}
+	tm.run("resize-window", "-t", "main", "-x", "120", "-y", "40")
+	tm.send("clear; stty size", "Enter")
+	b.waitJS("the resize and stty's answer", `document.querySelector('#live-screen').textContent.includes('40 120')`)
+	b.screenshot("live-ssh")
+	tm.send("exit 0", "Enter")
+	tm.waitFor("SSH-EXITED-0")
+	b.waitJS("the end", `document.querySelector('#live-status').dataset.ended === 'true'`)
+	if got := b.text("#live-status"); !strings.Contains(got, "Session ended") {
+		t.Errorf("status after the end: %q", got)
+	}
+}
