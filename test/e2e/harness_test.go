@@ -481,6 +481,15 @@ func (g *gateway) dumpLog(t testing.TB, from int64) {
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > 200 {
+		// The warnings and errors before the last 200 lines are what explains a failure most
+		// often: keep them.
+		var early []string
+		for _, l := range lines[:len(lines)-200] {
+			if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+				early = append(early, l)
+			}
+		}
+		t.Logf("gateway log (%s): %d warnings and errors before the last 200 lines:\n%s", g.logPath, len(early), strings.Join(early, "\n"))
 		lines = lines[len(lines)-200:]
 	}
 	t.Logf("gateway log (%s, last %d lines):\n%s", g.logPath, len(lines), strings.Join(lines, "\n"))

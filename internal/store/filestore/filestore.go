@@ -153,7 +153,7 @@ func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, e
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("create session %q: %w", sess.ID, err)
 	}
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("create session %q: recording file exists: %w", sess.ID, store.ErrExists)
@@ -163,6 +163,7 @@ func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, e
 	w := &writer{s: s, id: sess.ID, path: abs, f: f, buf: make([]byte, 0, 4096)}
 	w.buf = appendHeader(w.buf, sess.ID)
 	_, err = f.Write(w.buf)
+	w.t = newTail(f, int64(len(w.buf)))
 	if err == nil {
 		err = tx.Commit()
 	}

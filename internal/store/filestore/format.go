@@ -156,7 +156,9 @@ func readRecording(r io.Reader, sessionID string, after uint64, fn func(*event.E
 			// A file system may extend a file before its data reaches the disk, and a power
 			// loss then leaves zeros where the last records were going: that is a torn tail,
 			// not tampering. Anything else is corruption.
-			if bytes.Equal(frame[:], make([]byte, frameLen)) && restIsZero(br) {
+			// A live reader (the recording is being written by this process) stops at a record
+			// still being copied in, whatever its bytes look like so far.
+			if o.live || (bytes.Equal(frame[:], make([]byte, frameLen)) && restIsZero(br)) {
 				return torn(off)
 			}
 			return &CorruptError{Session: id, Seq: seq + 1, Offset: off, Reason: reason}
@@ -172,6 +174,12 @@ func readRecording(r io.Reader, sessionID string, after uint64, fn func(*event.E
 			return fmt.Errorf("read recording %s: %w", id, err)
 		}
 		if crc32.Checksum(payload, castagnoli) != sum {
+			// A record that was being copied into a mapped recording when the process died is
+			// complete up to some byte and zero from there to the end of the reserved window:
+			// torn. Its last byte (of its hash, the last copied) is then still zero.
+			if payload[len(payload)-1] == 0 && restIsZero(br) {
+				return torn(off)
+			}
 			return bad("checksum mismatch")
 		}
 		canon, stored := payload[:len(payload)-hashLen], payload[len(payload)-hashLen:]

@@ -108,6 +108,81 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
+// TestTornCopy: the process dies while a record is being copied into the recording's mapped,
+// reserved window: the file holds the records before it, a prefix of it, and zeros to the end
+// of the window. Whatever the prefix, that is a torn tail at the record, and recovery cuts it.
+func TestTornCopy(t *testing.T) {
+	dir := t.TempDir()
+	path, offsets := recorded(t, dir, "copy", 5)
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := offsets[4]
+	for k := int64(0); k < int64(len(whole))-last; k++ {
+		b := append(append([]byte(nil), whole[:last+k]...), make([]byte, 64<<10)...)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n, err := readBack(t, dir, "copy")
+		var torn *TornTailError
+		if !errors.As(err, &torn) || n != 4 || torn.Offset != last {
+			t.Fatalf("%d of %d bytes of the last record copied: %d events, %v; want 4 events and a torn tail at %d",
+				k, len(whole)-int(last), n, err, last)
+		}
+	}
+	// A changed byte in the last record, followed by the window's zeros, is still corruption.
+	b := append(append([]byte(nil), whole...), make([]byte, 64<<10)...)
+	b[last+frameLen+20] ^= 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CorruptError
+	if n, err := readBack(t, dir, "copy"); !errors.As(err, &ce) || n != 4 {
+		t.Fatalf("a changed last record: %d events, %v; want *CorruptError", n, err)
+	}
+}
+
+// TestWindowCut: while a session is recorded its file is longer than the recording (the
+// reserved window); once it ends, the file is exactly the recording.
+func TestWindowCut(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	w, err := s.Create(ctx, store.Session{ID: "win", User: "u", Target: "pg", Type: "postgres", StartedAt: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &storetest.Chain{Session: "win"}
+	for range 3000 { // past the first window, so that it moves
+		if err := w.Append(c.Next()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	if err := s.Events(ctx, "win", 0, func(*event.Event) error { n++; return nil }); err != nil || n != 3000 {
+		t.Fatalf("reading while recorded: %d events, %v", n, err)
+	}
+	if err := w.End(ctx, store.SessionEnd{Reason: "client_terminated"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "recordings", "2026", "03", "14", "win.alr")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[len(b)-1] == 0 && bytes.HasSuffix(b, make([]byte, 64)) {
+		t.Fatalf("the ended recording ends in zeros: the window was not cut (%d bytes)", len(b))
+	}
+	if err := ReadRecording(bytes.NewReader(b), "win", 0, func(*event.Event) error { return nil }); err != nil {
+		t.Fatalf("the ended recording: %v", err)
+	}
+}
+
 func TestCorrupt(t *testing.T) {
 	tests := []struct {
 		name   string

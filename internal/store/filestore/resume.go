@@ -71,11 +71,12 @@ func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [3
 		f.Close()
 		return nil, 0, head, fmt.Errorf("resume session %q: %w", id, rerr)
 	}
-	f.Close()
-	if f, err = os.OpenFile(abs, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
 		return nil, 0, head, fmt.Errorf("resume session %q: %w", id, err)
 	}
-	w := &writer{s: s, id: id, path: abs, f: f, buf: make([]byte, 0, 4096), seq: seq, head: head, text: text}
+	w := &writer{s: s, id: id, path: abs, f: f, t: newTail(f, fi.Size()), buf: make([]byte, 0, 4096), seq: seq, head: head, text: text}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -20,6 +20,7 @@ type writer struct {
 	id   string
 	path string
 	f    *os.File
+	t    *tail // where Append writes (a mapped window of f on Linux)
 
 	// Owned by the appending goroutine.
 	buf   []byte
@@ -42,7 +43,8 @@ type writer struct {
 // appended a huge batch should not hold that memory for its lifetime.
 const maxKeptBuf = 1 << 20
 
-// Append encodes every event into one buffer and writes it with one write(2). It refuses events
+// Append encodes every event into one buffer and writes it to the end of the recording with one
+// copy into its mapped window (or one write(2) where files cannot be mapped). It refuses events
 // that do not continue the chain exactly (next Seq, Prev equal to the last Hash, this session).
 func (w *writer) Append(events ...*event.Event) error {
 	if len(events) == 0 {
@@ -69,7 +71,7 @@ func (w *writer) Append(events ...*event.Event) error {
 	if cap(buf) <= maxKeptBuf {
 		w.buf = buf
 	}
-	if _, err := w.f.Write(buf); err != nil {
+	if err := w.t.write(buf); err != nil {
 		w.mu.Lock()
 		closed := w.closed
 		w.mu.Unlock()
@@ -131,7 +133,15 @@ func (w *writer) close() error {
 	if w.closed {
 		return nil
 	}
-	err := w.syncLocked()
+	// Cut the reserved window off the end; the cut is made durable with the data.
+	err := w.t.close()
+	if err != nil {
+		err = fmt.Errorf("close session %q: %w", w.id, err)
+	}
+	w.dirty.Store(true)
+	if serr := w.syncLocked(); err == nil {
+		err = serr
+	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close session %q: %w", w.id, cerr)
 	}
