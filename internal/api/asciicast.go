@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/airlock-gw/airlock/internal/asciicast"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/store"
 )
@@ -31,172 +31,24 @@ func (s *Server) exportAsciicast(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.cast"`, sess.ID))
 	bw := bufio.NewWriterSize(w, 64<<10)
-	c := &castWriter{w: bw, title: fmt.Sprintf("airlock session %s: %s -> %s", sess.ID, sess.User, sess.Target), started: sess.StartedAt,
-		partial: map[uint32][]byte{}}
-	err = s.Store.Events(r.Context(), sess.ID, 0, func(e *event.Event) error {
-		c.event(e)
-		return c.err
-	})
-	c.flushHeader()
-	if c.err == nil {
-		c.err = bw.Flush()
+	c := asciicast.New(bw, castSession(sess))
+	c.Markers = true
+	err = s.Store.Events(r.Context(), sess.ID, 0, c.Event)
+	werr := c.Finish()
+	if werr == nil {
+		werr = bw.Flush()
 	}
-	if err != nil && r.Context().Err() == nil && c.err == nil {
+	if err != nil && r.Context().Err() == nil && werr == nil {
 		s.log().Error("api: asciicast export stopped", "session", sess.ID, "err", err)
 	}
 	return nil
 }
 
-type castWriter struct {
-	w       io.Writer
-	title   string
-	started time.Time
-	err     error
-
-	// live: the stream of asciinema-player's eventsource driver rather than a file: resizes
-	// carry {"cols","rows"} (what the driver hands its terminal as is), and no markers.
-	live    bool
-	header  bool
-	pending []castEvent // events before the first size
-	partial map[uint32][]byte
-	line    []rune // typed since the last line end
-	last    float64
-	buf     []byte
+func castSession(sess store.Session) asciicast.Session {
+	return asciicast.Session{ID: sess.ID, User: sess.User, Target: sess.Target, Type: sess.Type, StartedAt: sess.StartedAt}
 }
 
-func (c *castWriter) write(v any) {
-	if c.err != nil {
-		return
-	}
-	c.buf = c.buf[:0]
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.err = err
-		return
-	}
-	c.buf = append(append(c.buf, b...), '\n')
-	_, c.err = c.w.Write(c.buf)
-}
-
-func (c *castWriter) flushHeader() { c.writeHeader(80, 24) }
-
-func (c *castWriter) writeHeader(cols, rows uint32) {
-	if c.header {
-		return
-	}
-	c.header = true
-	c.write(map[string]any{"version": 2, "width": cols, "height": rows, "timestamp": c.started.Unix(), "title": c.title,
-		"env": map[string]string{"TERM": "xterm-256color"}})
-	for _, p := range c.pending {
-		c.writeEvent(p)
-	}
-	c.pending = nil
-}
-
-type castEvent struct {
-	t          float64
-	kind, data string
-}
-
-func (c *castWriter) emit(t float64, kind, data string) {
-	if c.live && kind == "m" {
-		return
-	}
-	if t < c.last { // asciicast times never go back
-		t = c.last
-	}
-	c.last = t
-	ev := castEvent{float64(int64(t*1e6)) / 1e6, kind, data}
-	if !c.header {
-		c.pending = append(c.pending, ev)
-		if len(c.pending) >= 1000 { // no terminal size in sight (no pty): the default size
-			c.flushHeader()
-		}
-		return
-	}
-	c.writeEvent(ev)
-}
-
-// writeEvent writes [t, "kind", "data"]: the hot path, by hand.
-func (c *castWriter) writeEvent(ev castEvent) {
-	if c.err != nil {
-		return
-	}
-	c.buf = append(c.buf[:0], '[')
-	c.buf = strconv.AppendFloat(c.buf, ev.t, 'f', -1, 64)
-	c.buf = append(c.buf, `, "`...)
-	c.buf = append(c.buf, ev.kind...)
-	c.buf = append(c.buf, `", `...)
-	c.buf = appendString(c.buf, ev.data)
-	c.buf = append(c.buf, "]\n"...)
-	_, c.err = c.w.Write(c.buf)
-}
-
-func (c *castWriter) event(e *event.Event) {
-	t := e.Offset.Seconds()
-	switch e.Type {
-	case event.TerminalResize:
-		var d struct {
-			Cols, Rows uint32
-		}
-		if json.Unmarshal(e.Data, &d) != nil || d.Cols == 0 || d.Rows == 0 {
-			return
-		}
-		if !c.header {
-			c.writeHeader(d.Cols, d.Rows)
-			return
-		}
-		if c.live {
-			c.last = max(c.last, t)
-			c.write([]any{float64(int64(c.last*1e6)) / 1e6, "r", map[string]uint32{"cols": d.Cols, "rows": d.Rows}})
-			return
-		}
-		c.emit(t, "r", fmt.Sprintf("%dx%d", d.Cols, d.Rows))
-	case event.TerminalOutput:
-		var d struct{ Channel uint32 }
-		json.Unmarshal(e.Data, &d)
-		b := append(c.partial[d.Channel], e.Raw...)
-		// Keep an incomplete UTF-8 sequence at the end for the next output.
-		cut := len(b)
-		for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
-			if utf8.RuneStart(b[i]) {
-				if !utf8.FullRune(b[i:]) {
-					cut = i
-				}
-				break
-			}
-		}
-		c.partial[d.Channel] = append([]byte(nil), b[cut:]...)
-		if cut > 0 {
-			c.emit(t, "o", strings.ToValidUTF8(string(b[:cut]), "\uFFFD"))
-		}
-	case event.TerminalInput:
-		for _, ch := range string(e.Raw) {
-			switch {
-			case ch == '\r' || ch == '\n':
-				if l := strings.TrimSpace(string(c.line)); l != "" {
-					c.emit(t, "m", l)
-				}
-				c.line = c.line[:0]
-			case ch == 0x7f || ch == '\b':
-				if len(c.line) > 0 {
-					c.line = c.line[:len(c.line)-1]
-				}
-			case ch == 0x03 || ch == 0x15: // ^C, ^U
-				c.line = c.line[:0]
-			case ch >= ' ' && len(c.line) < 500:
-				c.line = append(c.line, ch)
-			}
-		}
-	case event.Exec:
-		var d struct{ Kind, Command string }
-		if json.Unmarshal(e.Data, &d) == nil && d.Kind == "exec" && d.Command != "" {
-			c.emit(t, "m", d.Command)
-		}
-	}
-}
-
-// sseLines turns each line a castWriter writes into a server-sent "message" event.
+// sseLines turns each line an asciicast.Writer writes into a server-sent "message" event.
 type sseLines struct{ w io.Writer }
 
 func (s sseLines) Write(b []byte) (int, error) {
@@ -220,12 +72,12 @@ func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Ses
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
-	c := &castWriter{w: sseLines{w}, partial: map[uint32][]byte{}, live: true}
+	var c *asciicast.Writer
 	var (
 		last       uint64
 		cols, rows uint32 = 80, 24
 		init       []byte
-		now        float64
+		now        time.Duration
 		started    bool
 		lastSent   = time.Now()
 	)
@@ -240,12 +92,11 @@ func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Ses
 		err = s.Store.Events(ctx, sess.ID, last, func(e *event.Event) error {
 			last = e.Seq
 			if started {
-				c.event(e)
 				lastSent = time.Now()
-				return c.err
+				return c.Event(e)
 			}
 			// Catching up: the screen so far, drawn at once.
-			now = e.Offset.Seconds()
+			now = e.Offset
 			switch e.Type {
 			case event.TerminalResize:
 				var d struct{ Cols, Rows uint32 }
@@ -257,11 +108,11 @@ func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Ses
 			}
 			return nil
 		})
-		if err != nil && ctx.Err() == nil && c.err == nil {
+		if err != nil && ctx.Err() == nil && (c == nil || c.Err() == nil) {
 			fmt.Fprintf(w, "event: failure\ndata: %q\n\n", err.Error())
 			break
 		}
-		if c.err != nil || ctx.Err() != nil {
+		if (c != nil && c.Err() != nil) || ctx.Err() != nil {
 			break
 		}
 		if !started {
@@ -276,9 +127,14 @@ func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Ses
 					break
 				}
 			}
-			c.partial[0] = append([]byte(nil), init[cut:]...)
-			c.header, c.last = true, now
-			c.write(map[string]any{"cols": cols, "rows": rows, "time": now, "init": strings.ToValidUTF8(string(init[:cut]), "\uFFFD")})
+			b, _ := json.Marshal(map[string]any{"cols": cols, "rows": rows, "time": now.Seconds(), "init": strings.ToValidUTF8(string(init[:cut]), "\uFFFD")})
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				break
+			}
+			c = asciicast.Live(sseLines{w}, castSession(sess), now)
+			if cut < len(init) { // what completes it comes in the next output
+				c.Event(&event.Event{Type: event.TerminalOutput, Offset: now, Data: []byte(`{"channel":0}`), Raw: init[cut:]})
+			}
 			lastSent = time.Now()
 		}
 		if cur.EndedAt != nil {

@@ -315,10 +315,10 @@ func TestExportAsciicast(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	want := []string{
-		`{"env":{"TERM":"xterm-256color"},"height":30,"timestamp":` + fmt.Sprint(t0.Unix()) + `,"title":"airlock session term1: alice -\u003e host","version":2,"width":100}`,
+		`{"env":{"TERM":"xterm-256color"},"height":30,"timestamp":` + fmt.Sprint(t0.Unix()) + `,"title":"airlock session term1: alice -> host","version":2,"width":100}`,
 		`[0.1, "o", "before size "]`,
 		`[0.3, "o", "caf"]`,
-		`[0.4, "o", "é \u003cb\u003e\r\n"]`,
+		`[0.4, "o", "é <b>\r\n"]`,
 		`[0.6, "m", "ls -la"]`,
 		`[0.7, "r", "120x40"]`,
 		`[0.8, "m", "uptime"]`,

@@ -9,11 +9,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/airlock-gw/airlock/internal/asciicast"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/signing"
 	"github.com/airlock-gw/airlock/internal/verify"
@@ -124,42 +122,11 @@ func openOutput(e *env, path string) (io.Writer, func() error, error) {
 	}, nil
 }
 
-// asciicast v2 (https://docs.asciinema.org/manual/asciicast/v2/): a header line, then one
-// [seconds, "o", text] line per output. A terminal session (ssh) is written as its terminal
-// showed it, with its real size and resizes ("r" events; see termCast). Other recordings are
-// rendered as a transcript: PostgreSQL statements with a psql-like prompt, results as unaligned
-// rows, errors and notices as psql prints them, each at the offset it was recorded. Checkpoints
-// are not shown.
-type castHeader struct {
-	Version   int               `json:"version"`
-	Width     int               `json:"width"`
-	Height    int               `json:"height"`
-	Timestamp int64             `json:"timestamp,omitempty"`
-	Title     string            `json:"title,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
-}
-
+// writeAsciicast converts a JSON Lines export read from r to asciicast v2 (internal/asciicast:
+// a terminal session as its terminal showed it, others as a psql-like transcript), checking the
+// export's chain as it reads it.
 func writeAsciicast(w io.Writer, r io.Reader, hdr *verify.Header) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	var (
-		cols    []event.Column
-		prompt  = "=> "
-		lastOff time.Duration
-		werr    error
-		tc      *termCast // set for terminal (ssh) sessions, which are written as the terminal saw them
-	)
-	out := func(off time.Duration, text string) {
-		if werr != nil || text == "" {
-			return
-		}
-		if off < lastOff { // asciicast times never go back
-			off = lastOff
-		}
-		lastOff = off
-		text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\n", "\r\n")
-		werr = enc.Encode([]any{json.Number(strconv.FormatFloat(off.Seconds(), 'f', 6, 64)), "o", text})
-	}
+	var c *asciicast.Writer
 	_, err := verify.ReadExport(r, func(h *verify.Header) error {
 		*hdr = *h
 		var s struct {
@@ -170,205 +137,14 @@ func writeAsciicast(w io.Writer, r io.Reader, hdr *verify.Header) error {
 			StartedAt time.Time `json:"started_at"`
 		}
 		json.Unmarshal(h.Session, &s)
-		if s.Type == "ssh" {
-			tc = &termCast{enc: enc, title: fmt.Sprintf("airlock session %s: %s -> %s", s.ID, s.User, s.Target), started: s.StartedAt}
-			return nil
-		}
-		prompt = s.Target + "=> "
-		return enc.Encode(castHeader{Version: 2, Width: 120, Height: 40, Timestamp: s.StartedAt.Unix(),
-			Title: fmt.Sprintf("airlock session %s: %s -> %s", s.ID, s.User, s.Target),
-			Env:   map[string]string{"TERM": "xterm-256color", "SHELL": "/bin/sh"}})
+		c = asciicast.New(w, asciicast.Session{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, StartedAt: s.StartedAt})
+		c.Markers = true
+		return c.Err()
 	}, func(e *event.Event) error {
-		if tc != nil {
-			return tc.event(e)
-		}
-		switch e.Type {
-		case event.SessionStart:
-			var d event.SessionStartData
-			json.Unmarshal(e.Data, &d)
-			if d.Database != "" {
-				prompt = d.Database + "=> "
-			}
-			out(e.Offset, fmt.Sprintf("-- airlock: %s connected to %s (%s) from %s at %s\n", d.User, d.Target, d.TargetType, d.ClientAddr, e.Time.UTC().Format(time.RFC3339)))
-		case event.Query:
-			var d event.QueryData
-			json.Unmarshal(e.Data, &d)
-			text := prompt + d.Text + "\n"
-			if len(d.Params) > 0 {
-				var ps []string
-				for _, p := range d.Params {
-					ps = append(ps, formatParam(p))
-				}
-				text += "-- parameters: " + strings.Join(ps, ", ") + "\n"
-			}
-			out(e.Offset, text)
-		case event.Columns:
-			var d event.ColumnsData
-			json.Unmarshal(e.Data, &d)
-			cols = d.Columns
-			names := make([]string, len(cols))
-			for i, c := range cols {
-				names[i] = c.Name
-			}
-			h := strings.Join(names, " | ")
-			out(e.Offset, h+"\n"+strings.Repeat("-", min(utf8.RuneCountInString(h), 120))+"\n")
-		case event.Rows:
-			var b strings.Builder
-			event.DecodeRows(e.Raw, func(values [][]byte) error {
-				for i, v := range values {
-					if i > 0 {
-						b.WriteString(" | ")
-					}
-					switch {
-					case v == nil:
-					case i < len(cols) && cols[i].Format == 1 || !utf8.Valid(v):
-						fmt.Fprintf(&b, `\x%x`, v)
-					default:
-						b.Write(v)
-					}
-				}
-				b.WriteByte('\n')
-				return nil
-			})
-			out(e.Offset, b.String())
-		case event.Result:
-			var d event.ResultData
-			json.Unmarshal(e.Data, &d)
-			text := d.Tag
-			if strings.HasPrefix(d.Tag, "SELECT") {
-				text = fmt.Sprintf("(%d rows)", d.Rows)
-			}
-			out(e.Offset, fmt.Sprintf("%s\nTime: %.3f ms\n\n", text, float64(d.DurationNS)/1e6))
-		case event.Error, event.Notice:
-			var d event.MessageData
-			json.Unmarshal(e.Data, &d)
-			text := fmt.Sprintf("%s:  %s\n", d.Severity, d.Message)
-			if d.Detail != "" {
-				text += "DETAIL:  " + d.Detail + "\n"
-			}
-			if d.Hint != "" {
-				text += "HINT:  " + d.Hint + "\n"
-			}
-			out(e.Offset, text)
-		case event.Notification:
-			var d event.NotificationData
-			json.Unmarshal(e.Data, &d)
-			out(e.Offset, fmt.Sprintf("Asynchronous notification %q with payload %q received from server process with PID %d.\n", d.Channel, d.Payload, d.PID))
-		case event.CopyIn, event.CopyOut:
-			if utf8.Valid(e.Raw) {
-				out(e.Offset, string(e.Raw))
-			} else if len(e.Raw) > 0 {
-				out(e.Offset, fmt.Sprintf("-- %s: %d bytes of binary data\n", e.Type, len(e.Raw)))
-			}
-		case event.Cancel:
-			out(e.Offset, "Cancel request sent\n")
-		case event.SessionEnd:
-			var d event.SessionEndData
-			json.Unmarshal(e.Data, &d)
-			off := e.Offset
-			if d.Reason == "interrupted" {
-				// Recorded by crash recovery at the next start, maybe days later.
-				off = lastOff
-			}
-			out(off, fmt.Sprintf("-- airlock: session ended (%s) after %s\n", d.Reason, time.Duration(d.DurationNS).Round(time.Millisecond)))
-		}
-		return werr
+		return c.Event(e)
 	})
-	if err == nil {
-		err = werr
-	}
-	if err == nil && tc != nil {
-		err = tc.finish()
+	if err == nil && c != nil {
+		err = c.Finish()
 	}
 	return err
-}
-
-// termCast writes a terminal session: the output of its channels as "o" events, the size of
-// its first terminal in the header and every later size as an "r" event. The header waits for
-// the first size (pty-req), which follows session.start; output before any terminal (an exec
-// without a pty) is written with its line ends made terminal line ends.
-type termCast struct {
-	enc     *json.Encoder
-	title   string
-	started time.Time
-	header  bool
-	pending [][]any // events before the header
-	pty     map[uint32]bool
-	lastOff time.Duration
-	end     string
-}
-
-func (c *termCast) emit(off time.Duration, kind, text string) error {
-	if off < c.lastOff {
-		off = c.lastOff
-	}
-	c.lastOff = off
-	ev := []any{json.Number(strconv.FormatFloat(off.Seconds(), 'f', 6, 64)), kind, text}
-	if !c.header {
-		c.pending = append(c.pending, ev)
-		return nil
-	}
-	return c.enc.Encode(ev)
-}
-
-func (c *termCast) writeHeader(cols, rows uint32) error {
-	c.header = true
-	if err := c.enc.Encode(castHeader{Version: 2, Width: int(cols), Height: int(rows), Timestamp: c.started.Unix(),
-		Title: c.title, Env: map[string]string{"TERM": "xterm-256color", "SHELL": "/bin/sh"}}); err != nil {
-		return err
-	}
-	for _, ev := range c.pending {
-		if err := c.enc.Encode(ev); err != nil {
-			return err
-		}
-	}
-	c.pending = nil
-	return nil
-}
-
-func (c *termCast) event(e *event.Event) error {
-	if c.pty == nil {
-		c.pty = map[uint32]bool{}
-	}
-	switch e.Type {
-	case event.TerminalResize:
-		var d event.TerminalSizeData
-		json.Unmarshal(e.Data, &d)
-		if d.Cols == 0 || d.Rows == 0 {
-			return nil
-		}
-		if d.Term != "" {
-			c.pty[d.Channel] = true
-		}
-		if !c.header {
-			return c.writeHeader(d.Cols, d.Rows)
-		}
-		return c.emit(e.Offset, "r", fmt.Sprintf("%dx%d", d.Cols, d.Rows))
-	case event.TerminalOutput:
-		var d event.TerminalData
-		json.Unmarshal(e.Data, &d)
-		text := strings.ToValidUTF8(string(e.Raw), "\ufffd")
-		if !c.pty[d.Channel] {
-			text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\n", "\r\n")
-		}
-		return c.emit(e.Offset, "o", text)
-	case event.SessionEnd:
-		var d event.SessionEndData
-		json.Unmarshal(e.Data, &d)
-		off := e.Offset
-		if d.Reason == "interrupted" {
-			off = c.lastOff
-		}
-		c.lastOff = max(c.lastOff, off)
-		c.end = d.Reason
-	}
-	return nil
-}
-
-// finish writes the header if no terminal ever had a size (exec sessions only).
-func (c *termCast) finish() error {
-	if !c.header {
-		return c.writeHeader(80, 24)
-	}
-	return nil
 }

@@ -250,7 +250,7 @@ func (p *player) event(ev *apiEvent) {
 		text := strings.TrimSpace(d.Text)
 		p.linef(ev, "%s: %s", label, strings.ReplaceAll(text, "\n", "\n             "))
 		for i, v := range d.Params {
-			fmt.Fprintf(p.w, "             $%d = %s\n", i+1, formatParam(v))
+			fmt.Fprintf(p.w, "             $%d = %s\n", i+1, v.SQL())
 		}
 	case event.Columns:
 		p.flushTable()
@@ -571,16 +571,4 @@ func formatValue(v json.RawMessage) string {
 		return `\x` + h.Hex
 	}
 	return ""
-}
-
-func formatParam(v event.Value) string {
-	switch {
-	case v.Null:
-		return "NULL"
-	case v.Text != nil:
-		return "'" + strings.ReplaceAll(*v.Text, "'", "''") + "'"
-	case v.Hex != "":
-		return `'\x` + v.Hex + `'`
-	}
-	return "NULL"
 }

@@ -135,7 +135,10 @@ func TestExportAsciicast(t *testing.T) {
 	}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Scan()
-	var hdr castHeader
+	var hdr struct {
+		Version, Width int
+		Timestamp      int64
+	}
 	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Version != 2 || hdr.Width == 0 || hdr.Timestamp != t0.Unix() {
 		t.Fatalf("header %s: %v", sc.Text(), err)
 	}

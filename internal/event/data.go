@@ -1,6 +1,9 @@
 package event
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Payloads of the event types, stored as JSON in Event.Data. Field names are part of the stored
 // format and of the API: add fields, never rename or repurpose one.
@@ -68,6 +71,19 @@ type Value struct {
 	Text *string `json:"text,omitempty"`
 	Hex  string  `json:"hex,omitempty"`
 	OID  uint32  `json:"oid,omitempty"`
+}
+
+// SQL renders v as a SQL literal: 'text' (quotes doubled), '\xHEX', or NULL.
+func (v Value) SQL() string {
+	switch {
+	case v.Null:
+		return "NULL"
+	case v.Text != nil:
+		return "'" + strings.ReplaceAll(*v.Text, "'", "''") + "'"
+	case v.Hex != "":
+		return `'\x` + v.Hex + `'`
+	}
+	return "NULL"
 }
 
 // Column describes one column of a result.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,7 +162,7 @@ func testSSHInteractive(t *testing.T, f *sshFixture) {
 	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Version != 2 || hdr.Width != 100 || hdr.Height != 30 {
 		t.Fatalf("asciicast header %s (%v): want version 2, 100x30", sc.Text(), err)
 	}
-	var resizes []string
+	var resizes, markers []string
 	var text strings.Builder
 	lastT := -1.0
 	for sc.Scan() {
@@ -179,9 +180,14 @@ func testSSHInteractive(t *testing.T, f *sshFixture) {
 			resizes = append(resizes, e[2].(string))
 		case "o":
 			text.WriteString(e[2].(string))
+		case "m": // a line typed at the terminal (the player's "jump to a command")
+			markers = append(markers, e[2].(string))
 		default:
 			t.Errorf("unexpected asciicast event %v", e)
 		}
+	}
+	if !slices.Contains(markers, "exit 7") || !slices.Contains(markers, "clear; stty size") || strings.Contains(strings.Join(markers, "\n"), "hunter2") {
+		t.Errorf("asciicast markers %q: want the typed commands, never the secret", markers)
 	}
 	if len(resizes) == 0 || resizes[len(resizes)-1] != "120x40" {
 		t.Errorf("asciicast resizes %v, want ending 120x40", resizes)
