@@ -46,6 +46,25 @@ var (
 	ErrMaxDuration = errors.New("the session reached its maximum duration")
 )
 
+// session.end reasons of a session the gateway ended.
+const (
+	EndShutdown    = "gateway_shutdown"
+	EndTerminated  = "terminated"
+	EndMaxDuration = "max_duration"
+)
+
+// EndReason is the session.end reason of a session whose context the gateway cancelled with
+// cause (ErrShutdown, ErrTerminated, ErrMaxDuration, or anything else: a shutdown).
+func EndReason(cause error) string {
+	switch {
+	case errors.Is(cause, ErrTerminated):
+		return EndTerminated
+	case errors.Is(cause, ErrMaxDuration):
+		return EndMaxDuration
+	}
+	return EndShutdown
+}
+
 // Authenticator checks what a client put in its password field: a password or a gateway token.
 type Authenticator interface {
 	Authenticate(ctx context.Context, user, secret string) (*auth.Identity, error)

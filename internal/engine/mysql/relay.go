@@ -153,13 +153,7 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	case first = <-done:
 	case <-ctx.Done():
 		cause := context.Cause(ctx)
-		first = endState{reason: "gateway_shutdown", err: cause}
-		switch {
-		case errors.Is(cause, engine.ErrTerminated):
-			first.reason = "terminated"
-		case errors.Is(cause, engine.ErrMaxDuration):
-			first.reason = "max_duration"
-		}
+		first = endState{reason: engine.EndReason(cause), err: cause}
 		r.writeClientError(newError(codeServerShutdown, "terminating connection: "+cause.Error()))
 		waitLoop = true
 	}

@@ -157,13 +157,7 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	case first = <-done:
 	case <-ctx.Done():
 		cause := context.Cause(ctx)
-		first = endState{reason: "gateway_shutdown", err: cause}
-		switch {
-		case errors.Is(cause, engine.ErrTerminated):
-			first.reason = "terminated"
-		case errors.Is(cause, engine.ErrMaxDuration):
-			first.reason = "max_duration"
-		}
+		first = endState{reason: engine.EndReason(cause), err: cause}
 		r.writeClientFatal(fatal(codeAdminShutdown, "terminating connection: "+cause.Error(), ""))
 	}
 	if first.reason == "client_disconnected" && r.fatalUp.Load() {
@@ -175,7 +169,7 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	r.c.conn.Close()
 	r.up.conn.Close()
 	<-done
-	if first.reason == "gateway_shutdown" || first.reason == "terminated" || first.reason == "max_duration" {
+	if first.reason == engine.EndShutdown || first.reason == engine.EndTerminated || first.reason == engine.EndMaxDuration {
 		<-done
 	}
 	d := event.SessionEndData{Reason: first.reason, BytesFromClient: r.fromClient.Load(),
