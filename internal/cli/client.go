@@ -318,3 +318,31 @@ func printJSON(w io.Writer, b []byte) error {
 	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+// listing is the shared part of a "NOUN list [--json]" command: no arguments, GET path into
+// ans, and with --json the API's JSON printed as it came (done is then true). Otherwise the
+// caller prints ans its own way.
+func listing(e *env, name, path string, args []string, ans any) (done bool, code int) {
+	fs := e.newFlagSet(name, name+" [--json]")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return true, usageCode(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(e.stderr, "airlock %s: unexpected argument %q\n", name, pos[0])
+		return true, exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return true, e.fail(err)
+	}
+	var raw []byte
+	if err := c.getJSON(context.Background(), path, nil, ans, &raw); err != nil {
+		return true, e.fail(err)
+	}
+	if *asJSON {
+		return true, exitCode(e, printJSON(e.stdout, raw))
+	}
+	return false, exitOK
+}

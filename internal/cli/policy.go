@@ -54,32 +54,11 @@ type policyView struct {
 }
 
 func runPolicyList(e *env, args []string) int {
-	fs := e.newFlagSet("policy list", "policy list [--json]")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(e.stderr, "airlock policy list: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
 	var ans struct {
 		Policies []policyView `json:"policies"`
 	}
-	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/policies", nil, &ans, &raw); err != nil {
-		return e.fail(err)
-	}
-	if *asJSON {
-		if err := printJSON(e.stdout, raw); err != nil {
-			return e.fail(err)
-		}
-		return exitOK
+	if done, code := listing(e, "policy list", "/api/v1/policies", args, &ans); done {
+		return code
 	}
 	if len(ans.Policies) == 0 {
 		fmt.Fprintln(e.stderr, "No policies: every authenticated user reaches every target, recorded.")

@@ -48,32 +48,11 @@ func runRequests(e *env, args []string) int {
 type approvalRequest = approval.Pending
 
 func runRequestsList(e *env, args []string) int {
-	fs := e.newFlagSet("requests list", "requests list [--json]")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(e.stderr, "airlock requests list: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
 	var ans struct {
 		Requests []approvalRequest `json:"requests"`
 	}
-	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/requests", nil, &ans, &raw); err != nil {
-		return e.fail(err)
-	}
-	if *asJSON {
-		if err := printJSON(e.stdout, raw); err != nil {
-			return e.fail(err)
-		}
-		return exitOK
+	if done, code := listing(e, "requests list", "/api/v1/requests", args, &ans); done {
+		return code
 	}
 	if len(ans.Requests) == 0 {
 		fmt.Fprintln(e.stderr, "No requests waiting for approval.")

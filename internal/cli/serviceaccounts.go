@@ -128,24 +128,11 @@ func orNever(t time.Time) string {
 }
 
 func runServiceAccountsList(e *env, args []string) int {
-	fs := e.newFlagSet("serviceaccounts list", "serviceaccounts list [--json]")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if _, err := parseArgs(fs, args); err != nil {
-		return usageCode(err)
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
 	var ans struct {
 		ServiceAccounts []serviceAccount `json:"service_accounts"`
 	}
-	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/service-accounts", nil, &ans, &raw); err != nil {
-		return e.fail(err)
-	}
-	if *asJSON {
-		return exitCode(e, printJSON(e.stdout, raw))
+	if done, code := listing(e, "serviceaccounts list", "/api/v1/service-accounts", args, &ans); done {
+		return code
 	}
 	if len(ans.ServiceAccounts) == 0 {
 		fmt.Fprintln(e.stderr, "No service accounts.")

@@ -42,32 +42,11 @@ func runTargets(e *env, args []string) int {
 }
 
 func runTargetsList(e *env, args []string) int {
-	fs := e.newFlagSet("targets list", "targets list [--json]")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(e.stderr, "airlock targets list: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
 	var ans struct {
 		Targets []target.Target `json:"targets"`
 	}
-	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/targets", nil, &ans, &raw); err != nil {
-		return e.fail(err)
-	}
-	if *asJSON {
-		if err := printJSON(e.stdout, raw); err != nil {
-			return e.fail(err)
-		}
-		return exitOK
+	if done, code := listing(e, "targets list", "/api/v1/targets", args, &ans); done {
+		return code
 	}
 	if len(ans.Targets) == 0 {
 		fmt.Fprintln(e.stderr, "No targets.")
