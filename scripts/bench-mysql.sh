@@ -15,31 +15,12 @@ TABLE_SIZE=${TABLE_SIZE:-10000}
 DB=airlock_bench
 MYH=127.0.0.1 MYP=3306
 
-work=$(mktemp -d -t airlock-bench-mysql-XXXXXX)
-gwpid=""
-socatpid=""
-cleanup() {
-	[ -n "$socatpid" ] && kill "$socatpid" 2>/dev/null || true
-	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
-		kill -TERM "$gwpid" 2>/dev/null || true
-		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
-		kill -KILL "$gwpid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/bench-lib.sh
+work=$(bench_workdir bench-mysql)
 
 for tool in mariadb sysbench openssl socat curl bc; do
 	command -v "$tool" >/dev/null || { echo "bench-mysql: $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
 done
-
-freeport() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
 
 loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== building ./cmd/airlock" >&2
@@ -76,20 +57,11 @@ targets:
     password: ""
 YAML
 echo "== starting gateway (api :$api, mysql :$myport)" >&2
-AIRLOCK_ADMIN_PASSWORD="bench-admin-$RANDOM" "$work/airlock" gateway --config "$work/config.yaml" >"$work/gateway.log" 2>&1 &
-gwpid=$!
-for _ in $(seq 1 200); do
-	curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && break
-	kill -0 "$gwpid" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
-	sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null || { echo "gateway not healthy" >&2; cat "$work/gateway.log" >&2; exit 1; }
+bench_gateway "$work/config.yaml" "$api"
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$myport") 2>/dev/null && break; sleep 0.1; done
 
 relayport=$(freeport)
-socat "TCP-LISTEN:$relayport,bind=127.0.0.1,fork,reuseaddr" "TCP:$MYH:$MYP" &
-socatpid=$!
-sleep 0.3
+bench_relay "$relayport" "$MYH:$MYP"
 
 # sysbench --mysql-ssl=on loads client-key.pem, client-cert.pem and cacert.pem from its working
 # directory.

@@ -14,19 +14,8 @@ SCALE=${SCALE:-10}
 DB=airlock_bench
 PGH=127.0.0.1 PGP=5432
 
-work=$(mktemp -d -t airlock-bench-XXXXXX)
-gwpid=""
-socatpid=""
-cleanup() {
-	[ -n "$socatpid" ] && kill "$socatpid" 2>/dev/null || true
-	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
-		kill -TERM "$gwpid" 2>/dev/null || true
-		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
-		kill -KILL "$gwpid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/bench-lib.sh
+work=$(bench_workdir bench)
 
 for tool in psql pgbench; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
@@ -38,14 +27,6 @@ if ! command -v socat >/dev/null; then
 	apt-get install -y -qq socat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq socat; } >/dev/null
 fi
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGAPPNAME
-
-freeport() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
 
 echo "== building ./cmd/airlock" >&2
 go build -o "$work/airlock" ./cmd/airlock
@@ -89,19 +70,10 @@ targets:
       mode: best-effort
 YAML
 echo "== starting gateway (api :$api, postgres :$pgport)" >&2
-AIRLOCK_ADMIN_PASSWORD="bench-admin-$RANDOM" "$work/airlock" gateway --config "$work/config.yaml" >"$work/gateway.log" 2>&1 &
-gwpid=$!
-for _ in $(seq 1 200); do
-	curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && break
-	kill -0 "$gwpid" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
-	sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null || { echo "gateway not healthy" >&2; cat "$work/gateway.log" >&2; exit 1; }
+bench_gateway "$work/config.yaml" "$api"
 
 relayport=$(freeport)
-socat "TCP-LISTEN:$relayport,bind=127.0.0.1,fork,reuseaddr" "TCP:$PGH:$PGP" &
-socatpid=$!
-sleep 0.3
+bench_relay "$relayport" "$PGH:$PGP"
 
 direct=(-h $PGH -p $PGP -U postgres)
 relay=(-h 127.0.0.1 -p "$relayport" -U postgres)

@@ -1,0 +1,62 @@
+# Shared by the benchmark scripts (sourced, not run): a work directory removed at exit, free
+# loopback ports, and a gateway started from a config and stopped at exit, with a bare TCP
+# relay (socat) as the reference for what any extra hop costs.
+#   work=$(bench_workdir NAME); bench_need TOOL...; port=$(freeport)
+#   bench_gateway CONFIG API_PORT; bench_relay LISTEN_PORT TARGET_HOST:PORT
+
+gwpid=""
+socatpid=""
+work=""
+bench_cleanup() {
+	[ -n "$socatpid" ] && kill "$socatpid" 2>/dev/null || true
+	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
+		kill -TERM "$gwpid" 2>/dev/null || true
+		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$gwpid" 2>/dev/null || true
+	fi
+	[ -n "$work" ] && rm -rf "$work"
+	return 0
+}
+trap bench_cleanup EXIT
+
+# bench_workdir NAME: makes the work directory (removed at exit) and prints it.
+bench_workdir() { mktemp -d -t "airlock-$1-XXXXXX"; }
+
+# bench_need TOOL...: fails when one is missing.
+bench_need() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || { echo "$(basename "$0"): $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
+	done
+}
+
+freeport() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+}
+
+# bench_gateway CONFIG API_PORT: starts $work/airlock with CONFIG (log in $work/gateway.log),
+# sets gwpid, and waits until /healthz answers.
+bench_gateway() {
+	local config=$1 api=$2
+	AIRLOCK_ADMIN_PASSWORD="bench-admin-$RANDOM" "$work/airlock" gateway --config "$config" >"$work/gateway.log" 2>&1 &
+	gwpid=$!
+	for _ in $(seq 1 200); do
+		curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && return 0
+		kill -0 "$gwpid" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	echo "gateway not healthy" >&2
+	cat "$work/gateway.log" >&2
+	exit 1
+}
+
+# bench_relay LISTEN_PORT HOST:PORT: a bare TCP relay (socat), stopped at exit.
+bench_relay() {
+	socat "TCP-LISTEN:$1,bind=127.0.0.1,fork,reuseaddr" "TCP:$2" &
+	socatpid=$!
+	sleep 0.3
+}
