@@ -180,16 +180,26 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 		return nil, fmt.Errorf("list sessions: unknown status %q", f.Status)
 	}
 	if f.Text != "" {
+		var cond string
 		if utf8.RuneCountInString(f.Text) >= 3 {
 			// A phrase of the trigram index is a substring, matched through the index. (LIKE
 			// would be too, but not with the ESCAPE clause that makes % and _ literal.)
-			where = append(where, `id IN (SELECT session_id FROM session_text WHERE session_text MATCH ?)`)
+			cond = `id IN (SELECT session_id FROM session_text WHERE session_text MATCH ?)`
 			args = append(args, `text : "`+strings.ReplaceAll(f.Text, `"`, `""`)+`"`)
 		} else {
 			// Shorter than a trigram: every text is read.
-			where = append(where, `id IN (SELECT session_id FROM session_text WHERE text LIKE ? ESCAPE '\')`)
+			cond = `id IN (SELECT session_id FROM session_text WHERE text LIKE ? ESCAPE '\')`
 			args = append(args, "%"+likeEscaper.Replace(f.Text)+"%")
 		}
+		// Sessions still being recorded are indexed at their end: their text is searched in
+		// memory.
+		if running := s.runningWithText(f.Text); len(running) > 0 {
+			cond = "(" + cond + " OR id IN (?" + strings.Repeat(", ?", len(running)-1) + "))"
+			for _, id := range running {
+				args = append(args, id)
+			}
+		}
+		where = append(where, cond)
 	}
 	if !f.Before.IsZero() {
 		where = append(where, "(started_at, id) < (?, ?)")
@@ -222,6 +232,23 @@ func (s *Store) Sessions(ctx context.Context, f store.Filter) ([]store.Session, 
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	return out, nil
+}
+
+// runningWithText lists the sessions being recorded whose text so far holds q.
+func (s *Store) runningWithText(q string) []string {
+	s.mu.Lock()
+	ws := make([]*writer, 0, len(s.open))
+	for _, w := range s.open {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+	var ids []string
+	for _, w := range ws {
+		if w.text.contains(q) {
+			ids = append(ids, w.id)
+		}
+	}
+	return ids
 }
 
 // Session returns one session's index entry.

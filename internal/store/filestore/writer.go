@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,12 +183,21 @@ func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
 }
 
 // searchText gathers store.SearchText of a session's events, up to store.MaxSearchText bytes.
-// Statements and commands are separated by line ends; terminal input is kept as typed.
-type searchText struct{ b []byte }
+// Statements and commands are separated by line ends; terminal input is kept as typed. It is
+// indexed when the session ends; until then Sessions searches it here (contains).
+type searchText struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 func (t *searchText) add(e *event.Event) {
 	s := store.SearchText(e)
-	if s == "" || len(t.b) >= store.MaxSearchText {
+	if s == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.b) >= store.MaxSearchText {
 		return
 	}
 	if e.Type != event.TerminalInput && len(t.b) > 0 {
@@ -199,4 +209,15 @@ func (t *searchText) add(e *event.Event) {
 	t.b = append(t.b, s...)
 }
 
-func (t *searchText) String() string { return string(t.b) }
+func (t *searchText) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// contains reports whether the text holds q, ignoring case as the index does.
+func (t *searchText) contains(q string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Contains(bytes.ToLower(t.b), []byte(strings.ToLower(q)))
+}

@@ -388,7 +388,7 @@ func testFilterStatusTextPages(t *testing.T, open Opener) {
 		"s1": {"SELECT * FROM customers WHERE email LIKE '%@example.com'"},
 		"s2": {"update orders set paid = true", "select 100% as pct"},
 		"s3": {"select 1"},
-		"s4": nil, // runs: not searched by text, but listed as active
+		"s4": {"select 'kumquat running'"}, // still running: listed as active, found by its text
 		"s5": {"SELECT name FROM Customers_2"},
 	}
 	for i, id := range []string{"s1", "s2", "s3", "s4", "s5"} {
@@ -440,6 +440,9 @@ func testFilterStatusTextPages(t *testing.T, open Opener) {
 		{"underscore is literal", store.Filter{Text: "s_2"}, "s5"},
 		{"text and user", store.Filter{Text: "customers", User: "bob"}, ""},
 		{"no match", store.Filter{Text: "drop table"}, ""},
+		{"text of a running session", store.Filter{Text: "KUMQUAT RUN"}, "s4"},
+		{"text of a running session, active", store.Filter{Text: "kumquat", Status: store.StatusActive}, "s4"},
+		{"text of a running session, ended", store.Filter{Text: "kumquat", Status: store.StatusEnded}, ""},
 		{"page 1", store.Filter{Limit: 2}, "s5 s3"},
 		{"page 2", store.Filter{Limit: 2, Before: store.Cursor{StartedAt: t0.Add(10 * time.Minute), ID: "s3"}}, "s4 s2"},
 		{"page 3", store.Filter{Limit: 2, Before: store.Cursor{StartedAt: t0.Add(1 * time.Minute), ID: "s2"}}, "s1"},
