@@ -45,7 +45,7 @@ func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [3
 	}
 	var (
 		seq  uint64
-		text searchText
+		text = &searchText{}
 	)
 	rerr := ReadRecording(bufio.NewReaderSize(f, 64<<10), id, 0, func(e *event.Event) error {
 		seq, head = e.Seq, e.Hash
@@ -76,7 +76,7 @@ func (s *Store) Resume(ctx context.Context, id string) (store.Writer, uint64, [3
 		f.Close()
 		return nil, 0, head, fmt.Errorf("resume session %q: %w", id, err)
 	}
-	w := &writer{s: s, id: id, path: abs, f: f, t: newTail(f, fi.Size()), buf: make([]byte, 0, 4096), seq: seq, head: head, text: text}
+	w := &writer{s: s, id: id, path: abs, f: f, t: newTail(f, fi.Size()), buf: make([]byte, 0, 4096), seq: seq, head: head, text: searchText{b: text.b}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
