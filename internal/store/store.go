@@ -91,6 +91,9 @@ const MaxSearchText = 64 << 10
 // terminal (terminal.input; withheld input is not recorded, so never searched). Other events
 // give nothing.
 func SearchText(e *event.Event) string {
+	if !Searchable(e.Type) {
+		return ""
+	}
 	switch e.Type {
 	case event.Query:
 		var d struct {
@@ -112,6 +115,11 @@ func SearchText(e *event.Event) string {
 		}
 	}
 	return ""
+}
+
+// Searchable reports whether events of type t have text SearchText returns.
+func Searchable(t event.Type) bool {
+	return t == event.Query || t == event.Exec || t == event.TerminalInput
 }
 
 // Recordings is the append-only recording store. There is deliberately no way to change an

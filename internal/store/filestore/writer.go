@@ -191,6 +191,15 @@ type searchText struct {
 }
 
 func (t *searchText) add(e *event.Event) {
+	if !store.Searchable(e.Type) {
+		return
+	}
+	t.mu.Lock()
+	full := len(t.b) >= store.MaxSearchText
+	t.mu.Unlock()
+	if full { // before decoding the event: a long session stops paying for it
+		return
+	}
 	s := store.SearchText(e)
 	if s == "" {
 		return
