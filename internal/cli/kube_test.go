@@ -50,6 +50,10 @@ func TestKubeCredential(t *testing.T) {
 	if code := runKubeCredential(e, nil); code != 0 || !strings.Contains(out.String(), `"token":"bob:alt_other"`) || strings.Contains(out.String(), "expirationTimestamp") {
 		t.Errorf("AIRLOCK_USER/AIRLOCK_TOKEN: exit %d, %s", code, out)
 	}
+	e, out, _ = kubeEnv(t, vars, exp.Add(time.Minute))
+	if code := runKubeCredential(e, []string{"--target", "kind-1"}); code != 0 || !strings.Contains(out.String(), `"token":"@kind-1/bob:alt_other"`) {
+		t.Errorf("--target: exit %d, %s", code, out)
+	}
 }
 
 func TestKubeconfig(t *testing.T) {
@@ -69,7 +73,7 @@ func TestKubeconfig(t *testing.T) {
 	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://gw.example:16443/k8s/kind-1" || kc.Clusters[0].Cluster.CertificateAuthorityData == "" {
 		t.Errorf("cluster: %+v", kc.Clusters)
 	}
-	if len(kc.Users) != 1 || kc.Users[0].User.Exec.Args[0] != "kube-credential" || kc.Users[0].User.Exec.APIVersion != "client.authentication.k8s.io/v1" {
+	if len(kc.Users) != 1 || strings.Join(kc.Users[0].User.Exec.Args, " ") != "kube-credential --target kind-1" || kc.Users[0].User.Exec.APIVersion != "client.authentication.k8s.io/v1" {
 		t.Errorf("user: %+v", kc.Users)
 	}
 	if strings.Contains(out.String(), "alt_tok") {

@@ -119,7 +119,7 @@ func runKubeconfig(e *env, args []string) int {
 	if saved.User != "" {
 		us.Name = saved.User + "@" + name
 	}
-	us.User.Exec = kubeExec{APIVersion: "client.authentication.k8s.io/v1", Command: self, Args: []string{"kube-credential"},
+	us.User.Exec = kubeExec{APIVersion: "client.authentication.k8s.io/v1", Command: self, Args: []string{"kube-credential", "--target", tname},
 		InteractiveMode: "Never", InstallHint: "Install the airlock CLI and run `airlock login`."}
 	var ctx namedContext
 	ctx.Name = name

@@ -14,11 +14,12 @@ func init() {
 	})
 }
 
-const kubeCredentialUsage = `kube-credential
+const kubeCredentialUsage = `kube-credential [--target TARGET]
 
 A client-go exec credential plugin (run by kubectl through the kubeconfig from ` + "`airlock kubeconfig`" + `):
 prints an ExecCredential whose token is USER:TOKEN, the user and token that ` + "`airlock login`" + ` saved
-(AIRLOCK_USER and AIRLOCK_TOKEN override them).`
+(AIRLOCK_USER and AIRLOCK_TOKEN override them). With --target the token is @TARGET/USER:TOKEN, so
+that requests whose path the client replaced (kubectl get --raw) still reach TARGET.`
 
 // execCredential is client.authentication.k8s.io's ExecCredential.
 type execCredential struct {
@@ -32,6 +33,7 @@ type execCredential struct {
 
 func runKubeCredential(e *env, args []string) int {
 	fs := e.newFlagSet("kube-credential", kubeCredentialUsage)
+	target := fs.String("target", "", "the kubernetes target the token is for")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageCode(err)
@@ -71,6 +73,9 @@ func runKubeCredential(e *env, args []string) int {
 	}
 	ec.Kind = "ExecCredential"
 	ec.Status.Token = user + ":" + token
+	if *target != "" {
+		ec.Status.Token = "@" + *target + "/" + ec.Status.Token
+	}
 	if !expires.IsZero() {
 		t := expires.UTC()
 		ec.Status.ExpirationTimestamp = &t

@@ -462,25 +462,90 @@ func TestExecOverWebSocketRecorded(t *testing.T) {
 	conn.Close()
 
 	ev := h.events(t)
-	var stdin, stdout *event.Event
+	// The stream is a terminal session: the program as an exec event, stdin and stdout as
+	// terminal input and output on the channel numbered by the request's id.
+	var stdin, stdout, exec *event.Event
 	for _, e := range ev {
-		if e.Type != event.KubeStream {
-			continue
-		}
-		switch {
-		case strings.Contains(string(e.Data), `"channel":"stdin"`):
+		switch e.Type {
+		case event.TerminalInput:
 			stdin = e
-		case strings.Contains(string(e.Data), `"channel":"stdout"`):
+		case event.TerminalOutput:
 			stdout = e
+		case event.Exec:
+			exec = e
 		}
 	}
-	if stdin == nil || string(stdin.Raw) != "ls -l /tmp\n" || !strings.Contains(string(stdin.Data), `"from":"client"`) {
+	if exec == nil || !strings.Contains(string(exec.Data), `"command":"sh"`) || !strings.Contains(string(exec.Data), `"kind":"exec"`) {
+		t.Errorf("exec event: %v", exec)
+	}
+	if stdin == nil || string(stdin.Raw) != "ls -l /tmp\n" {
 		t.Errorf("stdin event: %v", stdin)
 	}
-	if stdout == nil || string(stdout.Raw) != "you said: ls -l /tmp\n" || !strings.Contains(string(stdout.Data), `"from":"target"`) {
+	if stdout == nil || string(stdout.Raw) != "you said: ls -l /tmp\n" || strings.Contains(string(stdout.Data), `"stream"`) {
 		t.Errorf("stdout event: %v", stdout)
 	}
 	if stdin != nil && stdout != nil && stdin.Seq > stdout.Seq {
 		t.Errorf("stdin recorded after the stdout it caused")
+	}
+	if exec != nil && stdin != nil && exec.Seq > stdin.Seq {
+		t.Errorf("exec recorded after the stream's first message")
+	}
+}
+
+// kubectl get --raw PATH replaces the kubeconfig's path (/k8s/TARGET): the target then comes
+// from the token (@TARGET/USER:SECRET, from `airlock kube-credential --target`).
+func TestTargetInToken(t *testing.T) {
+	h := newHarness(t, nil)
+	root := strings.TrimSuffix(h.base, "/k8s/")
+	tests := []struct {
+		name, url, token string
+		status           int
+	}{
+		{"raw path, target in token", root + "/api/v1/namespaces/a/secrets/s", "@k/alice:alt_good", 200},
+		{"prefixed path, target in token", h.base + "k/api/v1/namespaces/a/secrets/s", "@k/alice:alt_good", 200},
+		{"raw path, no target", root + "/api/v1/namespaces/a/secrets/s", "alice:alt_good", 404},
+		{"raw path, unknown target", root + "/api/v1/namespaces/a/secrets/s", "@nope/alice:alt_good", 404},
+		{"target but bad secret", root + "/api/v1/namespaces/a/secrets/s", "@k/alice:alt_bad", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", tt.url, nil)
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+			resp, err := h.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("HTTP %d %s, want %d", resp.StatusCode, b, tt.status)
+			}
+		})
+	}
+	for _, e := range h.events(t) {
+		if e.Type == event.KubeRequest && !strings.Contains(string(e.Data), `"path":"/api/v1/namespaces/a/secrets/s"`) {
+			t.Errorf("request recorded with path %s", e.Data)
+		}
+	}
+}
+
+func TestExitData(t *testing.T) {
+	tests := []struct {
+		name, status string
+		code         int // -1: none
+		msg          string
+	}{
+		{"success", `{"metadata":{},"status":"Success"}`, 0, ""},
+		{"exit 3", `{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`, 3, ""},
+		{"cannot run", `{"metadata":{},"status":"Failure","message":"exec: \"nope\": executable file not found","reason":"InternalError"}`, -1, `exec: "nope": executable file not found`},
+		{"not json", `garbage`, -1, "garbage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := exitData(7, []byte(tt.status))
+			if d.Channel != 7 || d.Message != tt.msg || (tt.code < 0) != (d.Status == nil) || (d.Status != nil && *d.Status != tt.code) {
+				t.Errorf("exitData = %+v (status %v), want code %d message %q", d, d.Status, tt.code, tt.msg)
+			}
+		})
 	}
 }

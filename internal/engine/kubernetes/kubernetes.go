@@ -200,8 +200,14 @@ func (c *clientConn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	tname, apiPath, _ := strings.Cut(rest, "/")
 	if !ok || tname == "" {
-		writeStatus(w, http.StatusNotFound, "NotFound", "the gateway serves Kubernetes API requests under /k8s/TARGET/: use the kubeconfig from `airlock kubeconfig TARGET`")
-		return
+		// A client that replaces the kubeconfig's path (`kubectl get --raw PATH` does) still
+		// names the target in its token (`airlock kube-credential --target`).
+		tname, _, _, _ = credential(r)
+		apiPath = strings.TrimPrefix(r.URL.Path, "/")
+		if tname == "" {
+			writeStatus(w, http.StatusNotFound, "NotFound", "the gateway serves Kubernetes API requests under /k8s/TARGET/: use the kubeconfig from `airlock kubeconfig TARGET`")
+			return
+		}
 	}
 	id, err := c.authenticate(r, tname)
 	if err != nil {
@@ -224,22 +230,30 @@ type httpError struct {
 	msg    string
 }
 
-// credential returns the user name and secret of a request: a bearer token USER:SECRET (what
-// `airlock kube-credential` hands kubectl) or HTTP basic authentication.
-func credential(r *http.Request) (user, secret string, ok bool) {
+// credential returns the user name and secret of a request: a bearer token USER:SECRET or
+// @TARGET/USER:SECRET (what `airlock kube-credential` hands kubectl, the second with
+// --target), or HTTP basic authentication. target is the one the token names, if any.
+func credential(r *http.Request) (target, user, secret string, ok bool) {
 	if u, p, ok := r.BasicAuth(); ok {
-		return u, p, true
+		return "", u, p, true
 	}
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
-		return "", "", false
+		return "", "", "", false
 	}
-	return strings.Cut(strings.TrimSpace(tok), ":")
+	tok = strings.TrimSpace(tok)
+	if rest, ok := strings.CutPrefix(tok, "@"); ok {
+		if t, cred, ok := strings.Cut(rest, "/"); ok && t != "" && !strings.Contains(t, ":") {
+			target, tok = t, cred
+		}
+	}
+	user, secret, ok = strings.Cut(tok, ":")
+	return target, user, secret, ok
 }
 
 func (c *clientConn) authenticate(r *http.Request, tname string) (*auth.Identity, error) {
-	user, secret, ok := credential(r)
+	_, user, secret, ok := credential(r)
 	if !ok || user == "" || secret == "" {
 		return nil, errors.New("no gateway credential: use the kubeconfig from `airlock kubeconfig TARGET` (its user runs `airlock kube-credential`)")
 	}

@@ -94,7 +94,7 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 		return
 	}
 	if upgrade {
-		s.serveUpgrade(c, w, r, out, id, began)
+		s.serveUpgrade(c, w, r, out, id, began, ri)
 		return
 	}
 	resp, err := s.up.rt.RoundTrip(out)
@@ -109,6 +109,10 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 	defer resp.Body.Close()
 	if ri.Verb == "watch" && resp.StatusCode == http.StatusOK {
 		s.relayWatch(w, resp, id, began, secret)
+		return
+	}
+	if ri.Resource == "pods" && ri.Subresource == "log" && isTrue(r.URL.Query().Get("follow")) && resp.StatusCode == http.StatusOK {
+		s.relayFollow(w, resp, id, began)
 		return
 	}
 	s.relayResponse(w, resp, id, began, secret)
@@ -373,6 +377,55 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 	s.toCli.Add(total)
 	end.DurationNS = int64(time.Since(began))
 	end.Events = events
+	end.Body = event.BodyInfo{Bytes: total, SHA256: hex.EncodeToString(h.Sum(nil))}
+	s.record(event.KubeResponseEnd, end, nil)
+	s.commit()
+}
+
+// relayFollow forwards a followed log (`kubectl logs -f`) as it comes: each piece the API
+// server sends is recorded as terminal output (on the channel numbered by the request's id, so
+// that the log replays and exports like a terminal) before the client gets it.
+func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time) {
+	ct := resp.Header.Get("Content-Type")
+	s.record(event.KubeResponse, event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)), ContentType: ct, Source: "target", Streamed: true}, nil)
+	if err := s.commit(); err != nil {
+		s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", "the recording failed: "+err.Error())
+		return
+	}
+	copyHeader(w.Header(), resp.Header)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	h := sha256.New()
+	var total int64
+	end := event.KubeResponseEndData{ID: id}
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			s.record(event.TerminalOutput, event.TerminalData{Channel: uint32(id), Bytes: n}, chunk)
+			if err := s.commit(); err != nil {
+				end.Error = "recording failed: " + err.Error()
+				break
+			}
+			h.Write(chunk)
+			total += int64(n)
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			rc.Flush()
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) && s.ctx.Err() == nil {
+				end.Error = rerr.Error()
+			}
+			break
+		}
+	}
+	s.toCli.Add(total)
+	end.DurationNS = int64(time.Since(began))
 	end.Body = event.BodyInfo{Bytes: total, SHA256: hex.EncodeToString(h.Sum(nil))}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()

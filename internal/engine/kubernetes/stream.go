@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -22,24 +23,30 @@ const maxFrame = 16 << 20
 
 // streamRecorder records what crosses an upgraded connection. For the WebSocket protocols of
 // exec, attach and port-forward (v4/v5.channel.k8s.io, and their base64 variants) it reads the
-// frames as they pass and records each message as a kube.stream event (channel, bytes, the
-// payload) before the last byte of that message is forwarded. SPDY streams pass unparsed: the
-// request, its 101 and the byte counts are recorded.
+// frames as they pass and records each message before the last byte of that message is
+// forwarded: for exec and attach, stdin, stdout, stderr and resize as the terminal events an
+// SSH session has (terminal.input, terminal.output, terminal.resize, on the channel numbered
+// by the request's id) and the error channel's Status as exec.exit, so that the stream exports
+// to asciicast and replays like an SSH terminal; other messages (port-forward over
+// channel.k8s.io, close) as kube.stream events. SPDY streams pass unparsed: the request, its
+// 101 and the byte counts are recorded.
 type streamRecorder struct {
-	s      *session
-	id     uint64
-	ws     bool
-	base64 bool
+	s        *session
+	id       uint64
+	ws       bool
+	base64   bool
+	terminal bool // exec or attach: messages are terminal events
 
 	mu   sync.Mutex
 	fail error
 }
 
-func newStreamRecorder(s *session, id uint64, upgrade, subprotocol string) *streamRecorder {
+func newStreamRecorder(s *session, id uint64, subresource, upgrade, subprotocol string) *streamRecorder {
 	r := &streamRecorder{s: s, id: id}
 	if strings.EqualFold(upgrade, "websocket") && strings.Contains(subprotocol, "channel.k8s.io") {
 		r.ws = true
-		r.base64 = strings.HasPrefix(subprotocol, "base64.")
+		r.base64 = strings.Contains(subprotocol, "base64.")
+		r.terminal = subresource == "exec" || subresource == "attach"
 	}
 	return r
 }
@@ -190,6 +197,9 @@ func (t *frameTap) message(m []byte) {
 }
 
 func (t *frameTap) record(channel string, data []byte) {
+	if t.r.terminal && t.recordTerminal(channel, data) {
+		return
+	}
 	sd := event.KubeStreamData{ID: t.r.id, From: t.dir, Channel: channel, Bytes: len(data)}
 	if channel == "resize" {
 		var sz struct{ Width, Height uint16 }
@@ -206,4 +216,68 @@ func (t *frameTap) record(channel string, data []byte) {
 
 func decodeBase64(b []byte) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(string(b))
+}
+
+// recordTerminal records a message of an exec or attach as a terminal event, and reports
+// whether it did.
+func (t *frameTap) recordTerminal(channel string, data []byte) bool {
+	ch := uint32(t.r.id)
+	s := t.r.s
+	switch {
+	case channel == "stdin" && t.dir == "client":
+		s.record(event.TerminalInput, event.TerminalData{Channel: ch, Bytes: len(data)}, data)
+	case channel == "stdout" && t.dir == "target":
+		s.record(event.TerminalOutput, event.TerminalData{Channel: ch, Bytes: len(data)}, data)
+	case channel == "stderr" && t.dir == "target":
+		s.record(event.TerminalOutput, event.TerminalData{Channel: ch, Stream: "stderr", Bytes: len(data)}, data)
+	case channel == "resize" && t.dir == "client":
+		var sz struct{ Width, Height uint16 }
+		if json.Unmarshal(data, &sz) != nil || sz.Width == 0 || sz.Height == 0 {
+			return false
+		}
+		s.record(event.TerminalResize, event.TerminalSizeData{Channel: ch, Cols: uint32(sz.Width), Rows: uint32(sz.Height)}, nil)
+	case channel == "error" && t.dir == "target":
+		s.record(event.ExecExit, exitData(ch, data), nil)
+	default:
+		return false
+	}
+	return true
+}
+
+// exitData reads the Status that the error channel of an exec carries when the command ends:
+// Success, or Failure with reason NonZeroExitCode and the code in details.causes, or another
+// failure (the command could not run) whose message is kept.
+func exitData(ch uint32, data []byte) event.ExitData {
+	var st struct {
+		Status  string `json:"status"`
+		Message string `json:"message"`
+		Reason  string `json:"reason"`
+		Details struct {
+			Causes []struct {
+				Reason  string `json:"reason"`
+				Message string `json:"message"`
+			} `json:"causes"`
+		} `json:"details"`
+	}
+	d := event.ExitData{Channel: ch}
+	if err := json.Unmarshal(data, &st); err != nil {
+		d.Message = string(data)
+		return d
+	}
+	if st.Status == "Success" {
+		code := 0
+		d.Status = &code
+		return d
+	}
+	for _, c := range st.Details.Causes {
+		if c.Reason == "ExitCode" {
+			if code, err := strconv.Atoi(c.Message); err == nil {
+				d.Status = &code
+			}
+		}
+	}
+	if d.Status == nil || st.Reason != "NonZeroExitCode" {
+		d.Message = st.Message
+	}
+	return d
 }

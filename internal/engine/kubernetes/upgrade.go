@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,7 @@ import (
 // serveUpgrade relays a request that switches protocols (exec, attach, port-forward over
 // WebSocket or SPDY): the API server's 101 goes to the client, then bytes flow both ways
 // until either side closes.
-func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Request, out *http.Request, id uint64, began time.Time) {
+func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Request, out *http.Request, id uint64, began time.Time, ri requestInfo) {
 	if r.ProtoMajor != 1 {
 		s.respondGateway(w, id, began, http.StatusBadRequest, "BadRequest", "protocol upgrades need HTTP/1.1")
 		return
@@ -40,6 +41,15 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	defer upConn.Close()
 	rd := event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)), Source: "target", Streamed: true}
 	s.record(event.KubeResponse, rd, nil)
+	if ri.Subresource == "exec" || ri.Subresource == "attach" {
+		// The program the stream runs (exec) or joins (attach), as an SSH channel's exec.
+		q := r.URL.Query()
+		cmd := ri.Subresource
+		if c := q["command"]; len(c) > 0 {
+			cmd = strings.Join(c, " ")
+		}
+		s.record(event.Exec, event.ExecData{Channel: uint32(id), Kind: ri.Subresource, Command: cmd, PTY: isTrue(q.Get("tty"))}, nil)
+	}
 	if err := s.commit(); err != nil {
 		s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", "the recording failed: "+err.Error())
 		return
@@ -73,7 +83,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	if brw.Reader.Buffered() > 0 {
 		cliReader = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cliConn)
 	}
-	rec := newStreamRecorder(s, id, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+	rec := newStreamRecorder(s, id, ri.Subresource, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
 	wg.Add(2)
 	go func() { // clientToTarget
 		defer wg.Done()
