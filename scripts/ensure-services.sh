@@ -84,3 +84,7 @@ bash "$(dirname "$0")/ensure-sshd.sh"
 
 # The web UI's browser tests: chromium, npm, and the UI built into the binary (issue 7).
 bash "$(dirname "$0")/ensure-browser.sh"
+
+# The Kubernetes tests' cluster: etcd, kube-apiserver and kwok, built from the Go module proxy
+# into ~/.cache/airlock-k8s/bin (long the first time, then skipped; see docs/kubernetes.md).
+bash "$(dirname "$0")/ensure-k8s.sh"

@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestKubernetesBenchmark measures what the gateway costs kubectl, direct and through the
+// gateway in the same run: the latency of `kubectl get pods` (the whole command, and one API
+// request on a kept-alive connection) and the throughput of a 100 MB `kubectl exec ... cat`.
+// It only logs figures (the machine is shared, so nothing is asserted on time); it runs when
+// AIRLOCK_K8S_BENCH is set:
+//
+//	AIRLOCK_K8S_BENCH=1 go test -v -count=1 -run TestKubernetesBenchmark ./test/e2e
+func TestKubernetesBenchmark(t *testing.T) {
+	if os.Getenv("AIRLOCK_K8S_BENCH") == "" {
+		t.Skip("a benchmark: set AIRLOCK_K8S_BENCH=1 to run it")
+	}
+	requireBinary(t)
+	c := startKubeCluster(t)
+	kg := startKubeGateway(t, c, "")
+	t.Logf("load average before: %s", loadavg())
+
+	directEnv := append(cleanEnv(), "KUBECONFIG="+c.Kubeconfig, "HOME="+t.TempDir())
+	gwEnv := kg.kubeEnv(t, "alice", alicePassword)
+	kubectl := func(env []string, args ...string) time.Duration {
+		began := time.Now()
+		r := run(5*time.Minute, env, nil, c.kubectl, args...)
+		if r.Code != 0 {
+			t.Fatalf("kubectl %v: %s", args, r)
+		}
+		return time.Since(began)
+	}
+
+	// 1. kubectl get pods, the whole command (process start, credential plugin, discovery
+	// from the cache, the request), alternating direct and gateway.
+	kubectl(directEnv, "get", "pods") // warm the discovery caches
+	kubectl(gwEnv, "get", "pods")
+	const runs = 20
+	var dCmd, gCmd []time.Duration
+	for range runs {
+		dCmd = append(dCmd, kubectl(directEnv, "get", "pods"))
+		gCmd = append(gCmd, kubectl(gwEnv, "get", "pods"))
+	}
+
+	// 2. One API request (GET pods) on a kept-alive HTTP/2 connection, as kubectl makes them.
+	direct := apiClient(t, c.CAFile)
+	gw := apiClient(t, filepath.Join(kg.DataDir, "tls", "cert.pem"))
+	adminTok := kubeconfigToken(t, c.Kubeconfig)
+	aliceTok := "alice:" + kg.token(t, "alice", alicePassword)
+	gwURL := fmt.Sprintf("https://127.0.0.1:%d/k8s/kind-1", kg.Port("kubernetes"))
+	get := func(cl *http.Client, base, tok string) time.Duration {
+		req, _ := http.NewRequest("GET", base+"/api/v1/namespaces/default/pods", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+		began := time.Now()
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET pods: HTTP %d", resp.StatusCode)
+		}
+		return time.Since(began)
+	}
+	for range 20 { // warm up both
+		get(direct, c.URL, adminTok)
+		get(gw, gwURL, aliceTok)
+	}
+	const reqs = 500
+	var dReq, gReq []time.Duration
+	for range reqs {
+		dReq = append(dReq, get(direct, c.URL, adminTok))
+		gReq = append(gReq, get(gw, gwURL, aliceTok))
+	}
+
+	// 3. 100 MB through kubectl exec ... cat, best of 3 each.
+	const size = 100 << 20
+	big := filepath.Join(c.ExecDir, "big.bin")
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data = nil
+	cat := func(env []string) time.Duration {
+		cmd := exec.Command(c.kubectl, "exec", kubePod, "--", "cat", "big.bin")
+		cmd.Env = env
+		cw := &countWriter{}
+		cmd.Stdout = cw
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		began := time.Now()
+		if err := cmd.Run(); err != nil || cw.n != size {
+			t.Fatalf("kubectl exec cat: %v, %d bytes, %s", err, cw.n, stderr.String())
+		}
+		return time.Since(began)
+	}
+	var dCat, gCat []time.Duration
+	for range 3 {
+		dCat = append(dCat, cat(directEnv))
+		gCat = append(gCat, cat(gwEnv))
+	}
+	t.Logf("load average after: %s", loadavg())
+
+	dc, gc := median(dCmd), median(gCmd)
+	t.Logf("kubectl get pods (whole command, median of %d): direct %s, gateway %s, added %s, ratio %.2f",
+		runs, ms(dc), ms(gc), ms(gc-dc), float64(gc)/float64(dc))
+	dm, gm := mean(dReq), mean(gReq)
+	t.Logf("GET pods on a kept-alive connection (mean of %d): direct %s, gateway %s, added %s; medians %s / %s",
+		reqs, ms(dm), ms(gm), ms(gm-dm), ms(median(dReq)), ms(median(gReq)))
+	db, gb := best(dCat), best(gCat)
+	dRate, gRate := float64(size)/db.Seconds()/(1<<20), float64(size)/gb.Seconds()/(1<<20)
+	t.Logf("kubectl exec cat 100 MiB (best of 3): direct %s (%.1f MiB/s), gateway %s (%.1f MiB/s), throughput ratio %.2f",
+		db.Round(time.Millisecond), dRate, gb.Round(time.Millisecond), gRate, gRate/dRate)
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+func apiClient(t testing.TB, caFile string) *http.Client {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+}
+
+func kubeconfigToken(t testing.TB, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(b), "token: ")
+	tok, _, _ := strings.Cut(rest, "}")
+	return strings.Trim(strings.TrimSpace(tok), `"`)
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func mean(ds []time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+func best(ds []time.Duration) time.Duration {
+	b := ds[0]
+	for _, d := range ds {
+		b = min(b, d)
+	}
+	return b
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

@@ -1,0 +1,506 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const kubePolicies = `policies:
+  - name: kube-users
+    subjects: [user:alice, user:bob]
+    targets: [kind-1]
+    access: allow
+    kubernetes:
+      - name: no-namespace-deletes
+        action: deny
+        verbs: [delete]
+        resources: [namespaces]
+      - name: no-exec-in-kube-system
+        action: deny
+        resources: [pods/exec, pods/attach, pods/portforward]
+        namespaces: [kube-system]
+      - name: secrets-are-watched
+        action: warn
+        verbs: [get, list, watch]
+        resources: [secrets]
+`
+
+// TestKubernetes drives the machine's kubectl through the gateway to a real kube-apiserver
+// (with kwok as the kubelet), and checks what kubectl saw and what the gateway recorded.
+func TestKubernetes(t *testing.T) {
+	requireBinary(t)
+	c := startKubeCluster(t)
+	kg := startKubeGateway(t, c, kubePolicies)
+	gwToken, _ := os.ReadFile(c.GatewayTokenFile)
+	// Never in a recording: the gateway's credential for the cluster, a user's gateway token
+	// (alt_...) or password, an Authorization or Impersonate header.
+	never := []string{strings.TrimSpace(string(gwToken)), "alt_", alicePassword, "Bearer", "Impersonate-", "impersonate-user"}
+
+	t.Run("get and describe", func(t *testing.T) {
+		since := time.Now()
+		r := kg.kubectl(t, "alice", alicePassword, nil, "get", "pods", "-o", "wide")
+		if r.Code != 0 || !regexp.MustCompile(`web\s+1/1\s+Running`).MatchString(r.Stdout) || !strings.Contains(r.Stdout, kubeNode) {
+			t.Fatalf("kubectl get pods: %s", r)
+		}
+		d := kg.kubectl(t, "alice", alicePassword, nil, "describe", "pod", kubePod)
+		if d.Code != 0 || !strings.Contains(d.Stdout, "Node:") || !strings.Contains(d.Stdout, "registry.example/web:1") {
+			t.Fatalf("kubectl describe pod: %s", d)
+		}
+		raw := kg.kubectl(t, "alice", alicePassword, nil, "get", "--raw", "/api/v1/namespaces/default/pods/"+kubePod)
+		if raw.Code != 0 || !strings.Contains(raw.Stdout, `"kind":"Pod"`) {
+			t.Errorf("kubectl get --raw: %s", raw)
+		}
+		ss := kg.waitKubeSessions(t, "alice", since, 3)
+		ev := allEvents(ss)
+		checkNever(t, ev, never...)
+		list := findKube(ev, "kube.request", func(e Event) bool { return e.str("verb") == "list" && e.str("resource") == "pods" })
+		if list == nil || list.str("namespace") != "default" {
+			t.Fatalf("no recorded list of pods in default: %v", types(ev))
+		}
+		resp := findKube(ev, "kube.response", func(e Event) bool { return e.num("id") == list.num("id") && e.num("status") == 200 })
+		if resp == nil || !strings.Contains(resp.Text, kubePod) {
+			t.Errorf("the list's response is not recorded with its body: %+v", resp)
+		}
+		if findKube(ev, "kube.request", func(e Event) bool {
+			return e.str("verb") == "get" && e.str("name") == kubePod && e.str("path") == "/api/v1/namespaces/default/pods/"+kubePod
+		}) == nil {
+			t.Errorf("no recorded get of pod %s (describe, get --raw)", kubePod)
+		}
+		for _, s := range ss {
+			start := ofType(s.ev, "session.start")
+			if len(start) != 1 || start[0].str("user") != "alice" || start[0].str("target") != "kind-1" {
+				t.Errorf("session %s start: %+v", s.ID, start)
+			}
+		}
+	})
+
+	t.Run("impersonation", func(t *testing.T) {
+		// The cluster's RBAC applies to the person: bob has no binding, so the API server
+		// itself refuses him, naming him.
+		r := kg.kubectl(t, "bob", bobPassword, nil, "get", "pods")
+		if r.Code == 0 || !strings.Contains(r.Stderr, `User "bob" cannot list resource "pods"`) {
+			t.Fatalf("bob's kubectl get pods: %s", r)
+		}
+	})
+
+	t.Run("apply and delete, secrets masked", func(t *testing.T) {
+		since := time.Now()
+		secretValue := "s3cr3t-" + randToken(t)[:12]
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config, namespace: default}
+data: {color: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret, namespace: default}
+stringData: {password: %s}
+`, secretValue)
+		r := kg.kubectl(t, "alice", alicePassword, strings.NewReader(manifest), "apply", "-f", "-")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "configmap/app-config created") || !strings.Contains(r.Stdout, "secret/app-secret created") {
+			t.Fatalf("kubectl apply: %s", r)
+		}
+		g := kg.kubectl(t, "alice", alicePassword, nil, "get", "secret", "app-secret", "-o", "jsonpath={.data.password}")
+		if g.Code != 0 || g.Stdout != base64.StdEncoding.EncodeToString([]byte(secretValue)) {
+			t.Errorf("the client does not get the secret unmasked: %s", g)
+		}
+		if !strings.Contains(g.Stderr, "secrets-are-watched") {
+			t.Errorf("no warning of rule secrets-are-watched: %s", g)
+		}
+		// Direct: the objects are there.
+		if d := c.kubectlDirect(time.Minute, nil, "get", "configmap", "app-config", "-o", "jsonpath={.data.color}"); d.Stdout != "blue" {
+			t.Errorf("configmap not created: %s", d)
+		}
+		del := kg.kubectl(t, "alice", alicePassword, nil, "delete", "configmap/app-config", "secret/app-secret")
+		if del.Code != 0 || !strings.Contains(del.Stdout, `configmap "app-config" deleted`) {
+			t.Fatalf("kubectl delete: %s", del)
+		}
+		if d := c.kubectlDirect(time.Minute, nil, "get", "configmap", "app-config"); d.Code == 0 {
+			t.Errorf("configmap still there after delete: %s", d)
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 3))
+		checkNever(t, ev, append(never, secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue)))...)
+		if findKube(ev, "kube.request", func(e Event) bool { return e.str("verb") == "delete" && e.str("resource") == "configmaps" && e.str("name") == "app-config" }) == nil {
+			t.Errorf("no recorded delete of the configmap: %v", types(ev))
+		}
+		masked := 0
+		for _, e := range ev {
+			if strings.HasPrefix(e.Type, "kube.") && strings.Contains(e.Text, `"***"`) {
+				masked++
+			}
+		}
+		if masked == 0 {
+			t.Errorf("no recorded body shows a masked secret value")
+		}
+		if findKube(ev, "kube.request", func(e Event) bool { return e.str("rule") == "secrets-are-watched" && e.str("warning") != "" }) == nil {
+			t.Errorf("the warning is not recorded")
+		}
+	})
+
+	t.Run("watch", func(t *testing.T) {
+		since := time.Now()
+		cmd := exec.Command(c.kubectl, "get", "configmaps", "-w", "--output-watch-events", "-o", "name")
+		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+		c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched-0, namespace: default}\ndata: {a: b}\n")
+		out := startLines(t, cmd)
+		out.waitFor(t, "configmap/watched-0") // the list before the watch
+		c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched-1, namespace: default}\ndata: {a: b}\n")
+		out.waitFor(t, "configmap/watched-1")
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		if findKube(ev, "kube.watch", func(e Event) bool { return e.str("type") == "ADDED" && e.str("name") == "watched-1" }) == nil {
+			t.Errorf("the watch event is not recorded: %v", types(ev))
+		}
+		if findKube(ev, "kube.request", func(e Event) bool { return e.str("verb") == "watch" && e.str("resource") == "configmaps" }) == nil {
+			t.Errorf("no recorded watch request")
+		}
+	})
+
+	t.Run("denied", func(t *testing.T) {
+		since := time.Now()
+		r := kg.kubectl(t, "alice", alicePassword, nil, "delete", "namespace", "kube-public")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "no-namespace-deletes") || !strings.Contains(r.Stderr, "Forbidden") && !strings.Contains(r.Stderr, "forbidden") {
+			t.Errorf("delete namespace: %s", r)
+		}
+		if d := c.kubectlDirect(time.Minute, nil, "get", "namespace", "kube-public"); d.Code != 0 {
+			t.Errorf("kube-public is gone: %s", d)
+		}
+		x := kg.kubectl(t, "alice", alicePassword, nil, "exec", "-n", "kube-system", "sys", "--", "true")
+		if x.Code == 0 || !strings.Contains(x.Stderr, "no-exec-in-kube-system") {
+			t.Errorf("exec in kube-system: %s", x)
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 2))
+		deny := findKube(ev, "kube.request", func(e Event) bool { return e.Data["denied"] == true && e.str("rule") == "no-namespace-deletes" })
+		if deny == nil {
+			t.Fatalf("the denial is not recorded: %v", types(ev))
+		}
+		if findKube(ev, "kube.response", func(e Event) bool { return e.num("id") == deny.num("id") && e.num("status") == 403 && e.str("source") == "gateway" }) == nil {
+			t.Errorf("the gateway's 403 is not recorded")
+		}
+	})
+
+	t.Run("exec with stdin", func(t *testing.T) {
+		since := time.Now()
+		r := kg.kubectl(t, "alice", alicePassword, strings.NewReader("hello through the gateway\n"),
+			"exec", "-i", kubePod, "--", "sh", "-c", "cat; echo to-stderr >&2; echo POD_ENV=$POD_ENV; exit 3")
+		if r.Code != 3 || !strings.Contains(r.Stdout, "hello through the gateway") || !strings.Contains(r.Stdout, "POD_ENV=kwok") || !strings.Contains(r.Stderr, "to-stderr") {
+			t.Fatalf("kubectl exec -i: %s", r)
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		ex := findKube(ev, "exec", func(e Event) bool { return strings.Contains(e.str("command"), "cat; echo to-stderr") })
+		if ex == nil || ex.Data["pty"] == true {
+			t.Fatalf("no exec event: %v", types(ev))
+		}
+		if in := terminalText(ev, "terminal.input", ""); in != "hello through the gateway\n" {
+			t.Errorf("recorded stdin %q", in)
+		}
+		if out := terminalText(ev, "terminal.output", ""); !strings.Contains(out, "hello through the gateway") || !strings.Contains(out, "POD_ENV=kwok") {
+			t.Errorf("recorded stdout %q", out)
+		}
+		if errOut := terminalText(ev, "terminal.output", "stderr"); !strings.Contains(errOut, "to-stderr") {
+			t.Errorf("recorded stderr %q", errOut)
+		}
+		exit := ofType(ev, "exec.exit")
+		if len(exit) != 1 || exit[0].num("status") != 3 {
+			t.Errorf("exec.exit: %+v", exit)
+		}
+	})
+
+	t.Run("exec over SPDY", func(t *testing.T) {
+		// kubectl before 1.30 (or with the WebSocket feature gate off) speaks SPDY.
+		since := time.Now()
+		env := append(kg.kubeEnv(t, "alice", alicePassword), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+		r := run(2*time.Minute, env, strings.NewReader("spdy stdin\n"), c.kubectl, "exec", "-i", kubePod, "--", "sh", "-c", "cat; echo spdy-done")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "spdy stdin") || !strings.Contains(r.Stdout, "spdy-done") {
+			t.Fatalf("kubectl exec over SPDY: %s", r)
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		req := findKube(ev, "kube.request", func(e Event) bool { return e.str("subresource") == "exec" && e.str("method") == "POST" })
+		if req == nil {
+			t.Fatalf("no SPDY exec request recorded: %v", types(ev))
+		}
+		if findKube(ev, "kube.response", func(e Event) bool { return e.num("id") == req.num("id") && e.num("status") == 101 }) == nil {
+			t.Errorf("no 101 recorded")
+		}
+		// As of 2026-11 SPDY content is relayed but not recorded (docs/kubernetes.md).
+		t.Logf("SPDY exec recorded: %v", types(ev))
+	})
+
+	t.Run("exec -it with a resize", func(t *testing.T) {
+		testKubeInteractive(t, kg)
+	})
+
+	t.Run("logs -f", func(t *testing.T) {
+		since := time.Now()
+		cmd := exec.Command(c.kubectl, "logs", "-f", kubePod)
+		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+		out := startLines(t, cmd)
+		out.waitFor(t, "web: started")
+		line := "web: followed " + randToken(t)[:8]
+		f, err := os.OpenFile(c.LogFile, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(f, line)
+		f.Close()
+		out.waitFor(t, line)
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		if text := terminalText(ev, "terminal.output", ""); !strings.Contains(text, "web: started") || !strings.Contains(text, line) {
+			t.Errorf("the followed log is not recorded: %q", text)
+		}
+	})
+
+	t.Run("port-forward", func(t *testing.T) {
+		since := time.Now()
+		cmd := exec.Command(c.kubectl, "port-forward", "pod/"+kubePod, ":8080")
+		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+		out := startLines(t, cmd)
+		fwd := out.waitFor(t, "Forwarding from 127.0.0.1:")
+		m := regexp.MustCompile(`127\.0\.0\.1:(\d+) ->`).FindStringSubmatch(fwd)
+		if m == nil {
+			t.Fatalf("no local port in %q", fwd)
+		}
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintln(conn, "ping through the gateway")
+		got, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || got != "echo: ping through the gateway\n" {
+			t.Errorf("through the forward: %q %v", got, err)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		req := findKube(ev, "kube.request", func(e Event) bool { return e.str("subresource") == "portforward" })
+		if req == nil {
+			t.Fatalf("no port-forward request recorded: %v", types(ev))
+		}
+		end := findKube(ev, "kube.response.end", func(e Event) bool { return e.num("id") == req.num("id") })
+		if end == nil {
+			t.Errorf("the forward's end is not recorded")
+		} else if body, _ := end.Data["body"].(map[string]any); body == nil {
+			t.Errorf("kube.response.end without body info: %+v", end.Data)
+		}
+	})
+}
+
+// testKubeInteractive runs `kubectl exec -it web -- sh` through the gateway in tmux, types,
+// resizes the window, and checks the recording, the asciicast export and the replay.
+func testKubeInteractive(t *testing.T, kg *kubeGateway) {
+	dir := t.TempDir()
+	env := kg.kubeEnv(t, "alice", alicePassword)
+	tm := newTmux(t, dir, env)
+	since := time.Now()
+	kubeCmd := fmt.Sprintf("%s exec -it %s -- sh", kg.c.kubectl, kubePod)
+	tm.run("new-session", "-d", "-s", "main", "-x", "100", "-y", "30", kubeCmd+"; echo KUBECTL-EXITED-$?; sleep 60")
+	tm.send("export PS1='PROMPT> '", "Enter")
+	tm.waitFor("PROMPT> ")
+	tm.send("echo answer=$((6*7))", "Enter")
+	tm.waitFor("answer=42")
+	tm.send("stty size", "Enter")
+	tm.waitFor("30 100")
+	tm.run("resize-window", "-t", "main", "-x", "120", "-y", "40")
+	// kubectl sends the new size when it sees SIGWINCH, which may be after the next command
+	// runs: ask until the shell sees it.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(tm.screen(), "40 120") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell never saw the new size:\n%s", tm.screen())
+		}
+		tm.send("clear; stty size", "Enter")
+		time.Sleep(200 * time.Millisecond)
+	}
+	tm.send("exit 0", "Enter")
+	tm.waitFor("KUBECTL-EXITED-0")
+
+	ss := kg.waitKubeSessions(t, "alice", since, 1)
+	var s kubeSession
+	for _, x := range ss {
+		if len(ofType(x.ev, "exec")) > 0 {
+			s = x
+		}
+	}
+	if s.ID == "" {
+		t.Fatalf("no session with an exec among %d", len(ss))
+	}
+	ev := s.ev
+	ex := ofType(ev, "exec")
+	if len(ex) != 1 || ex[0].Data["pty"] != true || ex[0].str("command") != "sh" {
+		t.Errorf("exec event %+v", ex)
+	}
+	var sizes []string
+	for _, e := range ofType(ev, "terminal.resize") {
+		sizes = append(sizes, fmt.Sprintf("%dx%d", e.num("cols"), e.num("rows")))
+	}
+	if len(sizes) == 0 || sizes[0] != "100x30" || sizes[len(sizes)-1] != "120x40" {
+		t.Errorf("recorded sizes %v, want 100x30 first and 120x40 last", sizes)
+	}
+	if in := terminalText(ev, "terminal.input", ""); !strings.Contains(in, "echo answer=$((6*7))") {
+		t.Errorf("recorded input %q", in)
+	}
+	if out := terminalText(ev, "terminal.output", ""); !strings.Contains(out, "answer=42") || !strings.Contains(out, "40 120") {
+		t.Errorf("recorded output %q", clip(out, 2000))
+	}
+
+	// asciicast v2: header at the first size, "o" output, an "r" for the resize.
+	home := t.TempDir()
+	cenv := append(cleanEnv(), "HOME="+home, "XDG_CONFIG_HOME="+home+"/.config")
+	if lr := run(time.Minute, cenv, strings.NewReader(audPassword+"\n"), airlockBin, "login", "--gateway", kg.apiURL(), "--user", "audrey"); lr.Code != 0 {
+		t.Fatalf("airlock login audrey: %s", lr)
+	}
+	castPath := filepath.Join(dir, "exec.cast")
+	if r := run(time.Minute, cenv, nil, airlockBin, "export", s.ID, "--format", "asciicast", "-o", castPath); r.Code != 0 {
+		t.Fatalf("export --format asciicast: %s", r)
+	}
+	f, err := os.Open(castPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	if !sc.Scan() {
+		t.Fatal("empty asciicast")
+	}
+	var hdr struct{ Version, Width, Height int }
+	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Version != 2 || hdr.Width != 100 || hdr.Height != 30 {
+		t.Fatalf("asciicast header %s (%v): want version 2, 100x30", sc.Text(), err)
+	}
+	var output strings.Builder
+	var resizes []string
+	for sc.Scan() {
+		var e []any
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || len(e) != 3 {
+			t.Fatalf("asciicast event line %q: %v", sc.Text(), err)
+		}
+		switch e[1] {
+		case "o":
+			output.WriteString(e[2].(string))
+		case "r":
+			resizes = append(resizes, e[2].(string))
+		}
+	}
+	if !strings.Contains(output.String(), "answer=42") {
+		t.Errorf("asciicast output lacks the session's output")
+	}
+	if len(resizes) == 0 || resizes[len(resizes)-1] != "120x40" {
+		t.Errorf("asciicast resizes %v, want ending 120x40", resizes)
+	}
+	rp := run(time.Minute, cenv, nil, airlockBin, "replay", s.ID, "--speed", "0")
+	if rp.Code != 0 || !strings.Contains(rp.Stdout, "answer=42") {
+		t.Errorf("replay --speed 0: %s", rp)
+	}
+}
+
+// ---- helpers ----
+
+// lines collects the output lines of a running command.
+type lines struct {
+	ch  chan string
+	all []string
+}
+
+// startLines starts cmd with its stdout and stderr read line by line; the test's cleanup kills
+// it if it still runs.
+func startLines(t *testing.T, cmd *exec.Cmd) *lines {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &lines{ch: make(chan string, 1000)}
+	go func() { cmd.Wait(); pw.Close() }()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			l.ch <- sc.Text()
+		}
+		close(l.ch)
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	})
+	return l
+}
+
+// waitFor returns the first line containing want.
+func (l *lines) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	for _, s := range l.all {
+		if strings.Contains(s, want) {
+			return s
+		}
+	}
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case s, ok := <-l.ch:
+			if !ok {
+				t.Fatalf("the command ended without printing %q; it printed:\n%s", want, strings.Join(l.all, "\n"))
+			}
+			l.all = append(l.all, s)
+			if strings.Contains(s, want) {
+				return s
+			}
+		case <-timeout:
+			t.Fatalf("after 60s no line with %q; the command printed:\n%s", want, strings.Join(l.all, "\n"))
+		}
+	}
+}
+
+func findKube(ev []Event, typ string, match func(Event) bool) *Event {
+	for i := range ev {
+		if ev[i].Type == typ && match(ev[i]) {
+			return &ev[i]
+		}
+	}
+	return nil
+}
+
+func types(ev []Event) []string {
+	var out []string
+	for _, e := range ev {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+// checkNever fails when any event's data or bytes contain one of needles.
+func checkNever(t testing.TB, ev []Event, needles ...string) {
+	t.Helper()
+	for _, e := range ev {
+		b, _ := json.Marshal(e.Data)
+		raw, _ := base64.StdEncoding.DecodeString(e.Base64)
+		all := string(b) + e.Text + string(raw)
+		for _, n := range needles {
+			if n != "" && strings.Contains(all, n) {
+				t.Errorf("event %d (%s) holds %q: %s", e.Seq, e.Type, n, clip(all, 500))
+			}
+		}
+	}
+}
