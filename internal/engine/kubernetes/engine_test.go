@@ -23,6 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/streaming/pkg/httpstream/spdy"
+
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/connector"
@@ -80,6 +83,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.WriteHeader(201)
 		w.Write(b)
+	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
+		spdyExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
 		// An exec over WebSocket: read one stdin message, answer on stdout, close.
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -547,5 +552,109 @@ func TestExitData(t *testing.T) {
 				t.Errorf("exitData = %+v (status %v), want code %d message %q", d, d.Status, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// spdyExec answers an exec over SPDY like a kubelet: it waits for the error, stdin and stdout
+// streams, echoes stdin to stdout once the client closes stdin, and ends with exit code 3.
+func spdyExec(w http.ResponseWriter, r *http.Request) {
+	streams := make(chan httpstream.Stream, 8)
+	w.Header().Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(st httpstream.Stream, _ <-chan struct{}) error {
+		streams <- st
+		return nil
+	})
+	if conn == nil {
+		return
+	}
+	defer conn.Close()
+	got := map[string]httpstream.Stream{}
+	for len(got) < 4 {
+		select {
+		case st := <-streams:
+			got[st.Headers().Get("streamType")] = st
+		case <-time.After(5 * time.Second):
+			return
+		}
+	}
+	in, _ := io.ReadAll(got["stdin"])
+	got["stdout"].Write(append([]byte("you said: "), in...))
+	got["stdout"].Close()
+	got["error"].Write([]byte(`{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`))
+	got["error"].Close()
+	select {
+	case <-conn.CloseChan():
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func TestExecOverSPDYRecorded(t *testing.T) {
+	h := newHarness(t, nil)
+	rt, err := spdy.NewRoundTripper(&tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", h.base+"k/api/v1/namespaces/a/pods/p/exec?command=cat&stdin=true&stdout=true&tty=true", nil)
+	req.Header.Set("Authorization", "Bearer alice:alt_good")
+	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rt.NewConnection(resp)
+	if err != nil {
+		t.Fatalf("upgrade: %v (HTTP %d)", err, resp.StatusCode)
+	}
+	defer conn.Close()
+	mk := func(typ string) httpstream.Stream {
+		hdr := http.Header{}
+		hdr.Set("streamType", typ)
+		st, err := conn.CreateStream(hdr)
+		if err != nil {
+			t.Fatalf("create stream %s: %v", typ, err)
+		}
+		return st
+	}
+	errS, in, out, rs := mk("error"), mk("stdin"), mk("stdout"), mk("resize")
+	rs.Write([]byte(`{"Width":132,"Height":43}` + "\n"))
+	in.Write([]byte("hello over spdy\n"))
+	in.Close()
+	got, _ := io.ReadAll(out)
+	if string(got) != "you said: hello over spdy\n" {
+		t.Errorf("stdout %q", got)
+	}
+	status, _ := io.ReadAll(errS)
+	if !strings.Contains(string(status), "NonZeroExitCode") {
+		t.Errorf("error stream %q", status)
+	}
+	conn.Close()
+
+	ev := h.events(t)
+	var types []string
+	var input, output string
+	var exit *event.Event
+	for _, e := range ev {
+		types = append(types, string(e.Type))
+		switch e.Type {
+		case event.TerminalInput:
+			input += string(e.Raw)
+		case event.TerminalOutput:
+			output += string(e.Raw)
+		case event.ExecExit:
+			exit = e
+		case event.TerminalResize:
+			if !strings.Contains(string(e.Data), `"cols":132`) || !strings.Contains(string(e.Data), `"rows":43`) {
+				t.Errorf("resize %s", e.Data)
+			}
+		}
+	}
+	if input != "hello over spdy\n" || output != "you said: hello over spdy\n" {
+		t.Errorf("recorded input %q output %q; events %v", input, output, types)
+	}
+	if exit == nil || !strings.Contains(string(exit.Data), `"status":3`) {
+		t.Errorf("exec.exit %v; events %v", exit, types)
+	}
+	if !strings.Contains(strings.Join(types, " "), "terminal.resize") {
+		t.Errorf("no resize recorded: %v", types)
 	}
 }

@@ -68,43 +68,52 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		return
 	}
 	var toUp, toCli atomic.Int64
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	stop := make(chan struct{})
-	go func() { // the session ends (max duration, shutdown): cut the stream
-		select {
-		case <-s.ctx.Done():
-			cliConn.Close()
-			upConn.Close()
-		case <-stop:
-		}
-	}()
 	var cliReader io.Reader = cliConn
 	if brw.Reader.Buffered() > 0 {
 		cliReader = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), cliConn)
 	}
-	rec := newStreamRecorder(s, id, ri.Subresource, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
-	wg.Add(2)
-	go func() { // clientToTarget
-		defer wg.Done()
-		n, _ := io.Copy(upConn, rec.fromClient(cliReader))
-		toUp.Add(n)
-		closeWrite(upConn)
-	}()
-	go func() { // targetToClient
-		defer wg.Done()
-		n, _ := io.Copy(cliConn, rec.fromTarget(bufio.NewReader(upConn)))
-		toCli.Add(n)
-		closeWrite(cliConn)
-		close(done)
-	}()
-	wg.Wait()
-	close(stop)
+	var streamErr error
+	if isSPDY(resp.Header.Get("Upgrade")) && (ri.Subresource == "exec" || ri.Subresource == "attach") {
+		// SPDY streams are followed stream by stream (spdy.go); the session's end closes them.
+		upNet := rwcConn{ReadWriteCloser: upConn, local: cliConn.LocalAddr(), remote: cliConn.RemoteAddr()}
+		u, cl, err := s.relaySPDY(bufferedConn{Conn: cliConn, r: cliReader}, upNet, id)
+		toUp.Add(u)
+		toCli.Add(cl)
+		streamErr = err
+	} else {
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		go func() { // the session ends (max duration, shutdown): cut the stream
+			select {
+			case <-s.ctx.Done():
+				cliConn.Close()
+				upConn.Close()
+			case <-stop:
+			}
+		}()
+		rec := newStreamRecorder(s, id, ri.Subresource, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+		wg.Add(2)
+		go func() { // clientToTarget
+			defer wg.Done()
+			n, _ := io.Copy(upConn, rec.fromClient(cliReader))
+			toUp.Add(n)
+			closeWrite(upConn)
+		}()
+		go func() { // targetToClient
+			defer wg.Done()
+			n, _ := io.Copy(cliConn, rec.fromTarget(bufio.NewReader(upConn)))
+			toCli.Add(n)
+			closeWrite(cliConn)
+		}()
+		wg.Wait()
+		close(stop)
+		streamErr = rec.err()
+	}
 	s.fromCli.Add(toUp.Load())
 	s.toCli.Add(toCli.Load())
 	end := event.KubeResponseEndData{ID: id, DurationNS: int64(time.Since(began)), Body: event.BodyInfo{Bytes: toCli.Load()}}
-	if err := rec.err(); err != nil {
-		end.Error = err.Error()
+	if streamErr != nil {
+		end.Error = streamErr.Error()
 	}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
