@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -88,9 +89,7 @@ func startKubeCluster(t testing.TB) *kubeCluster {
 	if err := os.MkdirAll(c.ExecDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.LogFile, []byte("web: started\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.AppendLog("web: started")
 	c.ForwardAddr = startEchoServer(t)
 
 	// Certificates: one CA for the API server's and kwok's serving certificates.
@@ -204,6 +203,18 @@ subjects:
 	return c
 }
 
+// AppendLog adds a line to the pods' log, in the CRI format the kubelet's logs are in (kwok
+// reads them as such): TIME STREAM F TEXT.
+func (c *kubeCluster) AppendLog(line string) {
+	c.t.Helper()
+	f, err := os.OpenFile(c.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), line)
+}
+
 // start runs a cluster process, logging to DIR/NAME.log; the test's cleanup stops it.
 func (c *kubeCluster) start(name, bin string, args ...string) {
 	c.t.Helper()
@@ -215,6 +226,8 @@ func (c *kubeCluster) start(name, bin string, args ...string) {
 	cmd.Dir = c.Dir
 	cmd.Env = append(cleanEnv(), "HOME="+c.Dir) // kwok reads ~/.kwok
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test binary dies without its cleanups (a timeout, a kill), so does the cluster.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		c.t.Fatalf("start %s: %v", name, err)
@@ -522,6 +535,7 @@ type kubeGateway struct {
 	*gateway
 	c    *kubeCluster
 	home map[string]string // user -> HOME holding its `airlock login` and kubeconfig
+	seen map[string]bool   // sessions waitKubeSessions returned already
 }
 
 // startKubeGateway starts a gateway for c with the given policies (YAML under "policies:").
@@ -534,7 +548,7 @@ func startKubeGateway(t testing.TB, c *kubeCluster, policies string) *kubeGatewa
 		Extra: policies,
 	}
 	g := startGateway(t, cfg)
-	return &kubeGateway{gateway: g, c: c, home: map[string]string{}}
+	return &kubeGateway{gateway: g, c: c, home: map[string]string{}, seen: map[string]bool{}}
 }
 
 // kubeconfig logs user in with the airlock CLI and returns the environment under which the
@@ -544,7 +558,11 @@ func (kg *kubeGateway) kubeEnv(t testing.TB, user, password string) []string {
 	if h, ok := kg.home[user]; ok {
 		return kg.envFor(h)
 	}
-	home := t.TempDir()
+	// Under the gateway's directory: the login outlives the subtest that made it.
+	home, err := os.MkdirTemp(kg.dir, "home-"+user+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := append(cleanEnv(), "HOME="+home, "XDG_CONFIG_HOME="+home+"/.config")
 	lr := run(time.Minute, env, strings.NewReader(password+"\n"), airlockBin, "login", "--gateway", kg.apiURL(), "--user", user)
 	if lr.Code != 0 {
@@ -598,8 +616,9 @@ func (kg *kubeGateway) kubectl(t testing.TB, user, password string, stdin *strin
 	return run(2*time.Minute, env, stdin, kg.c.kubectl, args...)
 }
 
-// waitKubeSessions returns the ended kubernetes sessions of user started since, waiting until
-// there are at least n and all have ended, with their events (hash chain checked).
+// waitKubeSessions returns the ended kubernetes sessions of user started since that it did not
+// return before, waiting until there are at least n and all have ended, with their events
+// (hash chain checked).
 func (kg *kubeGateway) waitKubeSessions(t testing.TB, user string, since time.Time, n int) []kubeSession {
 	t.Helper()
 	tok := kg.adminToken(t)
@@ -608,7 +627,7 @@ func (kg *kubeGateway) waitKubeSessions(t testing.TB, user string, since time.Ti
 		var ss []Session
 		allEnded := true
 		for _, s := range kg.sessions(t, tok, sessionFilter{User: user, Target: "kind-1"}) {
-			if s.StartedAt.Before(since.Add(-500*time.Millisecond)) || s.Type != "kubernetes" {
+			if s.StartedAt.Before(since.Add(-time.Second)) || s.Type != "kubernetes" || kg.seen[s.ID] {
 				continue
 			}
 			ss = append(ss, s)
@@ -617,6 +636,7 @@ func (kg *kubeGateway) waitKubeSessions(t testing.TB, user string, since time.Ti
 		if len(ss) >= n && allEnded {
 			var out []kubeSession
 			for _, s := range ss {
+				kg.seen[s.ID] = true
 				ev := kg.events(t, tok, s.ID)
 				checkChain(t, ev)
 				out = append(out, kubeSession{s, ev})
