@@ -136,7 +136,9 @@ stringData: {password: %s}
 		}
 		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 3))
 		checkNever(t, ev, append(never, secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue)))...)
-		if findKube(ev, "kube.request", func(e Event) bool { return e.str("verb") == "delete" && e.str("resource") == "configmaps" && e.str("name") == "app-config" }) == nil {
+		if findKube(ev, "kube.request", func(e Event) bool {
+			return e.str("verb") == "delete" && e.str("resource") == "configmaps" && e.str("name") == "app-config"
+		}) == nil {
 			t.Errorf("no recorded delete of the configmap: %v", types(ev))
 		}
 		masked := 0
@@ -194,7 +196,9 @@ stringData: {password: %s}
 		if x, _ := inSession(ss, "kube.request", func(e Event) bool { return e.Data["denied"] == true && e.str("rule") == "no-exec-in-kube-system" }); x == nil {
 			t.Errorf("the exec denial is not recorded")
 		}
-		if findKube(ev, "kube.response", func(e Event) bool { return e.num("id") == deny.num("id") && e.num("status") == 403 && e.str("source") == "gateway" }) == nil {
+		if findKube(ev, "kube.response", func(e Event) bool {
+			return e.num("id") == deny.num("id") && e.num("status") == 403 && e.str("source") == "gateway"
+		}) == nil {
 			t.Errorf("the gateway's 403 is not recorded")
 		}
 	})
