@@ -143,11 +143,12 @@ func (t *frameTap) parse() error {
 		if uint64(len(b)-hdr) < length {
 			return nil
 		}
-		payload := append([]byte(nil), b[hdr:hdr+int(length)]...)
-		for i := range payload {
-			if masked {
-				payload[i] ^= key[i%4]
-			}
+		// The payload is recorded from t.buf itself (the bytes forwarded are the caller's): the
+		// recorder keeps it until Commit, and t.buf's consumed bytes are never written again
+		// (appends go past its end). A client's frames are unmasked in place.
+		payload := b[hdr : hdr+int(length) : hdr+int(length)]
+		if masked {
+			unmask(payload, key)
 		}
 		t.buf = b[hdr+int(length):]
 		if len(t.buf) == 0 {
@@ -159,8 +160,10 @@ func (t *frameTap) parse() error {
 				t.record("close", payload)
 			}
 			continue
-		case op != 0: // first frame of a message
+		case op != 0 && fin: // a whole message
 			t.msgOp, t.msg = op, payload
+		case op != 0: // first frame of a message: assembled in a buffer of its own
+			t.msgOp, t.msg = op, append([]byte(nil), payload...)
 		default: // continuation
 			t.msg = append(t.msg, payload...)
 		}
@@ -212,6 +215,15 @@ func (t *frameTap) record(channel string, data []byte) {
 		raw, sd.Truncated = raw[:lim], true
 	}
 	t.r.s.record(event.KubeStream, sd, raw)
+}
+
+// unmask undoes the masking of a client's frame payload (RFC 6455 section 5.3).
+func unmask(p, key []byte) {
+	var k [4]byte
+	copy(k[:], key)
+	for i := range p {
+		p[i] ^= k[i&3]
+	}
 }
 
 func decodeBase64(b []byte) ([]byte, error) {
