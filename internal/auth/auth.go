@@ -140,7 +140,7 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	s.mu.RUnlock()
 	if !ok {
 		// Spend the same time as a real check so that user names cannot be probed by timing.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return nil, fail(ReasonUnknownUser, "no local user %q", user)
 	}
 	mac := hmac.New(sha256.New, s.key)
@@ -167,7 +167,13 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	return &Identity{User: u.Name, Groups: u.Groups, Role: u.Role, Method: "password"}, nil
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("airlock-dummy"), bcrypt.DefaultCost)
+// dummyHash is made on first use, not at package init: a bcrypt hash costs about 100 ms of
+// CPU (250 ms on a loaded machine), which every CLI command (kubectl runs
+// `airlock kube-credential` for each command) would otherwise pay at start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("airlock-dummy"), bcrypt.DefaultCost)
+	return h
+})
 
 type tokenClaims struct {
 	V        int      `json:"v"`
