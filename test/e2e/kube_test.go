@@ -337,7 +337,7 @@ func testKubeInteractive(t *testing.T, kg *kubeGateway) {
 	ss := kg.waitKubeSessions(t, "alice", since, 1)
 	var s kubeSession
 	for _, x := range ss {
-		if len(ofType(x.ev, "exec")) > 0 {
+		if findKube(x.ev, "exec", func(e Event) bool { return e.Data["pty"] == true }) != nil {
 			s = x
 		}
 	}

@@ -83,11 +83,18 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, t
 	case <-cli.CloseChan():
 		// The client is gone: nothing more can reach it.
 	case <-up.CloseChan():
-		// What the target sent before it closed is copied when its streams end (EOF); give
-		// the copiers a moment to deliver it before closing the client's side.
+		// What the target sent before it closed is copied when its streams end (EOF), and
+		// each stream is then half-closed. The client closes the connection once it has read
+		// the error stream; closing it first would reset streams whose last data it may not
+		// have taken yet (kubectl then misses the exit status).
+		grace := time.After(5 * time.Second)
 		select {
 		case <-delivered:
-		case <-time.After(5 * time.Second):
+			select {
+			case <-cli.CloseChan():
+			case <-grace:
+			}
+		case <-grace:
 		}
 	case <-s.ctx.Done():
 	}
