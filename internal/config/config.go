@@ -262,7 +262,7 @@ type KubernetesRule struct {
 	Resources  []string `yaml:"resources" json:"resources,omitempty"`   // pods, pods/exec, deployments.apps, namespaces; globs
 	Namespaces []string `yaml:"namespaces" json:"namespaces,omitempty"` // globs; "" is cluster-scoped
 	Names      []string `yaml:"names" json:"names,omitempty"`           // globs over the object's name
-	Action     string   `yaml:"action" json:"action"`                   // deny | warn | allow
+	Action     string   `yaml:"action" json:"action"`                   // deny | approve | warn | allow
 }
 
 // GuardrailRule is a custom guardrail (internal/guard.Rule).

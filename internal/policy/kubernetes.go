@@ -93,8 +93,8 @@ func validateKube(policy string, rules []config.KubernetesRule) error {
 			return fmt.Errorf("policy %q: kubernetes rule %q defined twice", policy, r.Name)
 		}
 		seen[r.Name] = true
-		if !slices.Contains([]string{"deny", "warn", "allow"}, r.Action) {
-			return fmt.Errorf("policy %q: kubernetes rule %q: action must be deny, warn or allow, not %q", policy, r.Name, r.Action)
+		if !slices.Contains([]string{"deny", "approve", "warn", "allow"}, r.Action) {
+			return fmt.Errorf("policy %q: kubernetes rule %q: action must be deny, approve, warn or allow, not %q", policy, r.Name, r.Action)
 		}
 		for _, v := range r.Verbs {
 			if !slices.Contains(KubeVerbs, v) {

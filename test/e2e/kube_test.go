@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ const kubePolicies = `policies:
         action: warn
         verbs: [get, list, watch]
         resources: [secrets]
+      - name: configmap-deletes-need-approval
+        action: approve
+        verbs: [delete]
+        resources: [configmaps]
+        names: ["cm-*"]
 `
 
 // TestKubernetes drives the machine's kubectl through the gateway to a real kube-apiserver
@@ -200,6 +206,73 @@ stringData: {password: %s}
 			return e.num("id") == deny.num("id") && e.num("status") == 403 && e.str("source") == "gateway"
 		}) == nil {
 			t.Errorf("the gateway's 403 is not recorded")
+		}
+	})
+
+	t.Run("approval", func(t *testing.T) {
+		for _, name := range []string{"cm-approved", "cm-refused"} {
+			if d := c.kubectlDirect(time.Minute, nil, "create", "configmap", name, "--from-literal=k=v"); d.Code != 0 {
+				t.Fatalf("create %s directly: %s", name, d)
+			}
+		}
+		admin := kg.adminToken(t)
+		// pending waits for the gateway's approval request for configmap name and returns its id.
+		pending := func(name string) string {
+			t.Helper()
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				code, body := kg.api(t, admin, "GET", "/api/v1/requests", nil)
+				var res struct {
+					Requests []struct{ ID, User, Target, Rule, Statement string }
+				}
+				if code == 200 && json.Unmarshal(body, &res) == nil {
+					for _, r := range res.Requests {
+						if strings.Contains(r.Statement, name) {
+							if r.User != "alice" || r.Target != "kind-1" || r.Rule != "configmap-deletes-need-approval" {
+								t.Errorf("approval request %+v", r)
+							}
+							return r.ID
+						}
+					}
+				}
+			}
+			t.Fatalf("no approval request for %s", name)
+			return ""
+		}
+		since := time.Now()
+		for _, tc := range []struct {
+			name, decision string
+			ok             bool
+		}{{"cm-approved", "approve", true}, {"cm-refused", "deny", false}} {
+			done := make(chan cmdResult, 1)
+			go func() { done <- kg.kubectl(t, "alice", alicePassword, nil, "delete", "configmap", tc.name) }()
+			id := pending(tc.name)
+			select {
+			case r := <-done:
+				t.Fatalf("kubectl delete %s did not wait for the approval: %s", tc.name, r)
+			default:
+			}
+			if code, body := kg.api(t, admin, "POST", "/api/v1/requests/"+id+"/"+tc.decision, map[string]string{"reason": tc.decision + " in the test"}); code != 200 {
+				t.Fatalf("%s %s: %d %s", tc.decision, id, code, body)
+			}
+			r := <-done
+			gone := c.kubectlDirect(time.Minute, nil, "get", "configmap", tc.name).Code != 0
+			if tc.ok && (r.Code != 0 || !gone) {
+				t.Errorf("approved delete: %s (still there: %v)", r, !gone)
+			}
+			if !tc.ok && (r.Code == 0 || gone || !strings.Contains(r.Stderr, "not approved") || !strings.Contains(r.Stderr, "deny in the test")) {
+				t.Errorf("refused delete: %s (gone: %v)", r, gone)
+			}
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 2))
+		var decisions []string
+		for _, e := range ofType(ev, "guardrail") {
+			if e.str("rule") == "configmap-deletes-need-approval" && e.Data["approved"] != nil {
+				decisions = append(decisions, fmt.Sprintf("%v by %s", e.Data["approved"], e.str("by")))
+			}
+		}
+		slices.Sort(decisions) // sessions come newest first
+		if strings.Join(decisions, ", ") != "false by admin, true by admin" {
+			t.Errorf("recorded decisions %q, want the approval and the refusal by admin", decisions)
 		}
 	})
 

@@ -71,23 +71,33 @@ func (d *Decider) Decide(ctx context.Context, sql string, res guard.Result) Verd
 	case guard.ActionDeny:
 		v = Verdict{Msg: RefusalPrefix + dec.Rule + ": " + dec.Reason}
 	case guard.ActionApprove:
-		v = d.approve(ctx, sql, dec, &ev)
+		v = d.approve(ctx, sql, dec.Rule, dec.Reason, &ev)
 	}
 	d.Rec.Record(event.Guardrail, ev, nil)
 	return v
 }
 
-func (d *Decider) approve(ctx context.Context, sql string, dec guard.Decision, ev *event.GuardrailData) Verdict {
+// Hold sends what a policy rule requires approval for (statement: the request as an approver
+// reads it) to the approvers, waits for the answer, and records the wait and the decision like
+// a guardrail's.
+func (d *Decider) Hold(ctx context.Context, statement, rule, reason string) Verdict {
+	ev := event.GuardrailData{Action: guard.ActionApprove, Rule: rule, Reason: reason, Statement: statement}
+	v := d.approve(ctx, statement, rule, reason, &ev)
+	d.Rec.Record(event.Guardrail, ev, nil)
+	return v
+}
+
+func (d *Decider) approve(ctx context.Context, sql, rule, reason string, ev *event.GuardrailData) Verdict {
 	if d.Approvals == nil {
-		return Verdict{Msg: "statement needs approval (guardrail " + dec.Rule + ") but the gateway has no approver configured"}
+		return Verdict{Msg: "statement needs approval (guardrail " + rule + ") but the gateway has no approver configured"}
 	}
 	// Tell the recording (and so an auditor watching) that the statement waits.
-	d.Rec.Record(event.Guardrail, event.GuardrailData{Action: dec.Action, Rule: dec.Rule, Reason: "waiting for approval: " + dec.Reason, Statement: sql}, nil)
+	d.Rec.Record(event.Guardrail, event.GuardrailData{Action: guard.ActionApprove, Rule: rule, Reason: "waiting for approval: " + reason, Statement: sql}, nil)
 	d.Rec.Commit()
 	out, err := d.Approvals.Request(ctx, approval.Request{Session: d.Rec.ID(), User: d.User, Target: d.Target,
-		Statement: sql, Rule: dec.Rule, Reason: dec.Reason})
+		Statement: sql, Rule: rule, Reason: reason})
 	if err != nil {
-		return Verdict{Msg: "statement needs approval (guardrail " + dec.Rule + ") and could not be submitted: " + err.Error()}
+		return Verdict{Msg: "statement needs approval (guardrail " + rule + ") and could not be submitted: " + err.Error()}
 	}
 	ok := out.Approved
 	ev.Approved, ev.By = &ok, out.By
@@ -96,7 +106,7 @@ func (d *Decider) approve(ctx context.Context, sql string, dec guard.Decision, e
 		if who == "" {
 			who = "nobody"
 		}
-		return Verdict{Msg: fmt.Sprintf("statement not approved (guardrail %s): %s by %s", dec.Rule, out.Reason, who)}
+		return Verdict{Msg: fmt.Sprintf("statement not approved (guardrail %s): %s by %s", rule, out.Reason, who)}
 	}
 	return Verdict{Allow: true}
 }

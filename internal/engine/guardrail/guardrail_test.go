@@ -106,3 +106,26 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestHold(t *testing.T) {
+	rec := &recording{}
+	a := &approver{out: approval.Outcome{Approved: true, By: "bob"}}
+	d := Decider{Approvals: a, Rec: rec, User: "alice", Target: "kind-1"}
+	if v := d.Hold(context.Background(), "delete configmaps/x", "cm-approval", "policy rule cm-approval requires approval"); !v.Allow {
+		t.Fatalf("approved hold refused: %+v", v)
+	}
+	if len(rec.events) != 2 || rec.commits != 1 || !strings.HasPrefix(rec.events[0].Reason, "waiting for approval") {
+		t.Fatalf("events %+v, commits %d", rec.events, rec.commits)
+	}
+	last := rec.events[1]
+	if last.Action != "approve" || last.Rule != "cm-approval" || last.Statement != "delete configmaps/x" || last.Approved == nil || !*last.Approved || last.By != "bob" {
+		t.Fatalf("decision %+v", last)
+	}
+	if a.got.Statement != "delete configmaps/x" || a.got.Target != "kind-1" {
+		t.Fatalf("request %+v", a.got)
+	}
+	d.Approvals = nil
+	if v := d.Hold(context.Background(), "delete configmaps/y", "cm-approval", "r"); v.Allow || !strings.Contains(v.Msg, "no approver") {
+		t.Fatalf("hold without approvers: %+v", v)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/engine/guardrail"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/policy"
@@ -74,6 +75,18 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 			s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden",
 				fmt.Sprintf("airlock: %s denied by policy rule %q", describe(ri), rule.Name))
 			return
+		case "approve":
+			// The request waits (kubectl with it) until an approver answers or the approval
+			// times out; the wait and the answer are recorded as guardrail events.
+			rd.Rule = rule.Name
+			d := guardrail.Decider{Approvals: e.d.Approvals, Rec: s.rec, User: s.id.User, Target: s.t.Name}
+			if v := d.Hold(r.Context(), describe(ri), rule.Name, "policy rule "+rule.Name+" requires approval"); !v.Allow {
+				rd.Denied = true
+				s.record(event.KubeRequest, rd, raw)
+				s.log.Info("request not approved", "verb", ri.Verb, "resource", ri.Resource, "namespace", ri.Namespace, "name", ri.Name, "rule", rule.Name)
+				s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden", "airlock: "+describe(ri)+": "+v.Msg)
+				return
+			}
 		case "warn":
 			rd.Rule = rule.Name
 			rd.Warning = fmt.Sprintf("airlock: %s matches policy rule %q; it is recorded", describe(ri), rule.Name)
