@@ -36,6 +36,11 @@ func TestPolicySettings(t *testing.T) {
     targets: ["pg_norec"]
     access: allow
     recording: "off"
+  - name: approved
+    subjects: ["*"]
+    targets: ["pg_approve"]
+    access: allow
+    guardrails: ["approve:destructive"]
   - name: short
     subjects: ["*"]
     targets: ["pg_short"]
@@ -47,6 +52,7 @@ func TestPolicySettings(t *testing.T) {
 			{Name: "pg", Address: pgAddr, Database: "test"},
 			{Name: "pg_norec", Address: pgAddr, Database: "test"},
 			{Name: "pg_short", Address: pgAddr, Database: "test"},
+			{Name: "pg_approve", Address: pgAddr, Database: "test"},
 		},
 		Extra: policies,
 	})
@@ -513,6 +519,73 @@ func TestPolicySettings(t *testing.T) {
 		if r := endReason(ev); r != wantEnd {
 			t.Errorf("extended: end reason %q (listed %q), want %s", r, s.EndReason, wantEnd)
 		}
+	})
+
+	// A destructive statement on a target whose guardrail requires approval waits for an
+	// approver (psql with it), then runs, or is refused with the approver's reason.
+	t.Run("Approval", func(t *testing.T) {
+		at := tbl + "_appr"
+		mustExecDirect(t, direct, "create table "+at+" (id int)")
+		t.Cleanup(func() { direct.Exec(context.Background(), "drop table if exists "+at) })
+		admin := g.adminToken(t)
+		for _, tc := range []struct {
+			decision, stmt string
+			ok             bool
+		}{{"approve", "DELETE FROM " + at, true}, {"deny", "TRUNCATE " + at, false}} {
+			mustExecDirect(t, direct, "insert into "+at+" values (1), (2)")
+			app := uniq("polapprove")
+			done := make(chan cmdResult, 1)
+			go func() {
+				done <- run(2*time.Minute, g.psqlEnv("alice", alicePassword, "pg_approve", app), nil, psql, "-X", "-v", "VERBOSITY=verbose", "-c", tc.stmt)
+			}()
+			var id string
+			for deadline := time.Now().Add(time.Minute); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				code, body := g.api(t, admin, "GET", "/api/v1/requests", nil)
+				var res struct {
+					Requests []struct{ ID, User, Target, Statement string }
+				}
+				if code == 200 && json.Unmarshal(body, &res) == nil {
+					for _, r := range res.Requests {
+						if r.Statement == tc.stmt && r.User == "alice" && r.Target == "pg_approve" {
+							id = r.ID
+						}
+					}
+				}
+			}
+			if id == "" {
+				t.Fatalf("%q: no approval request", tc.stmt)
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("%q ran without waiting for the approval: %s", tc.stmt, r)
+			default:
+			}
+			if code, body := g.api(t, admin, "POST", "/api/v1/requests/"+id+"/"+tc.decision, map[string]string{"reason": tc.decision + " in the test"}); code != 200 {
+				t.Fatalf("%s: %d %s", tc.decision, code, body)
+			}
+			r := <-done
+			var n int
+			if err := direct.QueryRow(ctx, "select count(*) from "+at).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok && (r.Code != 0 || n != 0) {
+				t.Errorf("approved %q: %s; %d rows left", tc.stmt, r, n)
+			}
+			if !tc.ok && (r.Code == 0 || !strings.Contains(r.Stderr, "42501") || !strings.Contains(r.Stderr, "deny in the test") || n != 2) {
+				t.Errorf("refused %q: %s; %d rows left", tc.stmt, r, n)
+			}
+			_, ev := g.waitSession(t, app)
+			var decided []string
+			for _, e := range ofType(ev, "guardrail") {
+				if e.Data["approved"] != nil {
+					decided = append(decided, fmt.Sprintf("%v by %s", e.Data["approved"], e.str("by")))
+				}
+			}
+			if want := fmt.Sprintf("%v by admin", tc.ok); strings.Join(decided, ",") != want {
+				t.Errorf("%q: recorded decisions %v, want %s", tc.stmt, decided, want)
+			}
+		}
+		mustExecDirect(t, direct, "delete from "+at)
 	})
 
 	t.Run("RecordingOff", func(t *testing.T) {
