@@ -621,6 +621,8 @@ func TestUISSHReplay(t *testing.T) {
 	b.waitJS("jumped", `document.querySelector('#player').dataset.seeked === 'marker 1'`)
 	b.do("seek to the end", js(`(() => { const s = document.querySelector('#seek'); s.value = s.max; s.dispatchEvent(new Event('input')); return true; })()`))
 	b.waitJS("the end: resized, and stty's answer on screen", `document.querySelector('#size').textContent.includes('120×40') && document.querySelector('#screen').textContent.includes('40 120')`)
+	b.do("seek back to the start", js(`(() => { const s = document.querySelector('#seek'); s.value = 0; s.dispatchEvent(new Event('input')); return true; })()`))
+	b.waitJS("the size before the resize again", `document.querySelector('#size').textContent.includes('100×30')`)
 	// At the marker of "clear; stty size" the printf's output is still on the screen: as text.
 	b.do("jump to the fourth command", chromedp.Click(chromedp.CSS("#commands li:nth-child(4) button")))
 	b.waitJS("the HTML on screen, as text", `document.querySelector('#player').dataset.seeked === 'marker 3' && document.querySelector('#screen').textContent.includes('<b>bold</b><script>')`)

@@ -52,7 +52,7 @@ export class TerminalPlayer {
   private skipIdle = true;
   private timer: number | undefined;
   private timeEl = h("span", { id: "time", class: "time" }, "0:00 / 0:00");
-  private seekEl = h("input", { id: "seek", type: "range", min: "0", max: "0", step: "0.1", value: "0", "aria-label": "Position" });
+  private seekEl = h("input", { id: "seek", type: "range", min: "0", max: "0", step: "any", value: "0", "aria-label": "Position" }); // any: a step would round the end off
   private playBtn = h("button", { type: "button", id: "play" }, "Play");
   private sizeEl = h("span", { id: "size", class: "size" });
   private isPlaying = false;
@@ -188,6 +188,10 @@ export class TerminalPlayer {
     this.timeEl.setAttribute("data-seconds", t.toFixed(1));
     this.seekEl.max = String(d);
     if (document.activeElement !== this.seekEl) this.seekEl.value = String(t);
+    // The size the player's terminal has now, whichever way it got there (playing through a
+    // resize, or a seek back before one): the player keeps it in its terminal's style.
+    const term = this.screen.querySelector<HTMLElement>('[style*="--term-cols"]');
+    if (term) this.showSize(Number(term.style.getPropertyValue("--term-cols")), Number(term.style.getPropertyValue("--term-rows")));
   }
 
   download() {
