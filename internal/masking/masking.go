@@ -223,15 +223,21 @@ func (m *Masker) Empty() bool { return len(m.dets) == 0 && len(m.columns) == 0 }
 // with offsets into src. Matches never overlap: where two would, the one that starts first wins,
 // then the longer one. Masked values are not always as long as the original (emails are not).
 func (m *Masker) MaskText(dst, src []byte) (out []byte, hits []Hit) {
-	if len(src) < m.minLen {
-		return src, nil
+	return m.maskFrom(dst, src, 0)
+}
+
+// maskFrom is MaskText for src[from:], with src[:from] read only as what comes before it (so
+// that a number glued to the byte before is not taken for a card). Hit offsets are into src.
+func (m *Masker) maskFrom(dst, src []byte, from int) (out []byte, hits []Hit) {
+	if len(src)-from < m.minLen {
+		return src[from:], nil
 	}
 	var p profile
 	if m.profiled {
-		p = profileOf(src)
+		p = profileOf(src[from:])
 	}
-	last := 0
-	for pos := 0; pos < len(src); {
+	last := from
+	for pos := from; pos < len(src); {
 		d, s, e := m.next(src, pos, p)
 		if d == nil {
 			break
@@ -245,7 +251,7 @@ func (m *Masker) MaskText(dst, src []byte) (out []byte, hits []Hit) {
 		last, pos = e, e
 	}
 	if hits == nil {
-		return src, nil
+		return src[from:], nil
 	}
 	return append(out, src[last:]...), hits
 }
