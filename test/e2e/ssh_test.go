@@ -61,6 +61,8 @@ func TestSSH(t *testing.T) {
 		{"PasswordAndToken", testSSHPasswordAndToken},
 		{"Refusals", testSSHRefusals},
 		{"Interactive", testSSHInteractive},
+		{"MaskCat", testSSHMaskCat},
+		{"MaskInteractive", testSSHMaskInteractive},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}

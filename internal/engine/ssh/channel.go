@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
 )
 
 // Buffers of one copier start small, so that an idle session holds little memory, and grow
@@ -41,7 +43,7 @@ type channel struct {
 	cc, uc ssh.Channel
 
 	mu      sync.Mutex
-	pty     bool
+	pty     atomic.Bool
 	started bool
 	env     map[string]string
 	exits   []*ssh.Request // the target's exit-status/exit-signal, passed on after its output
@@ -49,6 +51,10 @@ type channel struct {
 	sftp   atomic.Pointer[sftpObserver] // set for the sftp subsystem: operations are recorded, not bytes
 	noEcho atomic.Bool                  // a password prompt is showing: input is not kept
 	line   []byte                       // the output's current line, for prompt detection (output copier only)
+
+	echoMu sync.Mutex
+	echo   []byte    // typed on the terminal, not yet seen echoed (see echoed)
+	echoAt time.Time // when echo was last typed
 
 	wmu    sync.Mutex // serialises writes to the client
 	out    *maskStream
@@ -130,9 +136,7 @@ func (ch *channel) clientRequests(reqs <-chan *ssh.Request) {
 				req.Reply(false, nil)
 				continue
 			}
-			ch.mu.Lock()
-			ch.pty = true
-			ch.mu.Unlock()
+			ch.pty.Store(true)
 			if s.record(event.TerminalResize, event.TerminalSizeData{Channel: ch.id, Cols: p.Cols, Rows: p.Rows,
 				Width: p.Width, Height: p.Height, Term: p.Term}, nil) != nil {
 				req.Reply(false, nil)
@@ -204,7 +208,7 @@ func (ch *channel) start(req *ssh.Request) {
 		return
 	}
 	ch.started = true
-	pty := ch.pty
+	pty := ch.pty.Load()
 	env := map[string]string{}
 	for k, v := range ch.env {
 		env[k] = v
@@ -272,7 +276,7 @@ func (ch *channel) start(req *ssh.Request) {
 func (ch *channel) refuse(req *ssh.Request, msg string) {
 	req.Reply(true, nil)
 	ch.wmu.Lock()
-	if ch.pty {
+	if ch.pty.Load() {
 		io.WriteString(ch.cc, msg+"\r\n")
 	} else {
 		io.WriteString(ch.cc.Stderr(), msg+"\n")
@@ -285,11 +289,11 @@ func (ch *channel) refuse(req *ssh.Request, msg string) {
 
 // abort tells the client why the session ends and closes the channel.
 func (ch *channel) abort(msg string) {
-	ch.out.flush()
-	ch.errOut.flush()
+	ch.out.end()
+	ch.errOut.end()
 	ch.wmu.Lock()
 	if !ch.closed.Load() {
-		if ch.pty {
+		if ch.pty.Load() {
 			io.WriteString(ch.cc, "\r\n"+msg+"\r\n")
 		} else {
 			io.WriteString(ch.cc.Stderr(), msg+"\n")
@@ -356,14 +360,13 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 		n, err := src.Read(buf.b)
 		if n > 0 {
 			data := buf.b[:n]
-			full := n == len(buf.b)
 			if ch.sftp.Load() != nil && ms.stream == "" {
 				if werr := ch.sftpOut(data); werr != nil {
 					ch.uc.Close()
 					drain(src)
 					return
 				}
-			} else if werr := ms.write(data, full); werr != nil {
+			} else if werr := ms.write(data); werr != nil {
 				ch.uc.Close()
 				drain(src)
 				return
@@ -371,7 +374,7 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 			buf.grow(n)
 		}
 		if err != nil {
-			ms.flush()
+			ms.end()
 			return
 		}
 	}
@@ -402,7 +405,7 @@ var promptRE = regexp.MustCompile(`(?i)(password|passphrase|passcode|pin|verific
 // watchPrompt follows the output's current line; at a password prompt, input is withheld from
 // the recording until the next Enter.
 func (ch *channel) watchPrompt(out []byte) {
-	if !ch.pty {
+	if !ch.pty.Load() {
 		return
 	}
 	if i := lastLineBreak(out); i >= 0 {
@@ -458,6 +461,7 @@ func (ch *channel) copyIn() {
 					ch.uc.Close()
 					return
 				}
+				ch.typed(data)
 			}
 			if _, werr := ch.uc.Write(data); werr != nil {
 				drain(ch.cc)
@@ -473,25 +477,30 @@ func (ch *channel) copyIn() {
 	}
 }
 
-// maskStream masks one output stream of a channel across read boundaries: when a read filled
-// the buffer (more is likely on its way), the tail that could be the start of a value to mask
-// is held back until the next read, or flushed by a timer if none comes soon.
+// maskStream masks one output stream of a channel across read boundaries (masking.Stream): a
+// tail that could be the first part of a value to mask is held back until the next read, a
+// short timer (the target paused there), or the end of the stream, whichever comes first; the
+// exit status is sent only after the stream's end, so it always follows all output.
 type maskStream struct {
 	ch     *channel
 	stream string // "" stdout, "stderr"
-	mu     sync.Mutex
-	held   []byte
-	timer  *time.Timer
-	dst    []byte
+
+	mu    sync.Mutex
+	ms    *masking.Stream // nil: no masking
+	timer *time.Timer
+	ended bool
 }
 
-const (
-	maxHold   = 512
-	holdDelay = 20 * time.Millisecond
-)
+// holdDelay is how long a held-back tail waits for the rest of its value: long enough for the
+// next read of output that is already on its way, short enough not to be noticed at a prompt.
+const holdDelay = 20 * time.Millisecond
 
 func newMaskStream(ch *channel, stream string) *maskStream {
-	return &maskStream{ch: ch, stream: stream}
+	m := &maskStream{ch: ch, stream: stream}
+	if mk := ch.s.masker; mk != nil {
+		m.ms = mk.NewStream()
+	}
+	return m
 }
 
 func (m *maskStream) writer() io.Writer {
@@ -501,89 +510,72 @@ func (m *maskStream) writer() io.Writer {
 	return m.ch.cc
 }
 
-// write masks, records and forwards data; more says that more output is probably pending.
-func (m *maskStream) write(data []byte, more bool) error {
+// write masks, records and forwards data, holding back a tail that may be the start of a value
+// to mask. The echo of what the user just typed is never held: it tells them nothing new, and
+// holding it would make typing lag.
+func (m *maskStream) write(data []byte) error {
+	if m.ms == nil {
+		return m.emit(data, nil)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ch.s.masker == nil {
-		return m.emit(data)
-	}
 	if m.timer != nil {
 		m.timer.Stop()
 	}
-	if len(m.held) > 0 {
-		data = append(m.held, data...)
-		m.held = nil
-	}
-	if more {
-		cut := holdPoint(data)
-		if cut < len(data) {
-			m.held = append([]byte(nil), data[cut:]...)
-			data = data[:cut]
-			if m.timer == nil {
-				m.timer = time.AfterFunc(holdDelay, func() { m.flush() })
-			} else {
-				m.timer.Reset(holdDelay)
-			}
+	hold := !(m.stream == "" && m.ch.echoed(data))
+	out, hits := m.ms.Next(data, hold)
+	err := m.emit(out, hits)
+	if err == nil && m.ms.Held() > 0 && !m.ended {
+		if m.timer == nil {
+			m.timer = time.AfterFunc(holdDelay, m.flush)
+		} else {
+			m.timer.Reset(holdDelay)
 		}
 	}
-	return m.emit(data)
+	return err
 }
 
-// holdPoint is where the part of data that may continue in the next read starts: after the
-// last line break within maxHold bytes of the end, else after the last space.
-func holdPoint(data []byte) int {
-	lo := max(0, len(data)-maxHold)
-	for i := len(data) - 1; i >= lo; i-- {
-		if data[i] == '\n' {
-			return i + 1
-		}
-	}
-	for i := len(data) - 1; i >= lo; i-- {
-		if data[i] == ' ' || data[i] == '\t' {
-			// A card number may be written in groups: keep a run of digit groups together.
-			j := i
-			for j > lo && (isDigit(data[j-1]) || data[j-1] == ' ' || data[j-1] == '-') {
-				j--
-			}
-			return j
-		}
-	}
-	return lo
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// flush forwards what is held back.
+// flush sends what is held back (the timer, or a session that ends).
 func (m *maskStream) flush() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.held) == 0 {
+	if m.ms == nil {
 		return
 	}
-	data := m.held
-	m.held = nil
-	m.emit(data)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ms.Held() == 0 {
+		return
+	}
+	m.emit(m.ms.Flush())
 }
 
-// emit masks data, records it, and forwards it to the client. Called with m.mu held.
-func (m *maskStream) emit(data []byte) error {
+// end flushes at the end of the stream; nothing is held after it.
+func (m *maskStream) end() {
+	if m.ms == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ended = true
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	if m.ms.Held() > 0 {
+		m.emit(m.ms.Flush())
+	}
+}
+
+// emit records masked data and forwards it to the client.
+func (m *maskStream) emit(data []byte, hits []masking.Hit) error {
 	if len(data) == 0 {
 		return nil
 	}
 	ch := m.ch
 	s := ch.s
 	d := event.TerminalData{Channel: ch.id, Stream: m.stream, Bytes: len(data)}
-	if s.masker != nil {
-		out, hits := s.masker.MaskText(m.dst[:0], data)
-		if hits != nil {
-			m.dst = out
-			data = out
-			d.Bytes = len(out)
-			d.Masked = map[string]int{}
-			for _, h := range hits {
-				d.Masked[h.Detector]++
-			}
+	if len(hits) > 0 {
+		d.Masked = map[string]int{}
+		for _, h := range hits {
+			d.Masked[h.Detector]++
 		}
 	}
 	if m.stream == "" {
@@ -602,4 +594,42 @@ func (m *maskStream) emit(data []byte) error {
 	}
 	s.addTo(len(data))
 	return nil
+}
+
+// maxEcho bounds the typed bytes kept to recognise their echo; echoTTL is how long they wait.
+const (
+	maxEcho = 64
+	echoTTL = time.Second
+)
+
+// typed notes what the client typed on a terminal, so that its echo is not held back.
+func (ch *channel) typed(data []byte) {
+	if !ch.pty.Load() {
+		return
+	}
+	ch.echoMu.Lock()
+	defer ch.echoMu.Unlock()
+	now := time.Now()
+	if now.Sub(ch.echoAt) > echoTTL {
+		ch.echo = ch.echo[:0]
+	}
+	ch.echo = append(ch.echo, data...)
+	if len(ch.echo) > maxEcho {
+		ch.echo = append(ch.echo[:0], ch.echo[len(ch.echo)-maxEcho:]...)
+	}
+	ch.echoAt = now
+}
+
+// echoed reports whether out is the echo of what the client typed last (and takes it off).
+func (ch *channel) echoed(out []byte) bool {
+	if !ch.pty.Load() {
+		return false
+	}
+	ch.echoMu.Lock()
+	defer ch.echoMu.Unlock()
+	if len(ch.echo) == 0 || time.Since(ch.echoAt) > echoTTL || !bytes.HasPrefix(ch.echo, out) {
+		return false
+	}
+	ch.echo = append(ch.echo[:0], ch.echo[len(out):]...)
+	return true
 }
