@@ -17,7 +17,8 @@ const (
 	Exec Type = "exec"
 	// ExecExit is how it ended: Data: ExitData.
 	ExecExit Type = "exec.exit"
-	// FileTransfer is one file operation of an sftp channel: Data: FileTransferData.
+	// FileTransfer is one file operation of an sftp channel, or one scp or rsync copy: Data:
+	// FileTransferData.
 	FileTransfer Type = "file.transfer"
 	// Forward is a forwarded TCP connection, recorded when it opens and when it closes (with
 	// the bytes each way): Data: ForwardData.
@@ -78,6 +79,9 @@ type FileTransferData struct {
 	BytesRead    int64  `json:"bytes_read,omitempty"`
 	BytesWritten int64  `json:"bytes_written,omitempty"`
 	Status       string `json:"status,omitempty"` // ok, or the target's error
+	// Tool is what moved the file: sftp (each operation is an event), scp or rsync (one event
+	// for the whole copy, whose bytes include the tool's own framing).
+	Tool string `json:"tool,omitempty"`
 }
 
 // ForwardData is a forwarded connection: Kind local (ssh -L, direct-tcpip) or remote (ssh -R,

@@ -177,7 +177,10 @@ func newSSHClient(t testing.TB, g *gateway) *sshClient {
 // agent, the given identity only (or none: password).
 func (c *sshClient) opts(login, key string) []string {
 	o := []string{"-F", "/dev/null", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15", "-o", "User=" + login, "-o", "IdentityAgent=none"}
+		"-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15", "-o", "IdentityAgent=none"}
+	if login != "" { // "": the login is in the tool's user@host argument
+		o = append(o, "-o", "User="+login)
+	}
 	if key != "" {
 		o = append(o, "-o", "IdentitiesOnly=yes", "-i", key, "-o", "BatchMode=yes", "-o", "PasswordAuthentication=no",
 			"-o", "KbdInteractiveAuthentication=no")
@@ -224,12 +227,19 @@ func (c *sshClient) sshCommand(login, key string) []string {
 // end, and returns it with its events (chain checked).
 func (g *gateway) waitSSHSession(t testing.TB, user, target string, since time.Time) (Session, []Event) {
 	t.Helper()
+	return g.waitSSHSessionSlack(t, user, target, since, time.Second)
+}
+
+// waitSSHSessionSlack is waitSSHSession for sessions that started at most slack before since
+// (0 for sessions that follow each other quickly; the clock is this machine's).
+func (g *gateway) waitSSHSessionSlack(t testing.TB, user, target string, since time.Time, slack time.Duration) (Session, []Event) {
+	t.Helper()
 	tok := g.adminToken(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var ss []Session
 		for _, s := range g.sessions(t, tok, sessionFilter{User: user, Target: target}) {
-			if !s.StartedAt.Before(since.Add(-time.Second)) && s.Type == "ssh" {
+			if !s.StartedAt.Before(since.Add(-slack)) && s.Type == "ssh" {
 				ss = append(ss, s)
 			}
 		}

@@ -25,6 +25,11 @@ const sshPolicies = `policies:
     targets: ["web-2"]
     masking: [credit_card]
     ssh_deny_commands: ['rm\s+-rf']
+  - name: ssh-bob-web-3
+    subjects: ["user:bob"]
+    targets: ["web-3"]
+    access: allow
+    ssh: [shell, exec]
   - name: pg
     subjects: ["*"]
     targets: ["pg"]
@@ -48,7 +53,7 @@ func TestSSH(t *testing.T) {
 	users := defaultUsers()
 	users[0].SSHKeys = []string{st.AlicePub}
 	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users,
-		Targets: []targetCfg{defaultTargets()[0], st.Target("web-1"), st.Target("web-2"),
+		Targets: []targetCfg{defaultTargets()[0], st.Target("web-1"), st.Target("web-2"), st.Target("web-3"),
 			st.targetAt("web-changed", st.Addr(), st.OtherPub),
 			st.targetAt("web-down", fmt.Sprintf("127.0.0.1:%d", freePort(t)), st.HostPub)},
 		Extra: sshPolicies})
@@ -63,6 +68,7 @@ func TestSSH(t *testing.T) {
 		{"Interactive", testSSHInteractive},
 		{"MaskCat", testSSHMaskCat},
 		{"MaskInteractive", testSSHMaskInteractive},
+		{"Files", testSSHFiles},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}

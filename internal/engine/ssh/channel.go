@@ -47,8 +47,10 @@ type channel struct {
 	started bool
 	env     map[string]string
 	exits   []*ssh.Request // the target's exit-status/exit-signal, passed on after its output
+	exit    string         // how the program ended, as text (exitText)
 
 	sftp   atomic.Pointer[sftpObserver] // set for the sftp subsystem: operations are recorded, not bytes
+	xfer   atomic.Pointer[transfer]     // set for scp and rsync: relayed as they are, counted
 	noEcho atomic.Bool                  // a password prompt is showing: input is not kept
 	line   []byte                       // the output's current line, for prompt detection (output copier only)
 
@@ -109,7 +111,11 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	ch.mu.Lock()
 	exits := ch.exits
 	ch.exits = nil
+	exit := ch.exit
 	ch.mu.Unlock()
+	if xf := ch.xfer.Load(); xf != nil {
+		xf.record(ch, exit)
+	}
 	ch.wmu.Lock()
 	for _, r := range exits {
 		cc.SendRequest(r.Type, false, r.Payload)
@@ -192,12 +198,6 @@ func (ch *channel) forward(req *ssh.Request) {
 	}
 }
 
-// isSCP reports whether an exec command runs scp's legacy protocol (scp -O): a file transfer.
-func isSCP(cmd string) bool {
-	f := strings.Fields(cmd)
-	return len(f) > 0 && (f[0] == "scp" || strings.HasSuffix(f[0], "/scp"))
-}
-
 // start handles shell, exec and subsystem: the policy, the guardrails, then the recording.
 func (ch *channel) start(req *ssh.Request) {
 	s := ch.s
@@ -219,6 +219,7 @@ func (ch *channel) start(req *ssh.Request) {
 		d.Env = nil
 	}
 	feature := req.Type
+	var xfer *transfer
 	switch req.Type {
 	case "exec":
 		var p struct{ Command string }
@@ -230,7 +231,8 @@ func (ch *channel) start(req *ssh.Request) {
 		if len(d.Command) > maxCommand {
 			d.Command, d.Truncated = d.Command[:maxCommand], true
 		}
-		if isSCP(p.Command) {
+		xfer = parseTransfer(p.Command)
+		if xfer != nil {
 			feature = "sftp"
 		}
 		for _, re := range s.deny {
@@ -256,13 +258,16 @@ func (ch *channel) start(req *ssh.Request) {
 		feature = "sftp"
 	}
 	if !s.settings.SSHAllows(feature) {
-		what := map[string]string{"shell": "an interactive shell", "exec": "running commands", "sftp": "file transfer (sftp/scp)"}[feature]
+		what := map[string]string{"shell": "an interactive shell", "exec": "running commands", "sftp": "file transfer (sftp, scp, rsync)"}[feature]
 		s.denied(ch.id, feature, d.Command, what+" is not allowed by policy")
 		ch.refuse(req, fmt.Sprintf("airlock: %s is not allowed on %s by policy", what, s.c.target.Name))
 		return
 	}
 	if feature == "sftp" && req.Type == "subsystem" {
 		ch.sftp.Store(newSFTPObserver(ch))
+	}
+	if xfer != nil {
+		ch.xfer.Store(xfer)
 	}
 	if s.record(event.Exec, d, nil) != nil {
 		req.Reply(false, nil)
@@ -317,6 +322,9 @@ func (ch *channel) upstreamRequests(reqs <-chan *ssh.Request) {
 			if ssh.Unmarshal(req.Payload, &p) == nil {
 				st := int(p.Status)
 				ch.s.record(event.ExecExit, event.ExitData{Channel: ch.id, Status: &st}, nil)
+				ch.mu.Lock()
+				ch.exit = exitText(&st, "")
+				ch.mu.Unlock()
 			}
 			ch.mu.Lock()
 			ch.exits = append(ch.exits, req)
@@ -330,6 +338,9 @@ func (ch *channel) upstreamRequests(reqs <-chan *ssh.Request) {
 			}
 			if ssh.Unmarshal(req.Payload, &p) == nil {
 				ch.s.record(event.ExecExit, event.ExitData{Channel: ch.id, Signal: p.Signal, Core: p.CoreDumped, Message: p.Message}, nil)
+				ch.mu.Lock()
+				ch.exit = exitText(nil, p.Signal)
+				ch.mu.Unlock()
 			}
 			ch.mu.Lock()
 			ch.exits = append(ch.exits, req)
@@ -360,7 +371,14 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 		n, err := src.Read(buf.b)
 		if n > 0 {
 			data := buf.b[:n]
-			if ch.sftp.Load() != nil && ms.stream == "" {
+			if xf := ch.xfer.Load(); xf != nil && ms.stream == "" {
+				if werr := ch.rawOut(data); werr != nil {
+					ch.uc.Close()
+					drain(src)
+					return
+				}
+				xf.toClient.Add(int64(n))
+			} else if ch.sftp.Load() != nil && ms.stream == "" {
 				if werr := ch.sftpOut(data); werr != nil {
 					ch.uc.Close()
 					drain(src)
@@ -381,6 +399,17 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 }
 
 func drain(r io.Reader) { io.Copy(io.Discard, r) }
+
+// rawOut forwards the target's output as it is (a file copy's protocol).
+func (ch *channel) rawOut(data []byte) error {
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if _, err := ch.cc.Write(data); err != nil {
+		return err
+	}
+	ch.s.addTo(len(data))
+	return nil
+}
 
 // sftpOut observes the target's sftp packets, records the operations they complete, and
 // forwards them.
@@ -438,7 +467,9 @@ func (ch *channel) copyIn() {
 		n, err := ch.cc.Read(buf.b)
 		if n > 0 {
 			data := buf.b[:n]
-			if sf := ch.sftp.Load(); sf != nil {
+			if xf := ch.xfer.Load(); xf != nil {
+				xf.fromClient.Add(int64(n))
+			} else if sf := ch.sftp.Load(); sf != nil {
 				sf.fromClient(data)
 				if cerr := s.rec.Commit(); cerr != nil {
 					s.fail(endState{reason: "error", err: cerr})

@@ -275,7 +275,7 @@ func (o *sftpObserver) answer(hdr []byte, total int) {
 			if file.write {
 				name = "write"
 			}
-			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Channel: o.ch.id, Op: name, Path: file.path,
+			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name, Path: file.path,
 				BytesRead: file.read, BytesWritten: file.written, Status: status}, nil)
 		case fxpOpen, fxpOpendir:
 			if code != 0 {
@@ -287,10 +287,10 @@ func (o *sftpObserver) answer(hdr []byte, total int) {
 				} else {
 					name = "read"
 				}
-				o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Channel: o.ch.id, Op: name, Path: op.path, Status: status}, nil)
+				o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name, Path: op.path, Status: status}, nil)
 			}
 		default:
-			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Channel: o.ch.id, Op: sftpOpNames[op.typ],
+			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: sftpOpNames[op.typ],
 				Path: op.path, NewPath: op.newPath, Status: status}, nil)
 		}
 	}

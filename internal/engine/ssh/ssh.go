@@ -108,6 +108,19 @@ func (e *Engine) Refuse(conn net.Conn, reason error) {
 	ssh.NewServerConn(conn, cfg)
 }
 
+// splitLogin splits the SSH user name "<airlock user>:<target>". "<airlock user>+<target>" is
+// the same (split at the last '+'), for the tools that read a ':' in "user@host:path" as the
+// end of the host (scp, rsync).
+func splitLogin(login string) (user, target string, ok bool) {
+	if u, t, ok := strings.Cut(login, ":"); ok {
+		return u, t, true
+	}
+	if i := strings.LastIndexByte(login, '+'); i >= 0 {
+		return login[:i], login[i+1:], true
+	}
+	return login, "", false
+}
+
 // userError is a refusal whose message is for the client.
 type userError struct{ msg string }
 
@@ -253,7 +266,7 @@ func (e *Engine) serverConfig(c *conn) *ssh.ServerConfig {
 			return c.secret(meta, "password", string(pw))
 		},
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, ch ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			user, tgt, _ := strings.Cut(meta.User(), ":")
+			user, tgt, _ := splitLogin(meta.User())
 			answers, err := ch("", fmt.Sprintf("Airlock: %s to %s", user, tgt), []string{"Password or token: "}, []bool{false})
 			if err != nil {
 				return nil, err
@@ -273,7 +286,7 @@ func (e *Engine) serverConfig(c *conn) *ssh.ServerConfig {
 	if e.keys != nil || e.ca != nil {
 		cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			// Only says whether the key would do; the client has not proven it holds it yet.
-			user, _, ok := strings.Cut(meta.User(), ":")
+			user, _, ok := splitLogin(meta.User())
 			if !ok {
 				if c.fail == "" && c.pre != nil {
 					c.pre.SendAuthBanner(fmt.Sprintf("airlock: name the target in the user name: ssh -p PORT %s:TARGET@GATEWAY\r\n", user))
@@ -288,7 +301,7 @@ func (e *Engine) serverConfig(c *conn) *ssh.ServerConfig {
 			return &ssh.Permissions{}, nil
 		}
 		cfg.VerifiedPublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-			user, _, _ := strings.Cut(meta.User(), ":")
+			user, _, _ := splitLogin(meta.User())
 			id, err := e.keyIdentity(c.ctx, user, key)
 			if err != nil {
 				return nil, err
@@ -314,7 +327,7 @@ func (e *Engine) keyIdentity(ctx context.Context, user string, key ssh.PublicKey
 
 // secret authenticates a password or token typed for user "<airlock user>:<target>".
 func (c *conn) secret(meta ssh.ConnMetadata, method, secret string) (*ssh.Permissions, error) {
-	user, _, ok := strings.Cut(meta.User(), ":")
+	user, _, ok := splitLogin(meta.User())
 	if !ok {
 		c.fail = "no target in the user name"
 		return nil, c.banner(errors.New("no target"), fmt.Sprintf("name the target in the user name: ssh -p PORT %s:TARGET@GATEWAY", meta.User()))
@@ -338,7 +351,7 @@ func (c *conn) banner(err error, msg string) error {
 // to the target. A refusal is sent as a banner (OpenSSH prints it), and authentication then
 // ends with no method left to try, so that the client does not go on to prompt for a password.
 func (c *conn) admit(meta ssh.ConnMetadata, id *auth.Identity) (*ssh.Permissions, error) {
-	user, tname, _ := strings.Cut(meta.User(), ":")
+	user, tname, _ := splitLogin(meta.User())
 	c.user = user
 	refuse := func(msg string) (*ssh.Permissions, error) {
 		c.refused = true
@@ -387,7 +400,7 @@ func (e *Engine) auditLogin(ctx context.Context, c *conn, outcome, reason string
 	if e.d.Audit == nil {
 		return
 	}
-	user, tgt, _ := strings.Cut(userOf(c), ":")
+	user, tgt, _ := splitLogin(userOf(c))
 	if err := e.d.Audit.Record(ctx, audit.Entry{Action: audit.ActionLogin, Actor: user, Outcome: outcome,
 		Client: c.raw.RemoteAddr().String(), Detail: map[string]string{"protocol": Name, "target": tgt, "reason": reason}}); err != nil {
 		e.d.Log.Error("audit log: login not recorded", "err", err)
