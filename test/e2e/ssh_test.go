@@ -69,6 +69,7 @@ func TestSSH(t *testing.T) {
 		{"MaskCat", testSSHMaskCat},
 		{"MaskInteractive", testSSHMaskInteractive},
 		{"Files", testSSHFiles},
+		{"Forwarding", testSSHForwarding},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}
