@@ -62,6 +62,9 @@ type Server struct {
 	// LoginMethods are offered on the web UI's sign-in page beside the local password (see
 	// LoginMethod).
 	LoginMethods []LoginMethod
+	// SSHCA issues SSH user certificates (POST /api/v1/ssh/certificate). nil: the gateway has
+	// no SSH listener, and the route answers 501.
+	SSHCA SSHSigner
 
 	policyMu sync.Mutex // serialises changes of the API-managed policies
 }
@@ -168,6 +171,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/auth/oidc/web/start", public, "", s.oidcWebStart},
 		{"GET /api/v1/auth/oidc/callback", public, "", s.oidcWebCallback},
 		{"GET /api/v1/whoami", user, "", s.whoami},
+		{"POST /api/v1/ssh/certificate", user, "", s.sshCertificate},
 		// The web UI's sign-in by cookie (websession.go).
 		{"GET /api/v1/auth/session", public, "", s.getWebSession},
 		{"POST /api/v1/auth/session", public, "", s.createWebSession},

@@ -62,7 +62,10 @@ const loginUsage = `login --gateway URL --user NAME [--print-token]          (lo
        airlock login --gateway URL --oidc [--provider NAME] [--no-browser]  (browser: authorization code + PKCE)
        airlock login --gateway URL --device [--provider NAME]               (headless: device flow)
        airlock login --gateway URL --token IDP_TOKEN|- [--provider NAME]    (exchange an IdP token)
-       airlock login --refresh                                              (renew the saved OIDC login's token)`
+       airlock login --refresh                                              (renew the saved OIDC login's token)
+
+Each form also takes --ssh-key FILE.pub: an SSH certificate for that key from the gateway's user
+CA, saved as FILE-cert.pub (see airlock ssh-cert).`
 
 // loginAnswer is the API's answer to every login.
 type loginAnswer struct {
@@ -86,6 +89,7 @@ func runLogin(e *env, args []string) int {
 	idpToken := fs.String("token", "", "exchange this IdP token (an ID token or a JWT access token; - reads it from stdin)")
 	noBrowser := fs.Bool("no-browser", false, "print the login URL instead of opening a browser")
 	refresh := fs.Bool("refresh", false, "renew the saved token from its OIDC session")
+	sshKey := fs.String("ssh-key", "", "also get an SSH certificate for this public key (FILE.pub), saved as FILE-cert.pub (airlock ssh-cert)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageCode(err)
@@ -162,6 +166,13 @@ func runLogin(e *env, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
+	var certPath string
+	var cert sshCertAnswer
+	if *sshKey != "" {
+		if certPath, cert, err = e.issueSSHCert(ctx, &client{e: e, gateway: gw, token: ans.Token}, *sshKey, 0); err != nil {
+			return e.fail(fmt.Errorf("logged in, but no SSH certificate: %w", err))
+		}
+	}
 	if *printToken {
 		fmt.Fprintln(e.stdout, ans.Token)
 		return exitOK
@@ -176,6 +187,9 @@ func runLogin(e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "Logged in to %s as %s%s (role %s%s) until %s.\nToken saved to %s.\n",
 		gw, ans.User, via, ans.Role, groups, ans.ExpiresAt.Local().Format("2006-01-02 15:04:05 MST"), path)
+	if certPath != "" {
+		e.printSSHCert(certPath, cert)
+	}
 	return exitOK
 }
 

@@ -190,6 +190,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
 		OIDC: idps, Terminator: rec, Connector: connector.Direct{}, UI: ui.Handler()}
+	srv.SSHCA = sshCA(g.engines["ssh"])
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true

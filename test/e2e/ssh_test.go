@@ -70,6 +70,7 @@ func TestSSH(t *testing.T) {
 		{"MaskInteractive", testSSHMaskInteractive},
 		{"Files", testSSHFiles},
 		{"Forwarding", testSSHForwarding},
+		{"Certificate", testSSHCertificate}, // last: it revokes alice's tokens
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}

@@ -1,6 +1,8 @@
 package ssh
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,8 +90,11 @@ type UserCA struct {
 
 // Extensions of the certificates the CA issues, carrying the identity they were issued to.
 const (
-	extRole   = "airlock-role@airlock"
-	extGroups = "airlock-groups@airlock"
+	extRole    = "airlock-role@airlock"
+	extGroups  = "airlock-groups@airlock"
+	extScope   = "airlock-scope@airlock"   // a service account's target scope
+	extService = "airlock-service@airlock" // set for a service account
+	extIssued  = "airlock-issued@airlock"  // when it was issued, Unix microseconds (revocation)
 )
 
 func loadOrCreateUserCA(dataDir string) (*UserCA, error) {
@@ -144,8 +150,15 @@ func (ca *UserCA) Sign(id *auth.Identity, pub ssh.PublicKey, ttl time.Duration) 
 		ValidBefore:     uint64(now.Add(ttl).Unix()),
 		Permissions: ssh.Permissions{Extensions: map[string]string{
 			extRole: string(id.Role), extGroups: strings.Join(id.Groups, ","),
+			extIssued:    strconv.FormatInt(now.UnixMicro(), 10),
 			"permit-pty": "", "permit-port-forwarding": "", "permit-agent-forwarding": "",
 		}},
+	}
+	if id.Scope != nil {
+		cert.Extensions[extScope] = strings.Join(id.Scope, ",")
+	}
+	if id.Service {
+		cert.Extensions[extService] = ""
 	}
 	if err := cert.SignCert(rand.Reader, ca.signer); err != nil {
 		return nil, fmt.Errorf("sign certificate: %w", err)
@@ -153,15 +166,25 @@ func (ca *UserCA) Sign(id *auth.Identity, pub ssh.PublicKey, ttl time.Duration) 
 	return cert, nil
 }
 
-// certIdentity accepts a user certificate of the gateway's CA for user.
-func (e *Engine) certIdentity(user string, cert *ssh.Certificate) (*auth.Identity, error) {
+// RevocationChecker refuses credentials of a user issued before an admin revoked the user's
+// tokens (internal/auth.Service.CheckUserRevoked); the engine finds it on its Authenticator.
+type RevocationChecker interface {
+	CheckUserRevoked(ctx context.Context, user string, issued time.Time) error
+}
+
+// certIdentity accepts a user certificate of the gateway's CA for user: signed by the CA, of
+// type user, valid now, naming user as a principal, and not issued before the user's tokens
+// were revoked.
+func (e *Engine) certIdentity(ctx context.Context, user string, cert *ssh.Certificate) (*auth.Identity, error) {
 	if e.ca == nil {
 		return nil, auth.ErrBadCredentials
 	}
-	caKey := e.ca.PublicKey().Marshal()
-	checker := &ssh.CertChecker{
-		IsUserAuthority: func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(caKey) },
+	// CheckCert verifies the signature with the key the certificate names, whoever that is;
+	// that it is our CA is for us to check (CertChecker only does in Authenticate).
+	if cert.SignatureKey == nil || !bytes.Equal(cert.SignatureKey.Marshal(), e.ca.PublicKey().Marshal()) {
+		return nil, fmt.Errorf("%w: the certificate is not signed by the gateway's user CA", auth.ErrBadCredentials)
 	}
+	checker := &ssh.CertChecker{}
 	if err := checker.CheckCert(user, cert); err != nil {
 		return nil, fmt.Errorf("%w: %v", auth.ErrBadCredentials, err)
 	}
@@ -172,10 +195,27 @@ func (e *Engine) certIdentity(user string, cert *ssh.Certificate) (*auth.Identit
 	if err != nil {
 		return nil, auth.ErrBadCredentials
 	}
+	issued, err := strconv.ParseInt(cert.Extensions[extIssued], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the certificate has no issue time", auth.ErrBadCredentials)
+	}
+	if e.revoked != nil {
+		if err := e.revoked.CheckUserRevoked(ctx, user, time.UnixMicro(issued)); err != nil {
+			return nil, err
+		}
+	}
 	var groups []string
 	if g := cert.Extensions[extGroups]; g != "" {
 		groups = strings.Split(g, ",")
 	}
-	return &auth.Identity{User: user, Role: role, Groups: groups, Method: "certificate",
-		ExpiresAt: time.Unix(int64(cert.ValidBefore), 0)}, nil
+	id := &auth.Identity{User: user, Role: role, Groups: groups, Method: "certificate",
+		ExpiresAt: time.Unix(int64(cert.ValidBefore), 0), IssuedAt: time.UnixMicro(issued)}
+	if sc, ok := cert.Extensions[extScope]; ok {
+		id.Scope = []string{}
+		if sc != "" {
+			id.Scope = strings.Split(sc, ",")
+		}
+	}
+	_, id.Service = cert.Extensions[extService]
+	return id, nil
 }

@@ -44,19 +44,14 @@ type KeyAuthenticator interface {
 	AuthenticatePublicKey(ctx context.Context, user string, key ssh.PublicKey) (*auth.Identity, error)
 }
 
-// CertAuthority is the gateway's SSH user CA, when it has one: certificates it signed log in
-// their key id's user.
-type CertAuthority interface {
-	PublicKey() ssh.PublicKey
-}
-
 // Engine is the SSH engine.
 type Engine struct {
 	d       engine.Deps
 	hostKey ssh.Signer
-	keys    KeyAuthenticator // nil: no public key logins
-	ca      CertAuthority    // nil: no certificate logins
-	maskers sync.Map         // joined masking specs -> *masking.Masker
+	keys    KeyAuthenticator  // nil: no public key logins
+	ca      *UserCA           // nil: no certificate logins
+	revoked RevocationChecker // nil: certificates are not checked against revocations
+	maskers sync.Map          // joined masking specs -> *masking.Masker
 	// Keepalive settings; tests shorten them.
 	keepaliveInterval, keepaliveTimeout time.Duration
 }
@@ -86,8 +81,15 @@ func New(d engine.Deps) (*Engine, error) {
 	if k, ok := d.Auth.(KeyAuthenticator); ok {
 		e.keys = k
 	}
+	if r, ok := d.Auth.(RevocationChecker); ok {
+		e.revoked = r
+	}
 	return e, nil
 }
+
+// UserCA is the gateway's SSH user CA (in data_dir/ssh/), which signs the certificates the
+// engine accepts; nil without a data_dir.
+func (e *Engine) UserCA() *UserCA { return e.ca }
 
 // Name implements engine.Engine.
 func (e *Engine) Name() string { return Name }
@@ -317,7 +319,7 @@ func (e *Engine) serverConfig(c *conn) *ssh.ServerConfig {
 // keyIdentity resolves a public key or a certificate of the gateway's CA to an identity.
 func (e *Engine) keyIdentity(ctx context.Context, user string, key ssh.PublicKey) (*auth.Identity, error) {
 	if cert, ok := key.(*ssh.Certificate); ok {
-		return e.certIdentity(user, cert)
+		return e.certIdentity(ctx, user, cert)
 	}
 	if e.keys == nil {
 		return nil, auth.ErrBadCredentials
