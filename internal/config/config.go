@@ -65,13 +65,13 @@ type Retention struct {
 }
 
 // Listen holds listener addresses. An empty address disables that listener, except that an
-// unset api, postgres and mysql take their defaults.
+// unset api, postgres, mysql and ssh take their defaults.
 type Listen struct {
 	API      string `yaml:"api"`      // default 127.0.0.1:8009
 	Postgres string `yaml:"postgres"` // default 127.0.0.1:15432; "off" disables it
 	// MySQL is the MySQL/MariaDB listener. Default 127.0.0.1:13306; "off" disables it.
 	MySQL string `yaml:"mysql"`
-	// SSH is the SSH listener (issue 6). Default "" (off).
+	// SSH is the SSH listener (docs/ssh.md). Default 127.0.0.1:12222; "off" disables it.
 	SSH string `yaml:"ssh"`
 	// Kubernetes is the Kubernetes API listener (issue 9): HTTPS with the gateway's
 	// certificate, for kubectl through `airlock kubeconfig`. Default "" (off).
@@ -315,6 +315,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Listen.MySQL == "" {
 		c.Listen.MySQL = "127.0.0.1:13306"
+	}
+	if c.Listen.SSH == "" {
+		c.Listen.SSH = "127.0.0.1:12222"
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

@@ -22,7 +22,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DataDir != "./airlock-data" || c.Listen.API != "127.0.0.1:8009" || c.Listen.Postgres != "127.0.0.1:15432" || c.Listen.MySQL != "127.0.0.1:13306" {
+	if c.DataDir != "./airlock-data" || c.Listen.API != "127.0.0.1:8009" || c.Listen.Postgres != "127.0.0.1:15432" || c.Listen.MySQL != "127.0.0.1:13306" || c.Listen.SSH != "127.0.0.1:12222" {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if c.ShutdownGrace != 30*time.Second || c.Recording.Fsync != "interval" || c.Auth.TokenTTL != 12*time.Hour {

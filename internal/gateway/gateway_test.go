@@ -17,6 +17,7 @@ func testConfig(t *testing.T) *config.Config {
 	c.Listen.API = "127.0.0.1:0"
 	c.Listen.Postgres = "127.0.0.1:0"
 	c.Listen.MySQL = "127.0.0.1:0"
+	c.Listen.SSH = "127.0.0.1:0"
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -230,6 +230,9 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int
 	if !slices.Contains(c.Listeners, "mysql") {
 		b.WriteString("  mysql: \"off\"\n") // on by default on 13306, which parallel gateways would share
 	}
+	if !slices.Contains(c.Listeners, "ssh") {
+		b.WriteString("  ssh: \"off\"\n") // on by default on 12222, likewise
+	}
 	b.WriteString("log:\n  level: debug\n  format: json\n")
 	fmt.Fprintf(&b, "postgres:\n  allow_plaintext_loopback: %v\n", c.AllowPlaintext)
 	grace := c.ShutdownGrace
