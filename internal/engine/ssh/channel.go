@@ -651,16 +651,22 @@ func (ch *channel) typed(data []byte) {
 	ch.echoAt = now
 }
 
-// echoed reports whether out is the echo of what the client typed last (and takes it off).
+// echoed reports whether out is the echo of bytes the client just typed, and takes them and
+// what was typed before them off (a terminal does not echo everything as typed: Enter comes
+// back as \r\n, a password not at all).
 func (ch *channel) echoed(out []byte) bool {
-	if !ch.pty.Load() {
+	if !ch.pty.Load() || len(out) == 0 {
 		return false
 	}
 	ch.echoMu.Lock()
 	defer ch.echoMu.Unlock()
-	if len(ch.echo) == 0 || time.Since(ch.echoAt) > echoTTL || !bytes.HasPrefix(ch.echo, out) {
+	if len(ch.echo) == 0 || time.Since(ch.echoAt) > echoTTL {
 		return false
 	}
-	ch.echo = append(ch.echo[:0], ch.echo[len(out):]...)
+	i := bytes.Index(ch.echo, out)
+	if i < 0 {
+		return false
+	}
+	ch.echo = append(ch.echo[:0], ch.echo[i+len(out):]...)
 	return true
 }
