@@ -150,7 +150,7 @@ func BenchmarkSSH(b *testing.B) {
 	report("keystroke echo (median of 500): direct %s, gateway %s (+%s), gateway with masking, digits and letters %s (+%s) (goal: <= 1ms added)",
 		dm, gm, gm-dm, mm, mm-dm)
 	report("keystroke echo (p90): direct %s, gateway %s, gateway with masking %s", pct(dEcho, 90), pct(gEcho, 90), pct(mEcho, 90))
-	b.ReportMetric(float64((gm-dm).Microseconds()), "echo-added-us")
+	b.ReportMetric(float64((gm - dm).Microseconds()), "echo-added-us")
 
 	// 4. Memory per idle session.
 	time.Sleep(2 * time.Second) // let the transfers' buffers go
