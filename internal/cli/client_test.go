@@ -28,6 +28,7 @@ import (
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 type harness struct {
+	srv   *api.Server
 	url   string
 	st    *apitest.Store
 	auth  *auth.Service
@@ -81,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 	st.Put(store.Session{ID: "s1", User: "alice", Target: "pg", Type: "postgres", ClientAddr: "127.0.0.1:50000", StartedAt: t0, EndedAt: &ended, EndReason: "client_terminated"}, rec.Evs)
 	st.Put(store.Session{ID: "s2", User: "root", Target: "pg", Type: "postgres", StartedAt: t0.Add(time.Hour)}, nil)
 
-	return &harness{keys: keys, url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}
+	return &harness{srv: srv, keys: keys, url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}
 }
 
 func (h *harness) token(t *testing.T, user string) string {
