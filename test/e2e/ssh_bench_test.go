@@ -146,7 +146,7 @@ func BenchmarkSSH(b *testing.B) {
 	dEcho := echo(dial(st.Addr(), st.Login, gwKey, targetHost), "a")
 	gEcho := echo(dial(fmt.Sprintf("127.0.0.1:%d", c.port), "alice:web-1", aliceKey, gwHost), "a")
 	mEcho := echo(dial(fmt.Sprintf("127.0.0.1:%d", c.port), "alice:web-2", aliceKey, gwHost), "4a")
-	dm, gm, mm := median(dEcho), median(gEcho), median(mEcho)
+	dm, gm, mm := pct(dEcho, 50), pct(gEcho, 50), pct(mEcho, 50)
 	report("keystroke echo (median of 500): direct %s, gateway %s (+%s), gateway with masking, digits and letters %s (+%s) (goal: <= 1ms added)",
 		dm, gm, gm-dm, mm, mm-dm)
 	report("keystroke echo (p90): direct %s, gateway %s, gateway with masking %s", pct(dEcho, 90), pct(gEcho, 90), pct(mEcho, 90))
@@ -326,8 +326,6 @@ func echoLatencies(tb testing.TB, cl *ssh.Client, keys string, n int) []time.Dur
 	}
 	return ds
 }
-
-func median(ds []time.Duration) time.Duration { return pct(ds, 50) }
 
 func pct(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
