@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -29,6 +30,30 @@ func (a authenticator) CheckUserRevoked(ctx context.Context, user string, issued
 func sshCA(e engine.Engine) api.SSHSigner {
 	if se, ok := e.(*enginessh.Engine); ok && se.UserCA() != nil {
 		return se.UserCA()
+	}
+	return nil
+}
+
+// CheckCertSubject lets the ssh engine refuse the certificate of a local user no longer in the
+// configuration, or of a service account revoked or expired since it was issued.
+func (a authenticator) CheckCertSubject(ctx context.Context, id *auth.Identity, via string) error {
+	if id.Service {
+		sas, err := a.svc.ServiceAccounts(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sa := range sas {
+			if sa.Name == id.User {
+				if !sa.Active(time.Now()) {
+					return fmt.Errorf("service account %s is revoked or expired", id.User)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no service account %s", id.User)
+	}
+	if via == "password" && !a.svc.HasUser(id.User) {
+		return fmt.Errorf("no local user %s", id.User)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -95,6 +96,7 @@ const (
 	extScope   = "airlock-scope@airlock"   // a service account's target scope
 	extService = "airlock-service@airlock" // set for a service account
 	extIssued  = "airlock-issued@airlock"  // when it was issued, Unix microseconds (revocation)
+	extVia     = "airlock-via@airlock"     // how the user logged in to get it (password, oidc, api_key)
 )
 
 func loadOrCreateUserCA(dataDir string) (*UserCA, error) {
@@ -157,6 +159,9 @@ func (ca *UserCA) Sign(id *auth.Identity, pub ssh.PublicKey, ttl time.Duration) 
 	if id.Scope != nil {
 		cert.Extensions[extScope] = strings.Join(id.Scope, ",")
 	}
+	if via := cmp.Or(id.Via, id.Method); via != "" {
+		cert.Extensions[extVia] = via
+	}
 	if id.Service {
 		cert.Extensions[extService] = ""
 	}
@@ -172,9 +177,16 @@ type RevocationChecker interface {
 	CheckUserRevoked(ctx context.Context, user string, issued time.Time) error
 }
 
+// SubjectChecker says whether the user a certificate was issued to may still log in: a local
+// user still in the configuration, a service account not revoked (the gateway's Authenticator
+// implements it). via is how the user logged in to get the certificate.
+type SubjectChecker interface {
+	CheckCertSubject(ctx context.Context, id *auth.Identity, via string) error
+}
+
 // certIdentity accepts a user certificate of the gateway's CA for user: signed by the CA, of
-// type user, valid now, naming user as a principal, and not issued before the user's tokens
-// were revoked.
+// type user, valid now, naming user as a principal, not issued before the user's tokens were
+// revoked, and of a user who may still log in (SubjectChecker).
 func (e *Engine) certIdentity(ctx context.Context, user string, cert *ssh.Certificate) (*auth.Identity, error) {
 	if e.ca == nil {
 		return nil, auth.ErrBadCredentials
@@ -217,5 +229,10 @@ func (e *Engine) certIdentity(ctx context.Context, user string, cert *ssh.Certif
 		}
 	}
 	_, id.Service = cert.Extensions[extService]
+	if e.subjects != nil {
+		if err := e.subjects.CheckCertSubject(ctx, id, cert.Extensions[extVia]); err != nil {
+			return nil, fmt.Errorf("%w: %v", auth.ErrBadCredentials, err)
+		}
+	}
 	return id, nil
 }

@@ -22,6 +22,15 @@ func (r revokedBefore) CheckUserRevoked(_ context.Context, _ string, issued time
 	return nil
 }
 
+type subjects struct{ gone string }
+
+func (s subjects) CheckCertSubject(_ context.Context, id *auth.Identity, via string) error {
+	if id.User == s.gone || via != "password" {
+		return errors.New("gone")
+	}
+	return nil
+}
+
 // TestCertIdentity: certificates of the gateway's CA log in their principal while valid and not
 // revoked; anything else is refused.
 func TestCertIdentity(t *testing.T) {
@@ -35,7 +44,7 @@ func TestCertIdentity(t *testing.T) {
 	}
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	key, _ := ssh.NewPublicKey(pub)
-	alice := &auth.Identity{User: "alice", Role: auth.RoleUser, Groups: []string{"dba", "ops"}}
+	alice := &auth.Identity{User: "alice", Role: auth.RoleUser, Groups: []string{"dba", "ops"}, Method: "token", Via: "password"}
 	sign := func(ca *UserCA, id *auth.Identity, now time.Time) *ssh.Certificate {
 		ca.Now = func() time.Time { return now }
 		c, err := ca.Sign(id, key, time.Hour)
@@ -75,10 +84,14 @@ func TestCertIdentity(t *testing.T) {
 		{"no issue time", e, "alice", &noIssue},
 		{"revoked", &Engine{ca: ca, revoked: revokedBefore(time.Now().Add(time.Minute))}, "alice", good},
 		{"no CA", &Engine{}, "alice", good},
+		{"user gone", &Engine{ca: ca, subjects: subjects{gone: "alice"}}, "alice", good},
 	} {
 		if id, err := tc.e.certIdentity(context.Background(), tc.user, tc.cert); err == nil {
 			t.Errorf("%s: accepted as %+v", tc.name, id)
 		}
+	}
+	if _, err := (&Engine{ca: ca, subjects: subjects{gone: "bob"}}).certIdentity(context.Background(), "alice", good); err != nil {
+		t.Errorf("a user still there, who logged in by password: %v", err)
 	}
 	if _, err := (&Engine{ca: ca, revoked: revokedBefore(time.Now().Add(-time.Hour))}).certIdentity(context.Background(), "alice", good); err != nil {
 		t.Errorf("issued after the revocation: %v", err)

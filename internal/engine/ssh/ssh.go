@@ -52,7 +52,9 @@ type Engine struct {
 	keys    KeyAuthenticator  // nil: no public key logins
 	ca      *UserCA           // nil: no certificate logins
 	revoked RevocationChecker // nil: certificates are not checked against revocations
-	maskers sync.Map          // joined masking specs -> *masking.Masker
+	// nil: the subject of a certificate is not looked up at login
+	subjects SubjectChecker
+	maskers  sync.Map // joined masking specs -> *masking.Masker
 	// Keepalive settings; tests shorten them.
 	keepaliveInterval, keepaliveTimeout time.Duration
 }
@@ -84,6 +86,9 @@ func New(d engine.Deps) (*Engine, error) {
 	}
 	if r, ok := d.Auth.(RevocationChecker); ok {
 		e.revoked = r
+	}
+	if sc, ok := d.Auth.(SubjectChecker); ok {
+		e.subjects = sc
 	}
 	return e, nil
 }
