@@ -57,6 +57,9 @@ type Server struct {
 	Terminator Terminator
 	// Connector reaches targets for POST /api/v1/targets/{name}/test. nil: the test answers 501.
 	Connector Dialer
+	// Agents registers network-resident agents and shows their tunnels (/api/v1/agents).
+	// nil: the gateway has no agent listener (listen.agents); the list is empty.
+	Agents Agents
 	// UI serves the web UI at every path the API does not take (internal/ui). nil: none.
 	UI http.Handler
 	// LoginMethods are offered on the web UI's sign-in page beside the local password (see
@@ -180,6 +183,9 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/service-accounts", admin, "", s.listServiceAccounts},
 		{"POST /api/v1/service-accounts", admin, audit.ActionServiceAccountCreate, s.createServiceAccount},
 		{"POST /api/v1/service-accounts/{name}/revoke", admin, audit.ActionServiceAccountRevoke, s.revokeServiceAccount},
+		{"GET /api/v1/agents", admin, "", s.listAgents},
+		{"POST /api/v1/agents", admin, audit.ActionAgentCreate, s.createAgent},
+		{"POST /api/v1/agents/{name}/revoke", admin, audit.ActionAgentRevoke, s.revokeAgent},
 		{"GET /api/v1/sessions", user, "", s.listSessions},
 		{"GET /api/v1/sessions/{id}", user, "", s.getSession},
 		{"GET /api/v1/sessions/{id}/events", user, "", s.sessionEvents},

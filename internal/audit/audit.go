@@ -122,3 +122,10 @@ const (
 	ActionServiceAccountCreate = "serviceaccount.create" // an admin created a service account and its API key
 	ActionServiceAccountRevoke = "serviceaccount.revoke" // an admin revoked a service account's key
 )
+
+// Actions of the network-resident agents (issue 8, internal/agent).
+const (
+	ActionAgentCreate  = "agent.create"  // an admin registered an agent and got its join token
+	ActionAgentRevoke  = "agent.revoke"  // an admin revoked an agent's token (its tunnels are dropped)
+	ActionAgentConnect = "agent.connect" // an agent's tunnel was accepted, or refused (Denied)
+)

@@ -76,6 +76,10 @@ type Listen struct {
 	// Kubernetes is the Kubernetes API listener (issue 9): HTTPS with the gateway's
 	// certificate, for kubectl through `airlock kubeconfig`. Default "" (off).
 	Kubernetes string `yaml:"kubernetes"`
+	// Agents is where network-resident agents dial in (issue 8, docs/agent.md): TLS with the
+	// gateway's certificate, whose pin join tokens carry with this address. Default "" (off:
+	// no agent can connect, and every target is dialled from the gateway).
+	Agents string `yaml:"agents"`
 	// Debug serves Go's pprof profiles (/debug/pprof/) for performance work. Default "" (off);
 	// never expose it beyond loopback.
 	Debug string `yaml:"debug"`
@@ -172,9 +176,13 @@ type User struct {
 
 // Target is a destination defined in the config file.
 type Target struct {
-	Name         string `yaml:"name"`
-	Type         string `yaml:"type"` // postgres
-	Address      string `yaml:"address"`
+	Name    string `yaml:"name"`
+	Type    string `yaml:"type"` // postgres
+	Address string `yaml:"address"`
+	// Agent names the agent that reaches this target, or a glob over agent names ("dc1-*"),
+	// instead of an address: the agent's own config holds the address and credentials
+	// (docs/agent.md). Default "" (the gateway dials address itself).
+	Agent        string `yaml:"agent"`
 	Database     string `yaml:"database"` // default database when the client names none
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
@@ -388,7 +396,7 @@ func ValidStore(v string) bool {
 func (c *Config) Validate() error {
 	for _, a := range []struct{ name, addr string }{{"listen.api", c.Listen.API}, {"listen.postgres", c.Listen.Postgres},
 		{"listen.mysql", c.Listen.MySQL}, {"listen.ssh", c.Listen.SSH},
-		{"listen.kubernetes", c.Listen.Kubernetes}} {
+		{"listen.kubernetes", c.Listen.Kubernetes}, {"listen.agents", c.Listen.Agents}} {
 		if a.addr == "off" || (a.addr == "" && a.name != "listen.api") {
 			continue
 		}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/agent"
 	"github.com/airlock-gw/airlock/internal/api"
 	"github.com/airlock-gw/airlock/internal/approval"
 	"github.com/airlock-gw/airlock/internal/audit"
@@ -54,6 +55,7 @@ type Gateway struct {
 	engines   map[string]engine.Engine
 	apiServer *http.Server
 	audit     *audit.Log     // this run's audit log, ended at Shutdown
+	agents    *agent.Hub     // nil when listen.agents is off
 	retention *retention.Job // expires recordings; started by Start, stopped at Shutdown
 
 	ready      atomic.Bool
@@ -93,7 +95,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
+		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Agent: t.Agent, Database: t.Database, Username: t.Username,
 			Password: pw, TLS: t.TLS, CAFile: t.CAFile, PrivateKeyFile: t.PrivateKeyFile, HostKey: t.HostKey, Labels: t.Labels, RecordingMode: t.Recording.Mode, RetentionDays: t.RetentionDays, Source: "config",
 			Token: t.Token, TokenFile: t.TokenFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile, Impersonate: t.Impersonate}
 		if err := tt.Validate(); err != nil {
@@ -128,6 +130,14 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		log.Info("generated a self-signed TLS certificate", "dir", cfg.DataDir+"/tls")
 	}
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Agents (issue 8): with listen.agents, the hub is the connector of every engine (it
+	// dials a target without an agent directly) and adds the targets agents announce.
+	var conn connector.Connector = connector.Direct{}
+	if a := cfg.Listen.Agents; a != "" && a != "off" {
+		g.agents = &agent.Hub{Registry: &agent.Registry{KV: st}, Cert: cert, Addr: a, Audit: lateAudit{g}, Log: log}
+		catalog.Announced = g.agents
+		conn = g.agents
+	}
 
 	// Integrity (issue 3): the checkpoint signing key, then crash recovery of the sessions a
 	// previous process left running, before any new session starts.
@@ -159,7 +169,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		APIURL: "http://" + cfg.Listen.API, Log: log}
 	idps := oidc.NewSet(cfg.OIDC)
 	deps := engine.Deps{Config: cfg, TLS: tlsCfg, Auth: authenticator{authSvc, idps}, Targets: catalog, Policy: scoped{pol},
-		Connector: connector.Direct{}, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
+		Connector: conn, Recorder: rec, Log: log, Metrics: g.metrics, Approvals: approvals,
 		Audit: lateAudit{g}, Sealer: sealer}
 	// Each engine registers itself from a file of this package (engine_*.go imports it).
 	g.addrs = map[string]string{"postgres": cfg.Listen.Postgres, "mysql": cfg.Listen.MySQL, "ssh": cfg.Listen.SSH, "kubernetes": cfg.Listen.Kubernetes}
@@ -189,8 +199,11 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	approvals.Audit = g.audit
 	srv := &api.Server{Store: st, Auth: authSvc, Targets: catalog, Policy: pol, Metrics: g.metrics, Log: log, Ready: g.ready.Load,
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
-		OIDC: idps, Terminator: rec, Connector: connector.Direct{}, UI: ui.Handler()}
+		OIDC: idps, Terminator: rec, Connector: conn, UI: ui.Handler()}
 	srv.SSHCA = sshCA(g.engines["ssh"])
+	if g.agents != nil {
+		srv.Agents = g.agents
+	}
 	g.apiServer = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ok = true
@@ -312,6 +325,20 @@ func (g *Gateway) Start() error {
 		g.serveGroup.Add(1)
 		go g.acceptLoop(ln, g.engines[name])
 	}
+	if g.agents != nil {
+		aln, err := net.Listen("tcp", g.cfg.Listen.Agents)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("listen agents on %s: %w", g.cfg.Listen.Agents, err)
+		}
+		if _, port, _ := net.SplitHostPort(g.cfg.Listen.Agents); port == "0" {
+			g.agents.Addr = aln.Addr().String() // join tokens carry the port actually bound
+		}
+		g.listeners["agents"] = aln
+		g.log.Info("listening", "listener", "agents", "addr", aln.Addr().String())
+		g.serveGroup.Add(1)
+		go func() { defer g.serveGroup.Done(); g.agents.Serve(aln) }()
+	}
 	if addr := g.cfg.Listen.Debug; addr != "" {
 		dln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -332,7 +359,8 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
-// Addr returns the bound address of a listener ("api", "postgres", "mysql", "ssh"), or "".
+// Addr returns the bound address of a listener ("api", "postgres", "mysql", "ssh", "agents"),
+// or "".
 func (g *Gateway) Addr(name string) string {
 	if ln := g.listeners[name]; ln != nil {
 		return ln.Addr().String()
@@ -414,6 +442,9 @@ func (g *Gateway) Shutdown(force <-chan struct{}) error {
 	case <-time.After(10 * time.Second):
 		g.log.Error("sessions did not end within 10s of being told to; closing the store under them")
 	case <-force:
+	}
+	if g.agents != nil {
+		g.agents.Close() // after the sessions: the tunnels carried them
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

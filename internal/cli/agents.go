@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func init() {
+	register("agents", "register, list and revoke network-resident agents (admin)", func(args []string) int {
+		return runAgents(osEnv(), args)
+	})
+}
+
+const agentsUsage = `agents create NAME [--json]
+       airlock agents list [--json]
+       airlock agents revoke NAME`
+
+type agentInfo struct {
+	Name        string    `json:"name"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	RevokedAt   time.Time `json:"revoked_at"`
+	RevokedBy   string    `json:"revoked_by"`
+	Connected   bool      `json:"connected"`
+	Connections int       `json:"connections"`
+	Version     string    `json:"version"`
+	Targets     []string  `json:"targets"`
+	Sessions    int64     `json:"sessions"`
+	LastSeen    time.Time `json:"last_seen"`
+	Draining    bool      `json:"draining"`
+}
+
+func runAgents(e *env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "create":
+		return runAgentsCreate(e, args[1:])
+	case "list", "ls":
+		return runAgentsList(e, args[1:])
+	case "revoke":
+		return runAgentsRevoke(e, args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", agentsUsage)
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "airlock agents: unknown subcommand %q\nUsage: airlock %s\n", args[0], agentsUsage)
+	return exitUsage
+}
+
+func runAgentsCreate(e *env, args []string) int {
+	fs := e.newFlagSet("agents create", "agents create NAME [--json]")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	var ans struct {
+		Agent agentInfo `json:"agent"`
+		Token string    `json:"token"`
+	}
+	if err := c.post(context.Background(), "/api/v1/agents", map[string]any{"name": pos[0]}, &ans); err != nil {
+		return e.fail(err)
+	}
+	if *asJSON {
+		b, _ := json.Marshal(ans)
+		return exitCode(e, printJSON(e.stdout, b))
+	}
+	fmt.Fprintf(e.stderr, "Registered agent %s. Its join token is shown this once; it carries the gateway's agent\n"+
+		"address, the pin of its TLS certificate and the agent's secret. On a host of the private network:\n"+
+		"  airlock agent --token TOKEN --config agent.yaml\n", ans.Agent.Name)
+	fmt.Fprintln(e.stdout, ans.Token)
+	return exitOK
+}
+
+func runAgentsList(e *env, args []string) int {
+	fs := e.newFlagSet("agents list", "agents list [--json]")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if _, err := parseArgs(fs, args); err != nil {
+		return usageCode(err)
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	var ans struct {
+		Agents    []agentInfo `json:"agents"`
+		Listening bool        `json:"listening"`
+	}
+	var raw []byte
+	if err := c.getJSON(context.Background(), "/api/v1/agents", nil, &ans, &raw); err != nil {
+		return e.fail(err)
+	}
+	if *asJSON {
+		return exitCode(e, printJSON(e.stdout, raw))
+	}
+	if !ans.Listening {
+		fmt.Fprintln(e.stderr, "This gateway has no agent listener (listen.agents is off).")
+	}
+	if len(ans.Agents) == 0 {
+		fmt.Fprintln(e.stderr, "No agents.")
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tVERSION\tTARGETS\tSESSIONS\tLAST SEEN")
+	for _, a := range ans.Agents {
+		state := "disconnected"
+		switch {
+		case !a.RevokedAt.IsZero():
+			state = "revoked by " + a.RevokedBy
+		case a.Draining:
+			state = "draining"
+		case a.Connections > 1:
+			state = fmt.Sprintf("connected (%d tunnels)", a.Connections)
+		case a.Connected:
+			state = "connected"
+		}
+		seen := "never"
+		if !a.LastSeen.IsZero() {
+			seen = a.LastSeen.Local().Format("2006-01-02 15:04:05 MST")
+		}
+		version := a.Version
+		if version == "" {
+			version = "-"
+		}
+		targets := strings.Join(a.Targets, ",")
+		if targets == "" {
+			targets = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", a.Name, state, version, targets, a.Sessions, seen)
+	}
+	return exitCode(e, tw.Flush())
+}
+
+func runAgentsRevoke(e *env, args []string) int {
+	fs := e.newFlagSet("agents revoke", "agents revoke NAME")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	var ans map[string]any
+	if err := c.post(context.Background(), "/api/v1/agents/"+url.PathEscape(pos[0])+"/revoke", nil, &ans); err != nil {
+		return e.fail(err)
+	}
+	fmt.Fprintf(e.stdout, "Revoked agent %s: its token is refused and its tunnels were dropped.\n", pos[0])
+	return exitOK
+}
