@@ -88,3 +88,6 @@ bash "$(dirname "$0")/ensure-browser.sh"
 # The Kubernetes tests' cluster: etcd, kube-apiserver and kwok, built from the Go module proxy
 # into ~/.cache/airlock-k8s/bin (long the first time, then skipped; see docs/kubernetes.md).
 bash "$(dirname "$0")/ensure-k8s.sh"
+
+# The agent's tests: iproute2 for a network namespace that only an agent reaches (issue 8).
+bash "$(dirname "$0")/ensure-agent.sh"

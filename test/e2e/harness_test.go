@@ -185,6 +185,8 @@ type targetCfg struct {
 	// Raw is more YAML for this target's mapping, each line indented by four spaces
 	// ("    username: root\n").
 	Raw string
+	// Agent, when set, makes it an agent-served target: name, type and agent only.
+	Agent string
 }
 
 type policyCfg struct {
@@ -203,7 +205,9 @@ type gwConfig struct {
 	// Listeners are the protocol listeners besides api and postgres ("mysql", "ssh") that get
 	// a free loopback port each; gateway.Port(name) tells which.
 	Listeners []string
-	Extra     string // raw YAML appended
+	// AgentListen is listen.agents (host:port), when set.
+	AgentListen string
+	Extra       string // raw YAML appended
 }
 
 func defaultUsers() []userCfg {
@@ -226,6 +230,9 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int
 	fmt.Fprintf(&b, "listen:\n  api: 127.0.0.1:%d\n  postgres: 127.0.0.1:%d\n", apiPort, pgPort)
 	for _, name := range c.Listeners {
 		fmt.Fprintf(&b, "  %s: 127.0.0.1:%d\n", name, ports[name])
+	}
+	if c.AgentListen != "" {
+		fmt.Fprintf(&b, "  agents: %s\n", yq(c.AgentListen))
 	}
 	if !slices.Contains(c.Listeners, "mysql") {
 		b.WriteString("  mysql: \"off\"\n") // on by default on 13306, which parallel gateways would share
@@ -262,6 +269,15 @@ func (c gwConfig) yaml(dataDir string, apiPort, pgPort int, ports map[string]int
 	}
 	b.WriteString("targets:\n")
 	for _, tg := range targets {
+		if tg.Agent != "" {
+			typ := tg.Type
+			if typ == "" {
+				typ = "postgres"
+			}
+			fmt.Fprintf(&b, "  - name: %s\n    type: %s\n    agent: %s\n", yq(tg.Name), yq(typ), yq(tg.Agent))
+			b.WriteString(tg.Raw)
+			continue
+		}
 		if tg.Type != "" && tg.Type != "postgres" {
 			fmt.Fprintf(&b, "  - name: %s\n    type: %s\n    address: %s\n", yq(tg.Name), yq(tg.Type), yq(tg.Address))
 			b.WriteString(tg.Raw)
