@@ -140,7 +140,7 @@ func (a *Agent) connect(ctx context.Context, force <-chan struct{}) error {
 	cfg.KeepAliveInterval = cmp(a.KeepAlive, 10*time.Second)
 	cfg.ConnectionWriteTimeout = 10 * time.Second
 	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(tc, cfg)
+	sess, err := yamux.Client(&coalescer{Conn: tc}, cfg)
 	if err != nil {
 		tc.Close()
 		return err

@@ -49,7 +49,7 @@ func (k *memKV) PutKV(_ context.Context, key string, v []byte) error {
 	return nil
 }
 
-func testCert(t *testing.T) tls.Certificate {
+func testCert(t testing.TB) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -99,7 +99,7 @@ func init() {
 }
 
 // echoTarget answers a handshake line with "ok LINE", then echoes.
-func echoTarget(t *testing.T) string {
+func echoTarget(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -133,7 +133,9 @@ type fixture struct {
 	target string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newBenchFixture(t) }
+
+func newBenchFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{kv: &memKV{}, target: echoTarget(t)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -152,7 +154,7 @@ type runningAgent struct {
 	done   chan error
 }
 
-func (f *fixture) start(t *testing.T, token string) *runningAgent {
+func (f *fixture) start(t testing.TB, token string) *runningAgent {
 	t.Helper()
 	tok, err := ParseToken(token)
 	if err != nil {
@@ -184,7 +186,7 @@ func (f *fixture) start(t *testing.T, token string) *runningAgent {
 	return r
 }
 
-func (f *fixture) create(t *testing.T, name string) string {
+func (f *fixture) create(t testing.TB, name string) string {
 	t.Helper()
 	_, tok, err := f.hub.Create(context.Background(), name, "test")
 	if err != nil {

@@ -153,7 +153,7 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 		log.Debug("agents: TLS handshake failed", "err", err)
 		return
 	}
-	sess, err := yamux.Server(c, h.muxConfig())
+	sess, err := yamux.Server(&coalescer{Conn: c}, h.muxConfig())
 	if err != nil {
 		return
 	}
