@@ -174,12 +174,21 @@ type agentProc struct {
 // execs it: the process is the agent's).
 func (p *privateNet) startAgent(t testing.TB, name, token, cfg string) *agentProc {
 	t.Helper()
+	return startAgent(t, p.ns, name, token, cfg)
+}
+
+// startAgent runs an agent in network namespace ns, or in the test's own when ns is "".
+func startAgent(t testing.TB, ns, name, token, cfg string) *agentProc {
+	t.Helper()
 	a := &agentProc{name: name, done: make(chan struct{}), logPath: filepath.Join(t.TempDir(), name+".log")}
 	logf, err := os.Create(a.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command("ip", "netns", "exec", p.ns, airlockBin, "agent", "--token", token, "--config", cfg)
+	a.cmd = exec.Command(airlockBin, "agent", "--token", token, "--config", cfg)
+	if ns != "" {
+		a.cmd = exec.Command("ip", "netns", "exec", ns, airlockBin, "agent", "--token", token, "--config", cfg)
+	}
 	a.cmd.Env = cleanEnv()
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {

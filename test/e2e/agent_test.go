@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -329,4 +330,50 @@ func (g *gateway) agentAddr(t testing.TB) string {
 	}
 	t.Fatal("no listen.agents in the gateway's config")
 	return ""
+}
+
+// TestAgentMySQL: a MySQL target served by an agent (here in the test's own namespace: the
+// isolation is what TestAgentPrivateNetwork proves; this is the MySQL handshake on the agent
+// and the end of a session whose agent is killed).
+func TestAgentMySQL(t *testing.T) {
+	requireMySQL(t)
+	g := startMySQLGateway(t, gwConfig{
+		AgentListen: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		Targets:     []targetCfg{{Name: "myagent", Type: "mysql", Agent: "my-agent"}},
+	})
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("targets:\n  - name: myagent\n    type: mysql\n    address: %s\n    database: test\n    username: root\n    password: \"\"\n", myAddr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "", "my-agent", g.createAgent(t, "my-agent"), cfg)
+	g.waitAgent(t, "my-agent", "connected", func(a agentView) bool { return a.Connected })
+
+	m := uniq("myagent")
+	r := g.mariadb(t, "alice", alicePassword, "myagent", "-e", "select '"+m+"', database()")
+	if r.Code != 0 || !strings.Contains(r.Stdout, m+"\ttest") {
+		t.Fatalf("mariadb through the agent: %s", r)
+	}
+	s, ev := g.mySession(t, m)
+	if ev[0].str("agent") != "my-agent" || ev[0].str("upstream") != "agent:my-agent" || s.EndReason != "client_terminated" {
+		t.Errorf("session.start agent %q upstream %q, end %q", ev[0].str("agent"), ev[0].str("upstream"), s.EndReason)
+	}
+
+	// The agent killed mid-session: the next statement gets an ERR saying so, and the
+	// recording ends agent_lost.
+	m2 := uniq("myagentlost")
+	db := g.myOpen(t, "alice", alicePassword, "myagent", m2)
+	var v string
+	if err := db.QueryRow("select '" + m2 + "'").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	g.waitAgent(t, "my-agent", "disconnected", func(a agentView) bool { return !a.Connected })
+	err := db.QueryRow("select 1").Scan(&v)
+	if err == nil || !strings.Contains(err.Error(), "the tunnel to agent my-agent was lost") {
+		t.Errorf("query after the agent was killed: %v", err)
+	}
+	db.Close()
+	if s, _ := g.mySession(t, m2); s.EndReason != "agent_lost" {
+		t.Errorf("end reason %q, want agent_lost", s.EndReason)
+	}
 }

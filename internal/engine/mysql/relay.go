@@ -18,6 +18,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/recorder"
@@ -389,6 +390,12 @@ func (st endState) Error() string {
 func (r *relay) upstreamLost(err error) endState {
 	if r.ended.Load() {
 		return endState{reason: "client_disconnected"}
+	}
+	var lost *connector.LostError
+	if errors.As(err, &lost) {
+		// The session's agent is gone: say so, to the client and in the recording.
+		r.writeClientError(newError(codeTargetDown, "Lost connection to target "+r.c.target+": "+lost.Error()+"; reconnect to be served by another agent (`airlock agents list`)"))
+		return endState{reason: "agent_lost", err: err}
 	}
 	r.writeClientError(newError(codeTargetDown, "Lost connection to target "+r.c.target))
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {

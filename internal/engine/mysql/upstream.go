@@ -27,6 +27,7 @@ type upstream struct {
 	conn    net.Conn
 	tls     bool
 	version string
+	via     string // the agent that carries it; "" when direct
 }
 
 func init() { connector.RegisterHandshake(Name, handshakeUpstream) }
@@ -42,8 +43,9 @@ type openRequest struct {
 
 // upstreamState is what the handshake hands back (connector.Upstream.State).
 type upstreamState struct {
-	TLS     bool   `json:"tls"`
-	Version string `json:"version"`
+	TLS      bool   `json:"tls"`
+	Version  string `json:"version"`
+	Database string `json:"database,omitempty"` // the database connected to
 }
 
 // dialUpstream connects to t as the target's own user, through the connector: the handshake
@@ -62,7 +64,10 @@ func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (
 		u.Conn.Close()
 		return nil, fmt.Errorf("target %q: handshake state: %w", t.Name, err)
 	}
-	return &upstream{conn: u.Conn, tls: st.TLS, version: st.Version}, nil
+	if st.Database != "" {
+		c.database = st.Database
+	}
+	return &upstream{conn: u.Conn, tls: st.TLS, version: st.Version, via: u.Via}, nil
 }
 
 // handshakeUpstream is the MySQL connector.Handshake: go-mysql's client does the
@@ -147,6 +152,11 @@ func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connecto
 		cc.SetAttributes(map[string]string{"_client_name": "airlock", "program_name": "airlock-gateway", "airlock_user": req.User})
 		return nil
 	}}
+	if req.Database == "" {
+		// The target's default, where the target is defined: for an agent's target only the
+		// agent knows it.
+		req.Database = t.Database
+	}
 	gcc, err := myclient.ConnectWithDialer(ctx, "tcp", t.Address, t.Username, t.Password, req.Database, dial, opts...)
 	if err != nil {
 		return nil, nil, err
@@ -158,7 +168,7 @@ func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connecto
 	}
 	nc.SetDeadline(time.Time{})
 	_, isTLS := nc.(*tls.Conn)
-	st, _ := json.Marshal(upstreamState{TLS: isTLS, Version: gcc.GetServerVersion()})
+	st, _ := json.Marshal(upstreamState{TLS: isTLS, Version: gcc.GetServerVersion(), Database: req.Database})
 	return nc, st, nil
 }
 
