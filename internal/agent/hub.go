@@ -179,10 +179,9 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 			code = "error"
 			err = errors.New("the gateway could not check the token")
 		}
+		// Written to the connection when it returns (yamux waits for its send loop), so the
+		// agent reads the answer before the close.
 		writeFrame(ctl, welcome{Error: err.Error(), Code: code})
-		ctl.Close()
-		// Let the answer reach the agent before the tunnel closes.
-		time.Sleep(100 * time.Millisecond)
 		return
 	}
 	l := &link{name: hi.Name, version: hi.Version, remote: remote, sess: sess, connectedAt: time.Now(), targets: map[string]Announced{}}
