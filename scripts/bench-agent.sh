@@ -5,7 +5,8 @@
 # ROUNDS rounds so that a change of the machine's load hits them alike; the report gives each
 # round and the means, and the ratio gateway+agent / gateway-direct against the goal
 # (the agent hop costs <= 15% of gateway-direct TPS, i.e. ratio >= 0.85).
-# Usage: scripts/bench-agent.sh   (env: DURATION=15 seconds per run, ROUNDS=3, SCALE=10, CLIENTS=8)
+# Usage: scripts/bench-agent.sh   (env: DURATION=15 seconds per run, ROUNDS=3, SCALE=10, CLIENTS=8,
+#        AGENT_GOMAXPROCS=N for the agent process, default all cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -104,7 +105,7 @@ echo "== registering and starting the agent" >&2
 export HOME=$work XDG_CONFIG_HOME=$work/.config
 echo "$admin" | "$work/airlock" login --gateway "http://127.0.0.1:$api" --user admin >/dev/null 2>&1
 token=$("$work/airlock" agents create bench-agent 2>/dev/null)
-"$work/airlock" agent --token "$token" --config "$work/agent.yaml" >"$work/agent.log" 2>&1 &
+GOMAXPROCS=${AGENT_GOMAXPROCS:-$(nproc)} "$work/airlock" agent --token "$token" --config "$work/agent.yaml" >"$work/agent.log" 2>&1 &
 agpid=$!
 for _ in $(seq 1 100); do
 	"$work/airlock" agents list 2>/dev/null | grep -q '^bench-agent  *connected' && break
@@ -185,7 +186,7 @@ met=NO; [ "$(echo "$hop >= 0.85" | bc -l)" = 1 ] && met=yes
 cat <<REPORT
 
 machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), PostgreSQL $(psql -X -h $PGH -p $PGP -U postgres -d postgres -tAc 'show server_version'), pgbench scale $SCALE, ${DURATION}s per run, $ROUNDS rounds
-load average (1, 5, 15 min): $load_start at the start, $load_end at the end
+load average (1, 5, 15 min): $load_start at the start, $load_end at the end; agent GOMAXPROCS ${AGENT_GOMAXPROCS:-$(nproc)}
 
 | round | direct -c $CLIENTS | gateway -c $CLIENTS | gateway+agent -c $CLIENTS | agent/gateway | direct -c 1 | gateway -c 1 | gateway+agent -c 1 (latency d/g/a) | agent/gateway -c 1 |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |

@@ -25,6 +25,9 @@ type Config struct {
 	// Default "": the token's.
 	Gateway string     `yaml:"gateway"`
 	Log     config.Log `yaml:"log"`
+	// Debug serves Go's pprof profiles (/debug/pprof/) for performance work, like the
+	// gateway's listen.debug. Default "" (off); keep it on loopback.
+	Debug string `yaml:"debug"`
 	// ShutdownGrace is how long SIGTERM lets running sessions finish. Default 30s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// Targets are the targets this agent serves, in the gateway's target shape, with their

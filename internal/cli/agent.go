@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,6 +54,19 @@ func runAgent(args []string) int {
 	a := &agent.Agent{Token: tok, Gateway: cfg.Gateway, Targets: targets, Version: version.String(), Log: log, Grace: cfg.ShutdownGrace}
 	if *gw != "" {
 		a.Gateway = *gw
+	}
+	if cfg.Debug != "" {
+		dln, err := net.Listen("tcp", cfg.Debug)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "airlock agent: debug:", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("serving pprof profiles", "addr", dln.Addr().String())
+		go http.Serve(dln, mux)
 	}
 	log.Info("starting airlock agent", "version", version.String(), "gateway", tok.Addr, "targets", len(targets))
 	ctx, cancel := context.WithCancel(context.Background())
