@@ -14,7 +14,7 @@ DURATION=${DURATION:-15}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-8}
-DB=airlock_bench
+DB=airlock_bench_agent  # its own: scripts/bench.sh re-initialises airlock_bench
 PGH=127.0.0.1 PGP=5432
 
 work=$(mktemp -d -t airlock-bench-agent-XXXXXX)
@@ -62,7 +62,7 @@ listen:
   mysql: "off"
   agents: 127.0.0.1:$agport
 log:
-  level: warn
+  level: info
   format: json
 users:
   - name: bench
@@ -82,7 +82,7 @@ YAML
 # The agent holds the same target's address and credential; the gateway holds neither.
 cat >"$work/agent.yaml" <<YAML
 log:
-  level: warn
+  level: info
   format: json
 targets:
   - name: bench-agent
@@ -117,6 +117,8 @@ done
 hung() {
 	local keep
 	keep=$(mktemp -d -t airlock-bench-agent-hang-XXXXXX)
+	ss -tanpo >"$keep/sockets.txt" 2>&1 || true
+	ps -eo pid,stat,wchan:32,args | grep -E 'pgbench|airlock' >"$keep/ps.txt" 2>&1 || true
 	kill -QUIT "$agpid" "$gwpid" 2>/dev/null || true
 	sleep 1
 	cp "$work"/*.log "$keep"/
