@@ -187,6 +187,9 @@ func TestAgentPrivateNetwork(t *testing.T) {
 	if !t.Run("two agents, one killed", func(t *testing.T) {
 		agentB := p.startAgent(top, "dc1-b", tokB, cfg)
 		g.waitAgent(t, "dc1-b", "connected", func(a agentView) bool { return a.Connected })
+		// Earlier sessions are released when the gateway has closed them, which may be just
+		// after their clients exited.
+		g.waitAgent(t, "dc1-a", "idle", func(a agentView) bool { return a.Sessions == 0 })
 		ctx := context.Background()
 		app := uniq("agent_ha")
 		var conns []*pgx.Conn
