@@ -180,6 +180,19 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 	return d
 }
 
+// agentLost reports whether err says that the session's agent is gone, and if so tells the
+// client and returns the end to record. Either direction may notice first: the target's
+// reader, or the client's next message failing to reach the tunnel.
+func (r *relay) agentLost(err error) (endState, bool) {
+	var lost *connector.LostError
+	if !errors.As(err, &lost) {
+		return endState{}, false
+	}
+	r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost: "+lost.Error(),
+		"The target is reached through an agent; reconnect to be served by another one (`airlock agents list`)."))
+	return endState{reason: "agent_lost", err: err}, true
+}
+
 func (r *relay) writeClientFatal(pe *pgError) {
 	r.cwMu.Lock()
 	defer r.cwMu.Unlock()
@@ -220,6 +233,9 @@ func (r *relay) clientToTarget() endState {
 			if _, err := r.up.conn.Write(buf); err != nil {
 				if r.ended.Load() {
 					return endState{reason: "client_disconnected"}
+				}
+				if st, ok := r.agentLost(err); ok {
+					return st
 				}
 				return endState{reason: "upstream_closed", err: err}
 			}
@@ -448,12 +464,8 @@ func (r *relay) targetToClient() endState {
 			if r.ended.Load() {
 				return endState{reason: "client_disconnected"}
 			}
-			var lost *connector.LostError
-			if errors.As(readErr, &lost) {
-				// The session's agent is gone: say so, to the client and in the recording.
-				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost: "+lost.Error(),
-					"The target is reached through an agent; reconnect to be served by another one (`airlock agents list`)."))
-				return endState{reason: "agent_lost", err: readErr}
+			if st, ok := r.agentLost(readErr); ok {
+				return st
 			}
 			if !r.fatalUp.Load() {
 				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
