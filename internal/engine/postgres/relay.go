@@ -76,6 +76,8 @@ type relay struct {
 	cwMu    sync.Mutex           // serializes writes to the client
 	ended   atomic.Bool
 	fatalUp atomic.Bool // the target sent a FATAL error before closing
+	// quit: the client sent Terminate; the target closing after it is the consequence.
+	quit atomic.Bool
 
 	fromClient, toClient, statements atomic.Int64
 	mFrom, mTo                       prometheus.Counter
@@ -160,6 +162,11 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 		first = endState{reason: engine.EndReason(cause), err: cause}
 		r.writeClientFatal(fatal(codeAdminShutdown, "terminating connection: "+cause.Error(), ""))
 	}
+	if first.reason == "upstream_closed" && r.quit.Load() {
+		// The target closed because the client said goodbye; its reader may notice first (a
+		// tunnel through an agent makes that likelier).
+		first = endState{reason: "client_terminated"}
+	}
 	if first.reason == "client_disconnected" && r.fatalUp.Load() {
 		// The target ended the session with a FATAL error; the client leaving after reading
 		// it is the consequence, whichever direction noticed first.
@@ -219,6 +226,7 @@ func (r *relay) clientToTarget() endState {
 			}
 			if typ == 'X' {
 				terminated = true
+				r.quit.Store(true)
 				break
 			}
 			if r.cr.Buffered() < 5 || len(buf) >= batchBytes {
@@ -467,7 +475,7 @@ func (r *relay) targetToClient() endState {
 			if st, ok := r.agentLost(readErr); ok {
 				return st
 			}
-			if !r.fatalUp.Load() {
+			if !r.fatalUp.Load() && !r.quit.Load() {
 				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
 			}
 			if errors.Is(readErr, io.EOF) || errors.Is(readErr, net.ErrClosed) {
