@@ -60,6 +60,7 @@ listen:
   api: 127.0.0.1:$api
   postgres: 127.0.0.1:$pgport
   mysql: "off"
+  ssh: "off"
   agents: 127.0.0.1:$agport
 log:
   level: info

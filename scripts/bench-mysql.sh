@@ -39,6 +39,7 @@ listen:
   api: 127.0.0.1:$api
   postgres: 127.0.0.1:$pgport
   mysql: 127.0.0.1:$myport
+  ssh: "off"
 mysql:
   allow_plaintext_loopback: true
 log:

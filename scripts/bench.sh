@@ -47,6 +47,7 @@ listen:
   api: 127.0.0.1:$api
   postgres: 127.0.0.1:$pgport
   mysql: "off"
+  ssh: "off"
 log:
   level: warn
   format: json

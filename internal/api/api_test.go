@@ -448,6 +448,13 @@ func TestTargets(t *testing.T) {
 		{"missing address", "root", `{"name":"m","type":"postgres"}`, 400, "invalid_target"},
 		{"bad tls", "root", `{"name":"m","type":"postgres","address":"x:1","tls":"maybe"}`, 400, "invalid_target"},
 		{"unknown field", "root", `{"name":"m","type":"postgres","address":"x:1","source":"config"}`, 400, "bad_request"},
+		{"ssh", "root", `{"name":"web","type":"ssh","address":"h:22","username":"root","private_key_file":"/k","host_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}`, 201, ""},
+		{"ssh without host key", "root", `{"name":"w2","type":"ssh","address":"h:22","username":"root","password":"hunter2"}`, 400, "invalid_target"},
+		{"ssh bad host key", "root", `{"name":"w2","type":"ssh","address":"h:22","username":"root","password":"hunter2","host_key":"not a key"}`, 400, "invalid_target"},
+		{"ssh without credential", "root", `{"name":"w2","type":"ssh","address":"h:22","username":"root","host_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}`, 400, "invalid_target"},
+		{"kubernetes", "root", `{"name":"k","type":"kubernetes","address":"https://k:6443","token":"hunter2","impersonate":true}`, 201, ""},
+		{"kubernetes without https", "root", `{"name":"k2","type":"kubernetes","address":"k:6443"}`, 400, "invalid_target"},
+		{"ssh settings on postgres", "root", `{"name":"m","type":"postgres","address":"x:1","host_key":"ssh-ed25519 AAAA"}`, 400, "invalid_target"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, b := f.do(t, "POST", "/api/v1/targets", tt.user, tt.body)
@@ -465,6 +472,12 @@ func TestTargets(t *testing.T) {
 	stored, err := f.st.GetTarget(context.Background(), "pg2")
 	if err != nil || stored.Password != "hunter2" || stored.Source != "api" || stored.CreatedBy != "root" || stored.CreatedAt.IsZero() {
 		t.Fatalf("stored: %+v %v", stored, err)
+	}
+	if k, err := f.st.GetTarget(context.Background(), "k"); err != nil || k.Token != "hunter2" || !k.Impersonate {
+		t.Fatalf("stored kubernetes target: %+v %v", k, err)
+	}
+	if res, b := f.do(t, "GET", "/api/v1/targets/k", "bob", ""); res.StatusCode != 200 || strings.Contains(string(b), "hunter2") {
+		t.Fatalf("get kubernetes target: %d %s", res.StatusCode, b)
 	}
 	res, b = f.do(t, "GET", "/api/v1/targets/pg2", "bob", "")
 	if res.StatusCode != 200 || strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"source":"api"`) {

@@ -21,9 +21,36 @@ func TestUILiveSSH(t *testing.T) {
 	users := defaultUsers()
 	users[0].SSHKeys = []string{st.AlicePub}
 	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	base := g.apiURL()
+	// The target is registered in the UI's form, as an admin would: an SSH host with the
+	// gateway's key file and the pinned host key.
+	b.signIn(base, "admin", adminPassword)
+	b.do("register an SSH target",
+		chromedp.Navigate(base+"/#/targets"),
+		chromedp.WaitVisible(chromedp.CSS("#new-target")),
+		chromedp.Click(chromedp.CSS("#new-target")),
+		chromedp.WaitVisible(chromedp.CSS("#t-name")),
+		chromedp.SetValue(chromedp.CSS("#t-name"), "web-ui"),
+		chromedp.SetValue(chromedp.CSS("#t-type"), "ssh"),
+		js(`document.querySelector('#t-type').dispatchEvent(new Event('change'))`),
+		chromedp.WaitVisible(chromedp.CSS("#t-host_key")),
+		chromedp.SetValue(chromedp.CSS("#t-address"), st.Addr()),
+		chromedp.SetValue(chromedp.CSS("#t-username"), st.Login),
+		chromedp.SetValue(chromedp.CSS("#t-private_key_file"), st.GatewayKy),
+		chromedp.SetValue(chromedp.CSS("#t-host_key"), st.HostPub),
+		chromedp.Click(chromedp.CSS("#save-target")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-target="web-ui"]`)),
+	)
+	if hidden := run1(b, "database field hidden for ssh", chromedp.Evaluate[bool](`document.querySelector('#t-database').closest('[data-types]').hidden`)); !hidden {
+		t.Errorf("the form shows the database field for an SSH target")
+	}
+	if code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/targets/web-ui", nil); code != 200 || !strings.Contains(string(body), `"type":"ssh"`) || !strings.Contains(string(body), `"host_key"`) {
+		t.Fatalf("the SSH target as registered: %d %s", code, body)
+	}
+
 	c := newSSHClient(t, g)
 	tm := newTmux(t, t.TempDir(), c.env())
-	sshCmd := strings.Join(append(c.sshCommand("alice:web-1", st.AliceKey), "-tt", "-p", fmt.Sprint(c.port), "127.0.0.1"), " ")
+	sshCmd := strings.Join(append(c.sshCommand("alice:web-ui", st.AliceKey), "-tt", "-p", fmt.Sprint(c.port), "127.0.0.1"), " ")
 	tm.run("new-session", "-d", "-s", "main", "-x", "100", "-y", "30", sshCmd+"; echo SSH-EXITED-$?; sleep 60")
 	tm.send("export PS1='PROMPT> '", "Enter")
 	tm.waitFor("PROMPT> ")
@@ -39,7 +66,7 @@ func TestUILiveSSH(t *testing.T) {
 		}
 		if code == 200 && json.Unmarshal(body, &res) == nil {
 			for _, s := range res.Sessions {
-				if s.Target == "web-1" {
+				if s.Target == "web-ui" {
 					id = s.ID
 				}
 			}
@@ -49,8 +76,6 @@ func TestUILiveSSH(t *testing.T) {
 		t.Fatal("the running SSH session is not listed as active")
 	}
 
-	base := g.apiURL()
-	b.signIn(base, "admin", adminPassword)
 	b.do("open the live view", chromedp.Navigate(base+"/#/live/"+id), chromedp.WaitVisible(chromedp.CSS("#live-screen")))
 	b.waitJS("the screen so far", `document.querySelector('#live-screen').textContent.includes('before-21')`)
 	tm.send("echo live-$((6*7))", "Enter")

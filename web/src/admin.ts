@@ -10,6 +10,13 @@ interface Target {
   database?: string;
   username?: string;
   tls?: string;
+  ca_file?: string;
+  private_key_file?: string;
+  host_key?: string;
+  token_file?: string;
+  client_cert_file?: string;
+  client_key_file?: string;
+  impersonate?: boolean;
   labels?: Record<string, string>;
   retention_days?: number;
   source?: string;
@@ -86,9 +93,21 @@ export function targetsPage(): HTMLElement {
   };
   const showForm = (t?: Target) => {
     clear(formBox);
-    const inp = (name: string, label: string, value = "", attrs: Record<string, string | boolean> = {}) =>
-      h("div", { class: "field" }, h("label", { for: "t-" + name }, label), h("input", { id: "t-" + name, name, value, ...attrs }));
+    // A field shown for the target types it applies to (data-types), hidden for the others.
+    const field = (types: string, ...content: (Node | string)[]) => h("div", { class: "field", "data-types": types }, ...content);
+    const inp = (name: string, label: string, value = "", attrs: Record<string, string | boolean> = {}, types = "*") =>
+      field(types, h("label", { for: "t-" + name }, label), h("input", { id: "t-" + name, name, value, ...attrs }));
     const msg = h("div", { "aria-live": "polite" });
+    const typeSel = h(
+      "select",
+      { id: "t-type", name: "type" },
+      [
+        ["postgres", "PostgreSQL"],
+        ["mysql", "MySQL / MariaDB"],
+        ["ssh", "SSH host"],
+        ["kubernetes", "Kubernetes cluster"],
+      ].map(([v, l]) => h("option", { value: v, selected: (t?.type ?? "postgres") === v }, l)),
+    ) as HTMLSelectElement;
     const form: HTMLFormElement = h(
       "form",
       {
@@ -99,9 +118,15 @@ export function targetsPage(): HTMLElement {
           clear(msg);
           const fd = new FormData(form);
           const body: Record<string, unknown> = {};
-          for (const k of ["name", "type", "address", "database", "username", "password", "tls"]) body[k] = String(fd.get(k) ?? "");
-          body.retention_days = Number(fd.get("retention_days") || 0);
-          if (t && !body.password) body.keep_password = true;
+          // Only the fields of the chosen type are sent.
+          for (const el of Array.from(form.querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>("input, select, textarea"))) {
+            const box = el.closest<HTMLElement>("[data-types]");
+            if (!el.name || (box && box.hidden)) continue;
+            if (el instanceof HTMLInputElement && el.type === "checkbox") body[el.name] = el.checked;
+            else if (el.name === "retention_days") body[el.name] = Number(fd.get(el.name) || 0);
+            else body[el.name] = String(fd.get(el.name) ?? "");
+          }
+          if (t && !body.password && !body.token) body.keep_password = true;
           try {
             await api("POST", "/api/v1/targets", body);
             msg.appendChild(h("p", { class: "ok", role: "status" }, `Saved target ${body.name}.`));
@@ -113,28 +138,38 @@ export function targetsPage(): HTMLElement {
       },
       h("h2", null, t ? `Edit ${t.name}` : "Register a target"),
       inp("name", "Name", t?.name ?? "", { required: true, readonly: !!t }),
-      h("div", { class: "field" }, h("label", { for: "t-type" }, "Type"), h(
-          "select",
-          { id: "t-type", name: "type" },
-          [
-            ["postgres", "PostgreSQL"],
-            ["mysql", "MySQL / MariaDB"],
-          ].map(([v, l]) => h("option", { value: v, selected: (t?.type ?? "postgres") === v }, l)),
-        )),
-      inp("address", "Address (host:port)", t?.address ?? "", { required: true, placeholder: "127.0.0.1:5432 (PostgreSQL), 127.0.0.1:3306 (MySQL)" }),
-      inp("database", "Database", t?.database ?? ""),
-      inp("username", "Username", t?.username ?? ""),
-      inp("password", "Password (write-only)", "", { type: "password", autocomplete: "new-password", placeholder: t ? "unchanged" : "" }),
-      h(
-        "div",
-        { class: "field" },
+      field("*", h("label", { for: "t-type" }, "Type"), typeSel),
+      inp("address", "Address", t?.address ?? "", { required: true, placeholder: "host:port, or https://API-SERVER:6443 for Kubernetes" }),
+      inp("database", "Database", t?.database ?? "", {}, "postgres mysql"),
+      inp("username", "Username (the gateway's login on the target)", t?.username ?? "", {}, "postgres mysql ssh"),
+      inp("password", "Password (write-only)", "", { type: "password", autocomplete: "new-password", placeholder: t ? "unchanged" : "" }, "postgres mysql ssh"),
+      field(
+        "postgres mysql",
         h("label", { for: "t-tls" }, "TLS"),
         h("select", { id: "t-tls", name: "tls" }, ["", "disable", "prefer", "require", "verify-ca", "verify-full"].map((v) => h("option", { value: v, selected: (t?.tls ?? "") === v }, v || "default"))),
+      ),
+      inp("private_key_file", "Private key file (on the gateway's host)", t?.private_key_file ?? "", { placeholder: "/etc/airlock/web-1.key" }, "ssh"),
+      inp("host_key", "Host key (pinned)", t?.host_key ?? "", { placeholder: "ssh-ed25519 AAAA...", spellcheck: "false" }, "ssh"),
+      inp("ca_file", "CA file (on the gateway's host)", t?.ca_file ?? "", {}, "postgres mysql kubernetes"),
+      inp("token", "Bearer token (write-only)", "", { type: "password", autocomplete: "new-password", placeholder: t ? "unchanged" : "" }, "kubernetes"),
+      inp("token_file", "Token file (on the gateway's host)", t?.token_file ?? "", {}, "kubernetes"),
+      field(
+        "kubernetes",
+        h("label", { for: "t-impersonate" }, "Impersonate the user"),
+        h("input", { id: "t-impersonate", name: "impersonate", type: "checkbox", checked: !!t?.impersonate }),
       ),
       inp("retention_days", "Retention (days, 0 = forever)", String(t?.retention_days ?? 0), { type: "number", min: "0" }),
       h("div", { class: "field" }, h("button", { type: "submit", id: "save-target" }, "Save")),
       msg,
     );
+    const showTypeFields = () => {
+      for (const box of Array.from(form.querySelectorAll<HTMLElement>("[data-types]"))) {
+        const types = box.dataset.types ?? "*";
+        box.hidden = types !== "*" && !types.split(" ").includes(typeSel.value);
+      }
+    };
+    typeSel.addEventListener("change", showTypeFields);
+    showTypeFields();
     formBox.appendChild(form);
     (form.querySelector("input:not([readonly])") as HTMLInputElement | null)?.focus();
   };
