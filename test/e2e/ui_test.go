@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -218,7 +218,9 @@ func writeTerminalRecording(t *testing.T, dataDir string) (id string, events int
 			t.Fatal(err)
 		}
 	}
-	out := func(text string) { s.Record("terminal.output", map[string]any{"channel": 0, "bytes": len(text)}, []byte(text)) }
+	out := func(text string) {
+		s.Record("terminal.output", map[string]any{"channel": 0, "bytes": len(text)}, []byte(text))
+	}
 	at(50 * time.Millisecond)
 	s.Record("terminal.resize", map[string]any{"channel": 0, "cols": 100, "rows": 30, "term": "xterm-256color"}, nil)
 	s.Record("exec", map[string]any{"channel": 0, "kind": "shell", "pty": true}, nil)
