@@ -41,11 +41,20 @@ func (s *session) handleDirect(nc ssh.NewChannel) {
 		return
 	}
 	d := event.ForwardData{Channel: id, Kind: "local", Destination: p.dest(), Origin: p.orig()}
+	s.forward(nc, d, true, func() (ssh.Channel, <-chan *ssh.Request, error) {
+		return s.up.OpenChannel("direct-tcpip", nc.ExtraData())
+	})
+}
+
+// forward relays one forwarded connection: it records it, opens its far side with open (on the
+// target for ssh -L, on the client for ssh -R), accepts nc, bridges the two, and records the
+// bytes each way once it closes. fromClient says that nc came from the client.
+func (s *session) forward(nc ssh.NewChannel, d event.ForwardData, fromClient bool, open func() (ssh.Channel, <-chan *ssh.Request, error)) {
 	if s.record(event.Forward, d, nil) != nil {
 		nc.Reject(ssh.ConnectionFailed, "airlock: recording failed")
 		return
 	}
-	uc, ureqs, err := s.up.OpenChannel("direct-tcpip", nc.ExtraData())
+	far, freqs, err := open()
 	if err != nil {
 		reason, msg := ssh.ConnectionFailed, err.Error()
 		var oe *ssh.OpenChannelError
@@ -57,13 +66,18 @@ func (s *session) handleDirect(nc ssh.NewChannel) {
 		nc.Reject(reason, msg)
 		return
 	}
-	cc, creqs, err := nc.Accept()
+	near, nreqs, err := nc.Accept()
 	if err != nil {
-		uc.Close()
+		far.Close()
 		return
 	}
-	go ssh.DiscardRequests(ureqs)
-	go ssh.DiscardRequests(creqs)
+	go ssh.DiscardRequests(freqs)
+	go ssh.DiscardRequests(nreqs)
+	cc, uc := near, far
+	if !fromClient {
+		cc, uc = far, near
+	}
+	// Bytes "from the client" are what the client's side sends, whichever side opened.
 	d.BytesFromClient, d.BytesToClient = s.bridge(cc, uc)
 	d.Closed = true
 	s.record(event.Forward, d, nil)
@@ -83,28 +97,9 @@ func (s *session) remoteForwards(chans <-chan ssh.NewChannel) {
 			var p tcpipPayload
 			ssh.Unmarshal(nc.ExtraData(), &p)
 			d := event.ForwardData{Channel: s.nextID.Add(1), Kind: "remote", Destination: p.dest(), Origin: p.orig()}
-			if s.record(event.Forward, d, nil) != nil {
-				nc.Reject(ssh.ConnectionFailed, "recording failed")
-				return
-			}
-			cc, creqs, err := s.sc.OpenChannel("forwarded-tcpip", nc.ExtraData())
-			if err != nil {
-				d.Closed, d.Error = true, err.Error()
-				s.record(event.Forward, d, nil)
-				nc.Reject(ssh.ConnectionFailed, err.Error())
-				return
-			}
-			uc, ureqs, err := nc.Accept()
-			if err != nil {
-				cc.Close()
-				return
-			}
-			go ssh.DiscardRequests(ureqs)
-			go ssh.DiscardRequests(creqs)
-			// Bytes "from the client" are what the client's side sends back.
-			d.BytesFromClient, d.BytesToClient = s.bridge(cc, uc)
-			d.Closed = true
-			s.record(event.Forward, d, nil)
+			s.forward(nc, d, false, func() (ssh.Channel, <-chan *ssh.Request, error) {
+				return s.sc.OpenChannel("forwarded-tcpip", nc.ExtraData())
+			})
 		}()
 	}
 }
@@ -122,25 +117,9 @@ func (s *session) agentChannels(chans <-chan ssh.NewChannel) {
 		go func() {
 			defer s.wg.Done()
 			d := event.ForwardData{Channel: s.nextID.Add(1), Kind: "agent", Destination: "auth-agent@openssh.com"}
-			if s.record(event.Forward, d, nil) != nil {
-				nc.Reject(ssh.ConnectionFailed, "recording failed")
-				return
-			}
-			cc, creqs, err := s.sc.OpenChannel("auth-agent@openssh.com", nil)
-			if err != nil {
-				nc.Reject(ssh.ConnectionFailed, err.Error())
-				return
-			}
-			uc, ureqs, err := nc.Accept()
-			if err != nil {
-				cc.Close()
-				return
-			}
-			go ssh.DiscardRequests(ureqs)
-			go ssh.DiscardRequests(creqs)
-			d.BytesFromClient, d.BytesToClient = s.bridge(cc, uc)
-			d.Closed = true
-			s.record(event.Forward, d, nil)
+			s.forward(nc, d, false, func() (ssh.Channel, <-chan *ssh.Request, error) {
+				return s.sc.OpenChannel("auth-agent@openssh.com", nil)
+			})
 		}()
 	}
 }
