@@ -89,25 +89,12 @@ func runAgentsCreate(e *env, args []string) int {
 }
 
 func runAgentsList(e *env, args []string) int {
-	fs := e.newFlagSet("agents list", "agents list [--json]")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if _, err := parseArgs(fs, args); err != nil {
-		return usageCode(err)
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
 	var ans struct {
 		Agents    []agentInfo `json:"agents"`
 		Listening bool        `json:"listening"`
 	}
-	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/agents", nil, &ans, &raw); err != nil {
-		return e.fail(err)
-	}
-	if *asJSON {
-		return exitCode(e, printJSON(e.stdout, raw))
+	if done, code := listing(e, "agents list", "/api/v1/agents", args, &ans); done {
+		return code
 	}
 	if !ans.Listening {
 		fmt.Fprintln(e.stderr, "This gateway has no agent listener (listen.agents is off).")
