@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,23 +134,5 @@ func runAgentsList(e *env, args []string) int {
 }
 
 func runAgentsRevoke(e *env, args []string) int {
-	fs := e.newFlagSet("agents revoke", "agents revoke NAME")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
-	var ans map[string]any
-	if err := c.post(context.Background(), "/api/v1/agents/"+url.PathEscape(pos[0])+"/revoke", nil, &ans); err != nil {
-		return e.fail(err)
-	}
-	fmt.Fprintf(e.stdout, "Revoked agent %s: its token is refused and its tunnels were dropped.\n", pos[0])
-	return exitOK
+	return revokeOne(e, "agents revoke", agentsUsage, "/api/v1/agents/%s/revoke", "Revoked agent %s: its token is refused and its tunnels were dropped.", args)
 }

@@ -346,3 +346,27 @@ func listing(e *env, name, path string, args []string, ans any) (done bool, code
 	}
 	return false, exitOK
 }
+
+// revokeOne is the shared part of a "NOUN revoke NAME" command: POST to the route (with the
+// name path-escaped into path's %s) and print what it did (done, with the name for %s).
+func revokeOne(e *env, name, usage, path, done string, args []string) int {
+	fs := e.newFlagSet(name, name+" NAME")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
+		return exitUsage
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return e.fail(err)
+	}
+	var ans map[string]any
+	if err := c.post(context.Background(), fmt.Sprintf(path, url.PathEscape(pos[0])), nil, &ans); err != nil {
+		return e.fail(err)
+	}
+	fmt.Fprintf(e.stdout, done+"\n", pos[0])
+	return exitOK
+}

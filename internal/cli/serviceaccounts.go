@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -154,23 +153,5 @@ func runServiceAccountsList(e *env, args []string) int {
 }
 
 func runServiceAccountsRevoke(e *env, args []string) int {
-	fs := e.newFlagSet("serviceaccounts revoke", "serviceaccounts revoke NAME")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", serviceAccountsUsage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
-	var ans map[string]any
-	if err := c.post(context.Background(), "/api/v1/service-accounts/"+url.PathEscape(pos[0])+"/revoke", nil, &ans); err != nil {
-		return e.fail(err)
-	}
-	fmt.Fprintf(e.stdout, "Revoked service account %s: its API key is refused from now on.\n", pos[0])
-	return exitOK
+	return revokeOne(e, "serviceaccounts revoke", serviceAccountsUsage, "/api/v1/service-accounts/%s/revoke", "Revoked service account %s: its API key is refused from now on.", args)
 }
