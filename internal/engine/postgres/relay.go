@@ -78,6 +78,9 @@ type relay struct {
 	fatalUp atomic.Bool // the target sent a FATAL error before closing
 	// quit: the client sent Terminate; the target closing after it is the consequence.
 	quit atomic.Bool
+	// upEnd: how the target side ended, stored before the client is told; the client leaving
+	// after being told is the consequence, whichever direction's end is seen first.
+	upEnd atomic.Pointer[endState]
 
 	fromClient, toClient, statements atomic.Int64
 	mFrom, mTo                       prometheus.Counter
@@ -167,6 +170,9 @@ func (r *relay) run(ctx context.Context) event.SessionEndData {
 		// tunnel through an agent makes that likelier).
 		first = endState{reason: "client_terminated"}
 	}
+	if up := r.upEnd.Load(); up != nil && first.reason == "client_disconnected" {
+		first = *up
+	}
 	if first.reason == "client_disconnected" && r.fatalUp.Load() {
 		// The target ended the session with a FATAL error; the client leaving after reading
 		// it is the consequence, whichever direction noticed first.
@@ -195,9 +201,11 @@ func (r *relay) agentLost(err error) (endState, bool) {
 	if !errors.As(err, &lost) {
 		return endState{}, false
 	}
+	st := endState{reason: "agent_lost", err: err}
+	r.upEnd.CompareAndSwap(nil, &st)
 	r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost: "+lost.Error(),
 		"The target is reached through an agent; reconnect to be served by another one (`airlock agents list`)."))
-	return endState{reason: "agent_lost", err: err}, true
+	return st, true
 }
 
 func (r *relay) writeClientFatal(pe *pgError) {
@@ -475,13 +483,17 @@ func (r *relay) targetToClient() endState {
 			if st, ok := r.agentLost(readErr); ok {
 				return st
 			}
-			if !r.fatalUp.Load() && !r.quit.Load() {
-				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
-			}
 			if errors.Is(readErr, io.EOF) || errors.Is(readErr, net.ErrClosed) {
 				readErr = nil
 			}
-			return endState{reason: "upstream_closed", err: readErr}
+			st := endState{reason: "upstream_closed", err: readErr}
+			if !r.quit.Load() {
+				r.upEnd.CompareAndSwap(nil, &st)
+			}
+			if !r.fatalUp.Load() && !r.quit.Load() {
+				r.writeClientFatal(fatal(codeConnectionFailure, "connection to target "+r.c.target+" lost", ""))
+			}
+			return st
 		}
 		if cap(buf) > 4*batchBytes {
 			buf = make([]byte, 0, upstreamBufS)
