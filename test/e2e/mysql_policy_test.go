@@ -75,6 +75,13 @@ func TestMySQLPolicySettings(t *testing.T) {
 				t.Errorf("row %q: cvv column not masked whole", l)
 			}
 		}
+		// Cast to a binary string, the values are still masked (a binary string that is text
+		// is masked as text).
+		r = g.mariadb(t, "alice", alicePassword, "my", "-e", fmt.Sprintf("select cast(email as binary), convert(card_sp using binary) from %s where id = 1", tbl))
+		seen.WriteString(r.Stdout + r.Stderr)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "j****@****.com\t**** **** **** 1111") {
+			t.Errorf("binary casts: %s", r)
+		}
 		// A duplicate key error quotes the value.
 		r = g.mariadb(t, "alice", alicePassword, "my", "-e", fmt.Sprintf("insert into %[1]s (id, card_sp) select 100, card_sp from %[1]s where id = 1", tbl))
 		seen.WriteString(r.Stdout + r.Stderr)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,20 @@ func TestPolicySettings(t *testing.T) {
 			if !strings.HasSuffix(l, "|***") {
 				t.Errorf("psql row %q: cvv column not masked whole", l)
 			}
+		}
+
+		// Cast to bytea, the values are still masked: bytea that is text is masked as text
+		// (shown as psql shows bytea, in hex).
+		r = run(time.Minute, g.psqlEnv("alice", alicePassword, "pg", pfx+"_psqlbytea"), nil, psql,
+			"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "select convert_to(email, 'UTF8'), card_sp::bytea, convert_from(convert_to(email, 'UTF8'), 'UTF8') from "+tbl+" where id = 1")
+		seen.WriteString(r.Stdout + r.Stderr)
+		for _, raw := range []string{"jane.roe@example.com", "4111 1111 1111 1111"} {
+			if strings.Contains(r.Stdout, "\\x"+hex.EncodeToString([]byte(raw))) {
+				t.Errorf("bytea of %q reached psql unmasked: %s", raw, r.Stdout)
+			}
+		}
+		if r.Code != 0 || !strings.Contains(r.Stdout, "\\x"+hex.EncodeToString([]byte("j****@****.com"))) || !strings.HasSuffix(strings.TrimSpace(r.Stdout), "|j****@****.com") {
+			t.Errorf("psql bytea casts: %s", r)
 		}
 
 		// psql: COPY TO STDOUT, and a unique violation whose DETAIL quotes a card.

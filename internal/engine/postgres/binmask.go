@@ -38,6 +38,8 @@ func (mk *masker) binaryValue(oid uint32, v []byte, depth int) ([]byte, bool) {
 	switch oid {
 	case oidText, oidVarchar, oidBpchar, oidName, oidUnknown:
 		return mk.hitsOf(mk.m.MaskText(nil, v))
+	case oidBytea: // masked as text, whatever bytes are around the text (see hexBytea)
+		return mk.hitsOf(mk.m.MaskText(nil, v))
 	case oidJSON:
 		return mk.hitsOf(mk.m.MaskJSON(nil, v))
 	case oidJSONB:

@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -21,6 +22,7 @@ const (
 	oidBpchar  = 1042
 	oidName    = 19
 	oidUnknown = 705
+	oidBytea   = 17
 )
 
 // masker rewrites what the target sends before it reaches the client (and the recording, which
@@ -158,10 +160,32 @@ func (mk *masker) value(c event.Column, v []byte) ([]byte, bool) {
 			return nil, false
 		case oidJSON, oidJSONB:
 			return mk.hitsOf(mk.m.MaskJSON(nil, v))
+		case oidBytea:
+			if out, ok := mk.hexBytea(v); ok {
+				return out, true
+			}
 		}
 		return mk.hitsOf(mk.m.MaskText(nil, v))
 	}
 	return mk.binaryValue(c.OID, v, 0)
+}
+
+// hexBytea masks a bytea in the hex output format (\x...) whose bytes are text: a cast to
+// bytea (convert_to(email, 'UTF8'), card::bytea) must not be a way around the policy. The
+// escape output format shows text as it is, and is masked as text.
+func (mk *masker) hexBytea(v []byte) ([]byte, bool) {
+	if len(v) < 2 || v[0] != '\\' || v[1] != 'x' {
+		return nil, false
+	}
+	raw := make([]byte, hex.DecodedLen(len(v)-2))
+	if _, err := hex.Decode(raw, v[2:]); err != nil {
+		return nil, false
+	}
+	out, ok := mk.hitsOf(mk.m.MaskText(nil, raw))
+	if !ok {
+		return nil, false
+	}
+	return hex.AppendEncode(append(make([]byte, 0, 2+2*len(out)), '\\', 'x'), out), true
 }
 
 func (mk *masker) hitsOf(out []byte, hits []masking.Hit) ([]byte, bool) {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -106,5 +107,36 @@ func TestRefusalQueryQuotesSafely(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(msg.String), []byte("ERRCODE = '42501'")) || !bytes.Contains([]byte(msg.String), []byte("it's $$ a trap")) {
 		t.Fatalf("refusal query %q", msg.String)
+	}
+}
+
+// A cast to bytea is no way around masking: its bytes are masked as text, in the hex text
+// format and in binary, also with other bytes around the text.
+func TestMaskBytea(t *testing.T) {
+	m, err := masking.New([]string{"credit_card", "email"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := newMasker(m)
+	text := event.Column{Name: "b", OID: oidBytea}
+	bin := event.Column{Name: "b", OID: oidBytea, Format: 1}
+	hexOf := func(s string) []byte { return []byte(`\x` + hex.EncodeToString([]byte(s))) }
+	for _, tc := range []struct {
+		col      event.Column
+		in, want []byte
+	}{
+		{text, hexOf("mail jane.roe@example.com"), hexOf("mail j****@****.com")},
+		{text, hexOf("4111 1111 1111 1111"), hexOf("**** **** **** 1111")},
+		{bin, []byte("jane.roe@example.com"), []byte("j****@****.com")},
+		{text, hexOf("nothing to hide"), nil},
+		{text, hexOf("\xff\xfejane.roe@example.com"), hexOf("\xff\xfej****@****.com")},
+		{bin, []byte("\xff\x00jane.roe@example.com\x00"), []byte("\xff\x00j****@****.com\x00")},
+		{bin, []byte("\x89PNG\x00\x01"), nil},
+		{text, []byte(`\xzz`), nil}, // not hex: left as it is
+	} {
+		out, ok := mk.value(tc.col, tc.in)
+		if (tc.want == nil) == ok || (ok && !bytes.Equal(out, tc.want)) {
+			t.Errorf("%s (format %d): got %q %v, want %q", tc.in, tc.col.Format, out, ok, tc.want)
+		}
 	}
 }
