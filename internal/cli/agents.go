@@ -35,23 +35,12 @@ type agentInfo struct {
 }
 
 func runAgents(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "create":
-		return runAgentsCreate(e, args[1:])
-	case "list", "ls":
-		return runAgentsList(e, args[1:])
-	case "revoke":
-		return runAgentsRevoke(e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", agentsUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock agents: unknown subcommand %q\nUsage: airlock %s\n", args[0], agentsUsage)
-	return exitUsage
+	return dispatch(e, "agents", agentsUsage, args, map[string]func(*env, []string) int{
+		"create": runAgentsCreate,
+		"list":   runAgentsList,
+		"ls":     runAgentsList,
+		"revoke": runAgentsRevoke,
+	})
 }
 
 func runAgentsCreate(e *env, args []string) int {

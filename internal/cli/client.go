@@ -370,3 +370,22 @@ func revokeOne(e *env, name, usage, path, done string, args []string) int {
 	fmt.Fprintf(e.stdout, done+"\n", pos[0])
 	return exitOK
 }
+
+// dispatch runs the subcommand args[0] of "airlock NOUN" from subs (an alias is one more key),
+// prints usage for -h, --help and help, and refuses a missing or unknown subcommand.
+func dispatch(e *env, noun, usage string, args []string, subs map[string]func(*env, []string) int) int {
+	if len(args) == 0 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", usage)
+		return exitOK
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(e, args[1:])
+	}
+	fmt.Fprintf(e.stderr, "airlock %s: unknown subcommand %q\nUsage: airlock %s\n", noun, args[0], usage)
+	return exitUsage
+}

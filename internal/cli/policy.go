@@ -28,23 +28,12 @@ const policyUsage = `policy list [--json]
        airlock policy set -f rules.yaml [--json]`
 
 func runPolicy(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", policyUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "list", "ls":
-		return runPolicyList(e, args[1:])
-	case "explain":
-		return runPolicyExplain(e, args[1:])
-	case "set":
-		return runPolicySet(e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", policyUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock policy: unknown subcommand %q\nUsage: airlock %s\n", args[0], policyUsage)
-	return exitUsage
+	return dispatch(e, "policy", policyUsage, args, map[string]func(*env, []string) int{
+		"list":    runPolicyList,
+		"ls":      runPolicyList,
+		"explain": runPolicyExplain,
+		"set":     runPolicySet,
+	})
 }
 
 // policyView is a rule as the API lists it.

@@ -25,23 +25,12 @@ const requestsUsage = `requests list [--json]
        airlock requests deny ID [--reason R] [--json]`
 
 func runRequests(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", requestsUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "list", "ls":
-		return runRequestsList(e, args[1:])
-	case "approve":
-		return runRequestsDecide(e, "approve", args[1:])
-	case "deny":
-		return runRequestsDecide(e, "deny", args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", requestsUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock requests: unknown subcommand %q\nUsage: airlock %s\n", args[0], requestsUsage)
-	return exitUsage
+	return dispatch(e, "requests", requestsUsage, args, map[string]func(*env, []string) int{
+		"list":    runRequestsList,
+		"ls":      runRequestsList,
+		"approve": func(e *env, args []string) int { return runRequestsDecide(e, "approve", args) },
+		"deny":    func(e *env, args []string) int { return runRequestsDecide(e, "deny", args) },
+	})
 }
 
 // approvalRequest is a pending request as the API lists it: the broker's own type.

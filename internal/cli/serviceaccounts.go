@@ -34,23 +34,12 @@ type serviceAccount struct {
 }
 
 func runServiceAccounts(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", serviceAccountsUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "create":
-		return runServiceAccountsCreate(e, args[1:])
-	case "list", "ls":
-		return runServiceAccountsList(e, args[1:])
-	case "revoke":
-		return runServiceAccountsRevoke(e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", serviceAccountsUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock serviceaccounts: unknown subcommand %q\nUsage: airlock %s\n", args[0], serviceAccountsUsage)
-	return exitUsage
+	return dispatch(e, "serviceaccounts", serviceAccountsUsage, args, map[string]func(*env, []string) int{
+		"create": runServiceAccountsCreate,
+		"list":   runServiceAccountsList,
+		"ls":     runServiceAccountsList,
+		"revoke": runServiceAccountsRevoke,
+	})
 }
 
 func splitList(s string) []string {

@@ -31,25 +31,14 @@ const sessionsUsage = `sessions list [--from T] [--to T] [--user U] [--target T]
 T is an RFC 3339 time (2026-01-02T15:04:05Z) or a duration meaning that long ago (2h, 30m).`
 
 func runSessions(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", sessionsUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "list", "ls":
-		return runSessionsList(e, args[1:])
-	case "show", "get":
-		return runSessionsShow(e, args[1:])
-	case "hold":
-		return runSessionsHold(e, args[1:], true)
-	case "release":
-		return runSessionsHold(e, args[1:], false)
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", sessionsUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock sessions: unknown subcommand %q\nUsage: airlock %s\n", args[0], sessionsUsage)
-	return exitUsage
+	return dispatch(e, "sessions", sessionsUsage, args, map[string]func(*env, []string) int{
+		"list":    runSessionsList,
+		"ls":      runSessionsList,
+		"show":    runSessionsShow,
+		"get":     runSessionsShow,
+		"hold":    func(e *env, args []string) int { return runSessionsHold(e, args, true) },
+		"release": func(e *env, args []string) int { return runSessionsHold(e, args, false) },
+	})
 }
 
 // parseWhen accepts RFC 3339 or a duration meaning that long before now.

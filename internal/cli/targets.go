@@ -24,21 +24,11 @@ const targetsUsage = `targets list [--json]
                            [--password-stdin | --password-env VAR] [--tls MODE] [--label K=V ...] [--json]`
 
 func runTargets(e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", targetsUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "list", "ls":
-		return runTargetsList(e, args[1:])
-	case "add":
-		return runTargetsAdd(e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: airlock %s\n", targetsUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "airlock targets: unknown subcommand %q\nUsage: airlock %s\n", args[0], targetsUsage)
-	return exitUsage
+	return dispatch(e, "targets", targetsUsage, args, map[string]func(*env, []string) int{
+		"list": runTargetsList,
+		"ls":   runTargetsList,
+		"add":  runTargetsAdd,
+	})
 }
 
 func runTargetsList(e *env, args []string) int {
