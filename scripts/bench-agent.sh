@@ -17,30 +17,11 @@ CLIENTS=${CLIENTS:-8}
 DB=airlock_bench_agent  # its own: scripts/bench.sh re-initialises airlock_bench
 PGH=127.0.0.1 PGP=5432
 
-work=$(mktemp -d -t airlock-bench-agent-XXXXXX)
-gwpid="" agpid=""
-stop() { # stop PID: TERM, then KILL after 10 s
-	local pid=$1
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-cleanup() { stop "$agpid"; stop "$gwpid"; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/bench-lib.sh
+work=$(bench_workdir bench-agent)
 
-for tool in psql pgbench bc; do
-	command -v "$tool" >/dev/null || { echo "bench-agent: $tool missing (scripts/ensure-services.sh installs it)" >&2; exit 1; }
-done
+bench_need psql pgbench bc
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE PGAPPNAME
-
-freeport() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
 
 echo "== building ./cmd/airlock" >&2
 go build -o "$work/airlock" ./cmd/airlock
@@ -53,7 +34,7 @@ pgbench -q -i -s "$SCALE" -h $PGH -p $PGP -U postgres "$DB" >"$work/init.log" 2>
 
 api=$(freeport); pgport=$(freeport); agport=$(freeport)
 password="bench-$RANDOM$RANDOM"
-admin="bench-admin-$RANDOM$RANDOM"
+bench_admin="bench-admin-$RANDOM$RANDOM"
 cat >"$work/config.yaml" <<YAML
 data_dir: $work/data
 listen:
@@ -94,17 +75,11 @@ targets:
     password: ""
 YAML
 echo "== starting gateway (api :$api, postgres :$pgport, agents :$agport)" >&2
-AIRLOCK_ADMIN_PASSWORD="$admin" "$work/airlock" gateway --config "$work/config.yaml" >"$work/gateway.log" 2>&1 &
-gwpid=$!
-for _ in $(seq 1 200); do
-	curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && break
-	kill -0 "$gwpid" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
-	sleep 0.1
-done
+bench_gateway "$work/config.yaml" "$api"
 
 echo "== registering and starting the agent" >&2
 export HOME=$work XDG_CONFIG_HOME=$work/.config
-echo "$admin" | "$work/airlock" login --gateway "http://127.0.0.1:$api" --user admin >/dev/null 2>&1
+echo "$bench_admin" | "$work/airlock" login --gateway "http://127.0.0.1:$api" --user admin >/dev/null 2>&1
 token=$("$work/airlock" agents create bench-agent 2>/dev/null)
 GOMAXPROCS=${AGENT_GOMAXPROCS:-$(nproc)} "$work/airlock" agent --token "$token" --config "$work/agent.yaml" >"$work/agent.log" 2>&1 &
 agpid=$!

@@ -1,19 +1,25 @@
 # Shared by the benchmark scripts (sourced, not run): a work directory removed at exit, free
 # loopback ports, and a gateway started from a config and stopped at exit, with a bare TCP
 # relay (socat) as the reference for what any extra hop costs.
-#   work=$(bench_workdir NAME); bench_need TOOL...; port=$(freeport)
+#   work=$(bench_workdir NAME); bench_need TOOL...; port=$(freeport); bench_stop PID
 #   bench_gateway CONFIG API_PORT; bench_relay LISTEN_PORT TARGET_HOST:PORT
 
 gwpid=""
 socatpid=""
+agpid="" # an agent a script started (scripts/bench-agent.sh), stopped before the gateway
 work=""
+# bench_stop PID: TERM, then KILL after 10 s.
+bench_stop() {
+	local pid=$1
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+	kill -KILL "$pid" 2>/dev/null || true
+}
 bench_cleanup() {
 	[ -n "$socatpid" ] && kill "$socatpid" 2>/dev/null || true
-	if [ -n "$gwpid" ] && kill -0 "$gwpid" 2>/dev/null; then
-		kill -TERM "$gwpid" 2>/dev/null || true
-		for _ in $(seq 1 50); do kill -0 "$gwpid" 2>/dev/null || break; sleep 0.2; done
-		kill -KILL "$gwpid" 2>/dev/null || true
-	fi
+	bench_stop "$agpid"
+	bench_stop "$gwpid"
 	[ -n "$work" ] && rm -rf "$work"
 	return 0
 }
@@ -39,10 +45,10 @@ freeport() {
 }
 
 # bench_gateway CONFIG API_PORT: starts $work/airlock with CONFIG (log in $work/gateway.log),
-# sets gwpid, and waits until /healthz answers.
+# sets gwpid, and waits until /healthz answers. The admin's password is $bench_admin when set.
 bench_gateway() {
 	local config=$1 api=$2
-	AIRLOCK_ADMIN_PASSWORD="bench-admin-$RANDOM" "$work/airlock" gateway --config "$config" >"$work/gateway.log" 2>&1 &
+	AIRLOCK_ADMIN_PASSWORD="${bench_admin:-bench-admin-$RANDOM}" "$work/airlock" gateway --config "$config" >"$work/gateway.log" 2>&1 &
 	gwpid=$!
 	for _ in $(seq 1 200); do
 		curl -fsS "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && return 0
