@@ -90,7 +90,7 @@ func startKubeCluster(t testing.TB) *kubeCluster {
 		t.Fatal(err)
 	}
 	c.AppendLog("web: started")
-	c.ForwardAddr = startEchoServer(t)
+	c.ForwardAddr = echoServer(t)
 
 	// Certificates: one CA for the API server's and kwok's serving certificates.
 	ca, caKey := newCA(t, "airlock e2e kubernetes CA")
@@ -431,43 +431,6 @@ spec:
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
-}
-
-// startEchoServer answers each line it reads with "echo: LINE", until the test ends.
-func startEchoServer(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				buf := make([]byte, 4096)
-				var line []byte
-				for {
-					n, err := conn.Read(buf)
-					for _, b := range buf[:n] {
-						if b == '\n' {
-							fmt.Fprintf(conn, "echo: %s\n", line)
-							line = line[:0]
-							continue
-						}
-						line = append(line, b)
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
 }
 
 func writeKubeconfig(t testing.TB, dir, name, server, caFile, token string) string {

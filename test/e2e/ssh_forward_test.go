@@ -16,8 +16,9 @@ import (
 	"time"
 )
 
-// echoServer accepts connections on a loopback port and sends back each line with a prefix.
-func echoServer(t *testing.T) string {
+// echoServer accepts connections on a loopback port and answers each line with "echo: LINE",
+// until the test ends (the far end of ssh forwards and kubectl port-forward).
+func echoServer(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +35,7 @@ func echoServer(t *testing.T) string {
 				defer c.Close()
 				sc := bufio.NewScanner(c)
 				for sc.Scan() {
-					fmt.Fprintf(c, "echo:%s\n", sc.Text())
+					fmt.Fprintf(c, "echo: %s\n", sc.Text())
 				}
 			}()
 		}
@@ -127,7 +128,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 		b := f.c.background(t, f.c.env(), append(f.c.opts("alice:web-1", f.st.AliceKey), "-N", "-o", "ExitOnForwardFailure=yes",
 			"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, echo), "-p", port, "127.0.0.1")...)
 		ans, err := dialLine(t, fmt.Sprintf("127.0.0.1:%d", lport), "through-L", b.done)
-		if err != nil || ans != "echo:through-L" {
+		if err != nil || ans != "echo: through-L" {
 			t.Fatalf("through ssh -L: %q, %v; ssh said: %s", ans, err, b.errText())
 		}
 		b.stop()
@@ -139,7 +140,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 			}
 		}
 		if len(closed) != 1 || closed[0].num("bytes_from_client") != int64(len("through-L\n")) ||
-			closed[0].num("bytes_to_client") != int64(len("echo:through-L\n")) {
+			closed[0].num("bytes_to_client") != int64(len("echo: through-L\n")) {
 			t.Errorf("recorded forward events %+v, want one closed local forward to %s with 10 and 15 bytes", ofType(ev, "forward"), echo)
 		}
 	})
@@ -179,7 +180,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 		b := f.c.background(t, f.c.env(), append(f.c.opts("alice:web-1", f.st.AliceKey), "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:%s", rport, echo), "-p", port, "127.0.0.1")...)
 		ans, err := dialLine(t, fmt.Sprintf("127.0.0.1:%d", rport), "through-R", b.done)
-		if err != nil || ans != "echo:through-R" {
+		if err != nil || ans != "echo: through-R" {
 			t.Fatalf("through ssh -R: %q, %v; ssh said: %s", ans, err, b.errText())
 		}
 		b.stop()
@@ -191,7 +192,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 				listen++
 			case e.str("kind") == "remote" && e.Data["closed"] == true:
 				conns++
-				if e.num("bytes_to_client") != int64(len("through-R\n")) || e.num("bytes_from_client") != int64(len("echo:through-R\n")) {
+				if e.num("bytes_to_client") != int64(len("through-R\n")) || e.num("bytes_from_client") != int64(len("echo: through-R\n")) {
 					t.Errorf("remote forward bytes: %v", e.Data)
 				}
 			}
