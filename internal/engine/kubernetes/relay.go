@@ -333,21 +333,32 @@ func (s *session) relayResponse(w http.ResponseWriter, resp *http.Response, id u
 
 func (s *session) e() *Engine { return s.eng }
 
-// relayWatch forwards a watch stream event by event: each is recorded (masked) before the
-// client gets it.
-func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time, secret bool) {
-	ct := resp.Header.Get("Content-Type")
-	rd := event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)), ContentType: ct, Source: "target", Streamed: true}
-	s.record(event.KubeResponse, rd, nil)
+// startStream records the head of a streamed response (a watch, a followed log) and, once that
+// is durable, sends the client the status and headers; ok is false when the recording failed
+// (the client then got the gateway's 503).
+func (s *session) startStream(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time) (rc *http.ResponseController, ok bool) {
+	s.record(event.KubeResponse, event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)),
+		ContentType: resp.Header.Get("Content-Type"), Source: "target", Streamed: true}, nil)
 	if err := s.commit(); err != nil {
 		s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", "the recording failed: "+err.Error())
-		return
+		return nil, false
 	}
 	copyHeader(w.Header(), resp.Header)
 	w.Header().Del("Content-Length")
 	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
+	rc = http.NewResponseController(w)
 	rc.Flush()
+	return rc, true
+}
+
+// relayWatch forwards a watch stream event by event: each is recorded (masked) before the
+// client gets it.
+func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time, secret bool) {
+	ct := resp.Header.Get("Content-Type")
+	rc, ok := s.startStream(w, resp, id, began)
+	if !ok {
+		return
+	}
 	h := sha256.New()
 	var total int64
 	events := 0
@@ -399,17 +410,10 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 // server sends is recorded as terminal output (on the channel numbered by the request's id, so
 // that the log replays and exports like a terminal) before the client gets it.
 func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time) {
-	ct := resp.Header.Get("Content-Type")
-	s.record(event.KubeResponse, event.KubeResponseData{ID: id, Status: resp.StatusCode, DurationNS: int64(time.Since(began)), ContentType: ct, Source: "target", Streamed: true}, nil)
-	if err := s.commit(); err != nil {
-		s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", "the recording failed: "+err.Error())
+	rc, ok := s.startStream(w, resp, id, began)
+	if !ok {
 		return
 	}
-	copyHeader(w.Header(), resp.Header)
-	w.Header().Del("Content-Length")
-	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	rc.Flush()
 	h := sha256.New()
 	var total int64
 	end := event.KubeResponseEndData{ID: id}
