@@ -273,3 +273,13 @@ func terminalText(ev []Event, typ, stream string) string {
 	}
 	return b.String()
 }
+
+// startSSHGateway starts a real sshd target and a gateway whose SSH listener reaches it as
+// target web-1, with alice's key registered.
+func startSSHGateway(t testing.TB) (*sshTarget, *gateway) {
+	t.Helper()
+	st := startSSHTarget(t)
+	users := defaultUsers()
+	users[0].SSHKeys = []string{st.AlicePub}
+	return st, startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+}

@@ -17,10 +17,7 @@ func TestUILiveSSH(t *testing.T) {
 	requireBinary(t)
 	requireSSHTools(t)
 	b := newBrowser(t)
-	st := startSSHTarget(t)
-	users := defaultUsers()
-	users[0].SSHKeys = []string{st.AlicePub}
-	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	st, g := startSSHGateway(t)
 	base := g.apiURL()
 	// The target is registered in the UI's form, as an admin would: an SSH host with the
 	// gateway's key file and the pinned host key.

@@ -584,10 +584,7 @@ func TestUISSHReplay(t *testing.T) {
 	requirePostgres(t)
 	requireSSHTools(t)
 	b := newBrowser(t)
-	st := startSSHTarget(t)
-	users := defaultUsers()
-	users[0].SSHKeys = []string{st.AlicePub}
-	g := startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	st, g := startSSHGateway(t)
 	c := newSSHClient(t, g)
 	tm := newTmux(t, t.TempDir(), c.env())
 	since := time.Now()
