@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/asciicast"
 	"github.com/airlock-gw/airlock/internal/event"
@@ -66,91 +65,41 @@ func (s sseLines) Write(b []byte) (int, error) {
 // once the session ended. The same reading rules as the live route (masked as the client saw
 // it; reading someone else's session audited by readRecording).
 func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Session) error {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	ctx := r.Context()
-	var c *asciicast.Writer
-	var (
-		last       uint64
-		cols, rows uint32 = 80, 24
-		init       []byte
-		now        time.Duration
-		started    bool
-		lastSent   = time.Now()
-	)
-	tick := time.NewTicker(livePoll)
-	defer tick.Stop()
-	for {
-		cur, err := s.Store.Session(ctx, sess.ID)
-		if err != nil {
-			fmt.Fprintf(w, "event: failure\ndata: %q\n\n", err.Error())
-			break
-		}
-		err = s.Store.Events(ctx, sess.ID, last, func(e *event.Event) error {
-			last = e.Seq
-			if started {
-				lastSent = time.Now()
-				return c.Event(e)
-			}
-			// Catching up: the screen so far, drawn at once.
-			now = e.Offset
-			switch e.Type {
-			case event.TerminalResize:
-				var d struct{ Cols, Rows uint32 }
-				if json.Unmarshal(e.Data, &d) == nil && d.Cols > 0 && d.Rows > 0 {
-					cols, rows = d.Cols, d.Rows
+	s.followLive(w, r, sess.ID, func(out io.Writer) liveFeed {
+		var (
+			c          *asciicast.Writer // once caught up
+			cols, rows uint32            = 80, 24
+			screen     []byte
+			now        time.Duration
+		)
+		return liveFeed{
+			event: func(e *event.Event) error {
+				if c != nil {
+					return c.Event(e)
 				}
-			case event.TerminalOutput:
-				init = append(init, e.Raw...)
-			}
-			return nil
-		})
-		if err != nil && ctx.Err() == nil && (c == nil || c.Err() == nil) {
-			fmt.Fprintf(w, "event: failure\ndata: %q\n\n", err.Error())
-			break
-		}
-		if (c != nil && c.Err() != nil) || ctx.Err() != nil {
-			break
-		}
-		if !started {
-			started = true
-			// An incomplete UTF-8 sequence at the end waits for the output that completes it.
-			cut := len(init)
-			for i := len(init) - 1; i >= 0 && i >= len(init)-utf8.UTFMax; i-- {
-				if utf8.RuneStart(init[i]) {
-					if !utf8.FullRune(init[i:]) {
-						cut = i
+				// Catching up: the screen so far, drawn at once by the reset.
+				now = e.Offset
+				switch e.Type {
+				case event.TerminalResize:
+					var d struct{ Cols, Rows uint32 }
+					if json.Unmarshal(e.Data, &d) == nil && d.Cols > 0 && d.Rows > 0 {
+						cols, rows = d.Cols, d.Rows
 					}
-					break
+				case event.TerminalOutput:
+					screen = append(screen, e.Raw...)
 				}
-			}
-			b, _ := json.Marshal(map[string]any{"cols": cols, "rows": rows, "time": now.Seconds(), "init": strings.ToValidUTF8(string(init[:cut]), "\uFFFD")})
-			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-				break
-			}
-			c = asciicast.Live(sseLines{w}, castSession(sess), now)
-			if cut < len(init) { // what completes it comes in the next output
-				c.Event(&event.Event{Type: event.TerminalOutput, Offset: now, Data: []byte(`{"channel":0}`), Raw: init[cut:]})
-			}
-			lastSent = time.Now()
+				return nil
+			},
+			caughtUp: func() error {
+				if c == nil {
+					c = asciicast.Live(sseLines{out}, castSession(sess), now, cols, rows, screen)
+					screen = nil
+				}
+				return c.Err()
+			},
+			end:     func(store.Session) { fmt.Fprint(out, "event: done\ndata: {}\n\n") },
+			failure: func(err error) { fmt.Fprintf(out, "event: failure\ndata: %q\n\n", err.Error()) },
 		}
-		if cur.EndedAt != nil {
-			fmt.Fprint(w, "event: done\ndata: {}\n\n")
-			break
-		}
-		if time.Since(lastSent) > 15*time.Second {
-			fmt.Fprint(w, ": still running\n\n")
-			lastSent = time.Now()
-		}
-		rc.Flush()
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-		}
-	}
-	rc.Flush()
+	})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -97,6 +98,69 @@ func (s *Server) liveSession(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("format") == "asciicast" {
 		return s.liveCast(w, r, sess)
 	}
+	s.followLive(w, r, sess.ID, func(out io.Writer) liveFeed {
+		rr := &rowRenderer{}
+		var werr error
+		send := func(name string, v any) {
+			if werr != nil {
+				return
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				werr = err
+				return
+			}
+			_, werr = fmt.Fprintf(out, "event: %s\ndata: %s\n\n", name, b)
+		}
+		return liveFeed{
+			event: func(e *event.Event) error {
+				if e.Type == event.Columns {
+					rr.setColumns(e.Data)
+				}
+				if e.Seq <= after {
+					return nil
+				}
+				ej := toEventJSON(rr, e)
+				send("event", &ej)
+				return werr
+			},
+			end:     func(cur store.Session) { send("end", map[string]any{"session": toSessionJSON(cur)}) },
+			failure: func(err error) { send("failure", map[string]string{"error": err.Error()}) },
+		}
+	})
+	return nil
+}
+
+// liveFeed is what a live route makes of a session's events (followLive).
+type liveFeed struct {
+	// event takes each event read, in order; an error (the client's write failed) ends the
+	// stream.
+	event func(e *event.Event) error
+	// caughtUp, when set, runs after each round of reading, once the events so far are taken.
+	caughtUp func() error
+	// end runs once the session ended and every event was taken; failure when the store
+	// cannot be read.
+	end     func(cur store.Session)
+	failure func(err error)
+}
+
+// sentCounter counts what a live stream wrote, so that a silent one gets its keepalive.
+type sentCounter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *sentCounter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// followLive streams a session's events to w as server-sent events while it runs: it reads
+// what the store holds, then every livePoll what was added, until the session ended and all of
+// it was read (f.end), the client left, or a write failed. newFeed makes the feed that writes
+// to out. A stream silent for 15 s gets a comment, so that proxies keep it open.
+func (s *Server) followLive(w http.ResponseWriter, r *http.Request, id string, newFeed func(out io.Writer) liveFeed) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -104,58 +168,48 @@ func (s *Server) liveSession(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
 	var (
-		rr       rowRenderer
-		last     uint64 // last seq read from the store, shown or not
-		werr     error
-		lastSent = time.Now()
+		last     uint64 // last seq read from the store, taken or not
+		werr     error  // the first error of f.event or f.caughtUp: the client is gone
+		sent     = &sentCounter{w: w}
+		sentAt   = time.Now()
+		sentSeen int64
 	)
-	send := func(name string, v any) {
-		if werr != nil {
-			return
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			werr = err
-			return
-		}
-		_, werr = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
-		lastSent = time.Now()
-	}
+	f := newFeed(sent)
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
 	for {
 		// Whether it had ended before this read: then the read is the last one needed.
-		cur, err := s.Store.Session(ctx, sess.ID)
+		cur, err := s.Store.Session(ctx, id)
 		if err != nil {
-			send("failure", map[string]string{"error": err.Error()})
+			f.failure(err)
 			break
 		}
-		err = s.Store.Events(ctx, sess.ID, last, func(e *event.Event) error {
+		err = s.Store.Events(ctx, id, last, func(e *event.Event) error {
 			last = e.Seq
-			if e.Type == event.Columns {
-				rr.setColumns(e.Data)
-			}
-			if e.Seq <= after {
-				return nil
-			}
-			ej := toEventJSON(&rr, e)
-			send("event", &ej)
+			werr = f.event(e)
 			return werr
 		})
 		if err != nil && ctx.Err() == nil && werr == nil {
-			send("failure", map[string]string{"error": err.Error()})
+			f.failure(err)
 			break
+		}
+		if werr == nil && f.caughtUp != nil {
+			werr = f.caughtUp()
 		}
 		if werr != nil || ctx.Err() != nil {
 			break
 		}
 		if cur.EndedAt != nil {
-			send("end", map[string]any{"session": toSessionJSON(cur)})
+			f.end(cur)
 			break
 		}
-		if time.Since(lastSent) > 15*time.Second {
-			_, werr = fmt.Fprint(w, ": still running\n\n")
-			lastSent = time.Now()
+		if n := sent.n; n != sentSeen {
+			sentSeen, sentAt = n, time.Now()
+		} else if time.Since(sentAt) > 15*time.Second {
+			if _, err := fmt.Fprint(w, ": still running\n\n"); err != nil {
+				break
+			}
+			sentAt = time.Now()
 		}
 		rc.Flush()
 		select {
@@ -164,7 +218,6 @@ func (s *Server) liveSession(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	rc.Flush()
-	return nil
 }
 
 // testTarget checks that the gateway reaches a target's address (admins only): a TCP

@@ -84,12 +84,18 @@ func New(w io.Writer, sess Session) *Writer {
 }
 
 // Live returns a Writer for asciinema-player's eventsource driver, for a terminal session that
-// is still running: no header and no markers (the caller sends the reset), and each resize as
-// {"cols","rows"}, which that driver hands its terminal as it is. now is the session's offset
-// at the reset: later events are written from there.
-func Live(w io.Writer, sess Session, now time.Duration) *Writer {
-	return &Writer{w: w, sess: sess, terminal: true, live: true, header: true, last: now.Seconds(),
+// is still running, after writing the driver's reset: {"cols","rows","time","init"}, the
+// terminal's size now, the session's offset now, and screen, everything output so far, to draw
+// at once. Later events are written from now: no header and no markers, and each resize as
+// {"cols","rows"}, which that driver hands its terminal as it is. An incomplete UTF-8 sequence
+// at the end of screen waits for the output that completes it.
+func Live(w io.Writer, sess Session, now time.Duration, cols, rows uint32, screen []byte) *Writer {
+	c := &Writer{w: w, sess: sess, terminal: true, live: true, header: true, last: now.Seconds(),
 		partial: map[uint32][]byte{}, pty: map[uint32]bool{}}
+	cut := completeUTF8(screen)
+	c.partial[0] = append([]byte(nil), screen[cut:]...)
+	c.writeJSON(map[string]any{"cols": cols, "rows": rows, "time": now.Seconds(), "init": strings.ToValidUTF8(string(screen[:cut]), "\uFFFD")})
+	return c
 }
 
 // Err is the first write error.

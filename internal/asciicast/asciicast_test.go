@@ -104,13 +104,13 @@ func TestTerminalWithoutSize(t *testing.T) {
 
 func TestLive(t *testing.T) {
 	var b strings.Builder
-	c := Live(&b, Session{ID: "s3", Type: "ssh"}, 2*time.Second)
+	c := Live(&b, Session{ID: "s3", Type: "ssh"}, 2*time.Second, 100, 30, []byte("so far <b>caf\xc3"))
 	c.Markers = true
 	c.Event(ev(event.TerminalInput, 2100*time.Millisecond, `{"channel":0}`, "ls\r"))
-	c.Event(ev(event.TerminalOutput, time.Second, `{"channel":0}`, "a")) // recorded before the reset: at it
+	c.Event(ev(event.TerminalOutput, time.Second, `{"channel":0}`, "\xa9!")) // recorded before the reset: at it
 	c.Event(ev(event.TerminalResize, 3*time.Second, `{"channel":0,"cols":90,"rows":20}`, ""))
 	got := b.String()
-	want := "[2, \"o\", \"a\"]\n[3,\"r\",{\"cols\":90,\"rows\":20}]\n"
+	want := `{"cols":100,"init":"so far <b>caf","rows":30,"time":2}` + "\n" + "[2, \"o\", \"é!\"]\n[3,\"r\",{\"cols\":90,\"rows\":20}]\n"
 	if got != want {
 		t.Fatalf("live stream %q, want %q", got, want)
 	}
