@@ -125,9 +125,6 @@ func get(t testing.TB, h http.Handler, tok, q string) time.Duration {
 // TestSessionsList100k runs each list call the UI makes with 100,000 sessions in the embedded
 // store and logs its median of 5 (the budget is 300 ms); every call must answer 200.
 func TestSessionsList100k(t *testing.T) {
-	if testing.Short() {
-		t.Skip("seeds 100,000 sessions")
-	}
 	s, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
