@@ -200,9 +200,8 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 		writeFrame(ctl, welcome{Error: "the gateway's audit log cannot be written", Code: "error"})
 		return
 	}
-	if err := writeFrame(ctl, welcome{OK: true}); err != nil {
-		return
-	}
+	// The link is served before the agent hears it is accepted: an agent that reports itself
+	// connected is one the gateway routes sessions to.
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -211,7 +210,6 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 	h.links[l] = struct{}{}
 	h.mu.Unlock()
 	log = log.With("agent", l.name)
-	log.Info("agent connected", "version", l.version, "targets", names)
 	defer func() {
 		h.mu.Lock()
 		delete(h.links, l)
@@ -223,6 +221,10 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 		l.drop("disconnected")
 		log.Warn("agent tunnel closed", "reason", l.lostReason(), "sessions", l.sessions.Load())
 	}()
+	if err := writeFrame(ctl, welcome{OK: true}); err != nil {
+		return
+	}
+	log.Info("agent connected", "version", l.version, "targets", names)
 	for {
 		var m control
 		if err := readFrame(ctl, &m); err != nil {
