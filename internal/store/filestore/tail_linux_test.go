@@ -121,3 +121,48 @@ func appendForever(dir string) {
 		}
 	}
 }
+
+// TestTailAcrossSyncs appends across many syncs, each of which unmaps the window, and across
+// windows: the file holds exactly what was appended, without the reservation's zeros, and the
+// window is mapped again inside the reservation (no fallocate per sync).
+func TestTailAcrossSyncs(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/rec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tl := newTail(f, 0)
+	var want []byte
+	for i := range 3000 {
+		rec := bytes.Repeat([]byte{byte(i%250 + 1)}, 1+i%700)
+		if err := tl.write(rec); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rec...)
+		if i%41 == 0 {
+			reserved := tl.reserved
+			if err := tl.beforeSync(); err != nil {
+				t.Fatal(err)
+			}
+			if tl.data != nil && !tl.plain {
+				t.Fatal("the window is still mapped after beforeSync")
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if tl.reserved != reserved {
+				t.Fatalf("beforeSync changed the reservation: %d -> %d", reserved, tl.reserved)
+			}
+		}
+	}
+	if err := tl.close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the file holds %d bytes, %d were appended (equal prefix: %v)", len(got), len(want), bytes.HasPrefix(want, got))
+	}
+}

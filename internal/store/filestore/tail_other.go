@@ -29,6 +29,8 @@ func (t *tail) write(b []byte) error {
 	return err
 }
 
+func (t *tail) beforeSync() error { return nil }
+
 func (t *tail) close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -113,6 +113,10 @@ func (w *writer) syncLocked() error {
 	if !w.dirty.Swap(false) {
 		return nil
 	}
+	if err := w.t.beforeSync(); err != nil {
+		w.syncErr = fmt.Errorf("sync session %q: %w", w.id, err)
+		return w.syncErr
+	}
 	if err := w.f.Sync(); err != nil {
 		w.syncErr = fmt.Errorf("sync session %q: %w", w.id, err)
 		return w.syncErr
