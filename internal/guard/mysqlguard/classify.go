@@ -58,13 +58,21 @@ func Classify(sql string) (guard.Result, error) {
 }
 
 func classify(sql string, noBackslash bool, s *Session, depth int) (guard.Result, error) {
+	r, _, err := classifyState(sql, noBackslash, s, depth)
+	return r, err
+}
+
+// classifyState is classify that also reports whether the result depends on, or changes, what a
+// session remembers (PREPARE, EXECUTE, DEALLOCATE, CREATE PROCEDURE, CALL): only a result that
+// does neither is the same whenever the same text is classified, and may be cached.
+func classifyState(sql string, noBackslash bool, s *Session, depth int) (r guard.Result, stateful bool, err error) {
 	p, err := vitess()
 	if err == nil {
 		var stmts []sqlparser.Statement
 		text := prepareText(sql, noBackslash)
 		if stmts, err = p.ParseMultipleIgnoreEmpty(text); err == nil {
 			if len(stmts) == 0 {
-				return guard.Result{Statements: []guard.Statement{{SQL: sql, Kind: "other", Kinds: []string{"other"}}}}, nil
+				return guard.Result{Statements: []guard.Statement{{SQL: sql, Kind: "other", Kinds: []string{"other"}}}}, false, nil
 			}
 			pieces, perr := p.SplitStatementToPieces(text)
 			if perr != nil || len(pieces) != len(stmts) {
@@ -79,12 +87,12 @@ func classify(sql string, noBackslash bool, s *Session, depth int) (guard.Result
 				}
 				out = append(out, a.statement(st, text, depth))
 			}
-			return guard.Result{Statements: out}, nil
+			return guard.Result{Statements: out}, a.stateful, nil
 		}
 	}
 	st := guard.Statement{SQL: sql, Kind: "unknown", Kinds: []string{"unknown"},
 		Classes: []string{guard.ClassUnclassifiable}, Reasons: []string{guard.ClassUnclassifiable + ": cannot classify: " + err.Error()}}
-	return guard.Result{Statements: []guard.Statement{st}}, fmt.Errorf("mysqlguard: parse: %w", err)
+	return guard.Result{Statements: []guard.Statement{st}}, false, fmt.Errorf("mysqlguard: parse: %w", err)
 }
 
 // stmtState accumulates one statement's classification.
@@ -147,12 +155,18 @@ func (st *stmtState) statement(sql, kind string) guard.Statement {
 type analyzer struct {
 	sess        *Session
 	noBackslash bool
+	// stateful: a statement met reads or changes what the session remembers (classifyState).
+	stateful bool
 }
 
 // statement classifies one top-level (or nested, at depth) statement.
 func (a *analyzer) statement(n sqlparser.Statement, sql string, depth int) guard.Statement {
 	st := &stmtState{}
 	kind := kindOf(n)
+	switch n.(type) {
+	case *sqlparser.PrepareStmt, *sqlparser.DeallocateStmt, *sqlparser.CreateProcedure, *sqlparser.ExecuteStmt, *sqlparser.CallProc:
+		a.stateful = true // what Session.observe remembers, or what it looks up
+	}
 	a.walk(st, n, depth, true)
 	out := st.statement(sql, kind)
 	if a.sess != nil && depth == 0 {
@@ -295,6 +309,7 @@ func (a *analyzer) visit(st *stmtState, node sqlparser.SQLNode, depth int, exec 
 			return false
 		}
 	case *sqlparser.PrepareStmt:
+		a.stateful = true
 		if exec {
 			st.kind("prepare")
 			if inner, ok := a.prepared(st, n, depth); ok {
@@ -303,6 +318,7 @@ func (a *analyzer) visit(st *stmtState, node sqlparser.SQLNode, depth int, exec 
 		}
 		return false
 	case *sqlparser.ExecuteStmt:
+		a.stateful = true
 		if exec {
 			st.kind("execute")
 			if a.sess == nil {
@@ -312,6 +328,7 @@ func (a *analyzer) visit(st *stmtState, node sqlparser.SQLNode, depth int, exec 
 			}
 		}
 	case *sqlparser.CreateProcedure:
+		a.stateful = true
 		if exec {
 			st.kind("ddl")
 			a.body(st, n.Body, "procedure "+procName(n.Name), depth)
@@ -319,6 +336,7 @@ func (a *analyzer) visit(st *stmtState, node sqlparser.SQLNode, depth int, exec 
 		st.rel(relation(n.Name))
 		return false
 	case *sqlparser.CallProc:
+		a.stateful = true
 		if exec {
 			st.kind("call")
 			if a.sess != nil {

@@ -29,8 +29,7 @@ type Session struct {
 func (s *Session) Classify(sql string, noBackslashEscapes bool) guard.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, _ := classify(sql, noBackslashEscapes, s, 0)
-	return r
+	return classifyCached(sql, noBackslashEscapes, s)
 }
 
 // Prepare classifies a statement prepared with the binary protocol (COM_STMT_PREPARE) and
@@ -38,7 +37,7 @@ func (s *Session) Classify(sql string, noBackslashEscapes bool) guard.Result {
 func (s *Session) Prepare(name, sql string, noBackslashEscapes bool) guard.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, _ := classify(sql, noBackslashEscapes, s, 0)
+	r := classifyCached(sql, noBackslashEscapes, s)
 	s.remember(name, flatten(r))
 	return r
 }
