@@ -339,6 +339,47 @@ func TestMySQLGoDriver(t *testing.T) {
 	} else if me := (*gomysql.MySQLError)(nil); !errors.As(err, &me) || me.Number != 1062 {
 		t.Errorf("duplicate key: %v, want 1062", err)
 	}
+	// The target re-sends a statement's column definitions with each execute, which the gateway
+	// decodes once while they stay the same; after an ALTER TABLE they change (a column first:
+	// the binary rows' layout shifts), and rows must be read and recorded with the new ones.
+	star, err := db.Prepare("select * from " + tbl + " where id = ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, alter := range []string{"", "alter table test." + tbl + " modify flag bigint", "alter table test." + tbl + " add column extra int not null default 5 first"} {
+		if alter != "" {
+			if _, err := direct.Exec(alter); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := star.Query(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		for i := range vals {
+			vals[i] = new(sql.RawBytes)
+		}
+		var got []string
+		for rows.Next() {
+			if err := rows.Scan(vals...); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				got = append(got, string(*v.(*sql.RawBytes)))
+			}
+		}
+		rows.Close()
+		want := "1,ada"
+		if round == 2 {
+			want = "5,1,ada"
+		}
+		if g := strings.Join(got, ","); !strings.HasPrefix(g, want+",") {
+			t.Errorf("select * round %d: columns %v, row %s, want it to start with %s", round, cols, g, want)
+		}
+	}
+	star.Close()
 	db.Close()
 
 	s, ev := g.mySession(t, tbl+" values")
@@ -377,8 +418,23 @@ func TestMySQLGoDriver(t *testing.T) {
 	}
 	rows := rowsOf(ev)
 	wantRow := "1,ada,2001-02-03 04:05:06.789000,12.34,1.5,18446744073709551615,NULL,-3"
-	if len(rows) != 4 || strings.Join(rows[0], ",") != wantRow {
-		t.Errorf("recorded rows %q, want 4 with the first %q", rows, wantRow)
+	if len(rows) != 7 || strings.Join(rows[0], ",") != wantRow || strings.Join(rows[4], ",") != wantRow ||
+		strings.Join(rows[5], ",") != wantRow || strings.Join(rows[6], ",") != "5,"+wantRow {
+		t.Errorf("recorded rows %q, want 7: %q first, the 5th and 6th the same (flag a bigint in the 6th), the 7th with the added column", rows, wantRow)
+	}
+	var colEvents [][]string
+	for _, e := range ofType(ev, "columns") {
+		cs, _ := e.Data["columns"].([]any)
+		var names []string
+		for _, c := range cs {
+			m, _ := c.(map[string]any)
+			n, _ := m["name"].(string)
+			names = append(names, n)
+		}
+		colEvents = append(colEvents, names)
+	}
+	if n := len(colEvents); n < 3 || len(colEvents[n-3]) != 8 || len(colEvents[n-2]) != 8 || len(colEvents[n-1]) != 9 || colEvents[n-1][0] != "extra" {
+		t.Errorf("columns events %q: want the last with 9 columns, extra first, after two with 8", colEvents)
 	}
 	if errs := ofType(ev, "error"); len(errs) != 1 || errs[0].str("code") != "1062" {
 		t.Errorf("error events %v, want one 1062", errs)
