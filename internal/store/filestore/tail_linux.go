@@ -22,7 +22,8 @@ import (
 // The file is longer than the recording while it is written: the reserved window ends in zeros,
 // which readers take as the end of what was written (a torn tail, see readRecording), and close
 // cuts the file to the recording's length. On a file system without fallocate or mmap, the tail
-// falls back to write(2).
+// falls back to write(2). Batches of bigRecord bytes or more are written with write(2) too, at
+// the same offset: the page cache is one, so the window and the file agree.
 type tail struct {
 	f    *os.File
 	fd   int
@@ -44,6 +45,15 @@ const (
 	maxWindow = 4 << 20
 )
 
+// bigRecord is the size from which a batch is written with write(2) rather than copied into
+// the window. Every page first touched through the mapping costs a page fault (and the window
+// is mapped anew after each fsync, see beforeSync): a batch of a page or more pays at least one,
+// where one write(2) costs one system call. Bulk output (a file shown with cat, a download)
+// arrives in batches of tens of KiB; copied into the mapping, recording it took half of the SSH
+// gateway's CPU under ssh cat (docs/benchmarks.md). A write(2) cut by kill -9 leaves a prefix
+// of the batch, as the copy does.
+const bigRecord = 4 << 10
+
 var pageSize = int64(os.Getpagesize())
 
 func newTail(f *os.File, size int64) *tail {
@@ -57,7 +67,12 @@ func (t *tail) write(b []byte) error {
 	if t.closed {
 		return os.ErrClosed
 	}
-	if !t.plain && (t.data == nil || t.size+int64(len(b)) > t.off+int64(len(t.data))) {
+	if t.plain || len(b) >= bigRecord {
+		n, err := t.f.WriteAt(b, t.size)
+		t.size += int64(n)
+		return err
+	}
+	if t.data == nil || t.size+int64(len(b)) > t.off+int64(len(t.data)) {
 		if err := t.remap(int64(len(b))); err != nil {
 			return err
 		}

@@ -106,8 +106,14 @@ func appendForever(dir string) {
 	for seq := uint64(1); ; {
 		batch := make([]*event.Event, 1+seq%4)
 		for i := range batch {
+			// Small batches are copied into the mapped window, big ones written (bigRecord):
+			// two of three events are small.
+			n := int(seq*7919) % (100 << 10)
+			if seq%3 != 0 {
+				n %= 2 << 10
+			}
 			e := &event.Event{Session: "k", Seq: seq, Type: event.Rows, Time: time.Now(), Data: []byte(`{"rows":1}`),
-				Raw: raw[:1<<10+int(seq*7919)%(99<<10)]}
+				Raw: raw[:n]}
 			e.Seal(prev, nil)
 			prev = e.Hash
 			batch[i] = e
@@ -124,7 +130,8 @@ func appendForever(dir string) {
 
 // TestTailAcrossSyncs appends across many syncs, each of which unmaps the window, and across
 // windows: the file holds exactly what was appended, without the reservation's zeros, and the
-// window is mapped again inside the reservation (no fallocate per sync).
+// window is mapped again inside the reservation (no fallocate per sync). One record in five is
+// big enough to be written rather than copied into the window (bigRecord).
 func TestTailAcrossSyncs(t *testing.T) {
 	f, err := os.Create(t.TempDir() + "/rec")
 	if err != nil {
@@ -134,7 +141,11 @@ func TestTailAcrossSyncs(t *testing.T) {
 	tl := newTail(f, 0)
 	var want []byte
 	for i := range 3000 {
-		rec := bytes.Repeat([]byte{byte(i%250 + 1)}, 1+i%700)
+		n := 1 + i%700
+		if i%5 == 0 {
+			n = bigRecord + i*7919%(100<<10)
+		}
+		rec := bytes.Repeat([]byte{byte(i%250 + 1)}, n)
 		if err := tl.write(rec); err != nil {
 			t.Fatal(err)
 		}
