@@ -7,10 +7,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -75,17 +73,8 @@ func (r *Registry) Create(ctx context.Context, name, by string) (string, Record,
 	if err := r.put(ctx, rec); err != nil {
 		return "", Record{}, err
 	}
-	names, err := r.names(ctx)
-	if err != nil {
+	if err := store.AddName(ctx, r.KV, kvNames, name); err != nil {
 		return "", Record{}, err
-	}
-	if !slices.Contains(names, name) {
-		names = append(names, name)
-		slices.Sort(names)
-		nb, _ := json.Marshal(names)
-		if err := r.KV.PutKV(ctx, kvNames, nb); err != nil {
-			return "", Record{}, err
-		}
 	}
 	return secret, rec, nil
 }
@@ -144,41 +133,23 @@ func (r *Registry) List(ctx context.Context) ([]Record, error) {
 }
 
 func (r *Registry) names(ctx context.Context) ([]string, error) {
-	b, err := r.KV.GetKV(ctx, kvNames)
+	names, err := store.GetJSON[[]string](ctx, r.KV, kvNames)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	if err := json.Unmarshal(b, &names); err != nil {
-		return nil, fmt.Errorf("agents: stored names: %w", err)
-	}
-	return names, nil
+	return names, err
 }
 
 func (r *Registry) get(ctx context.Context, name string) (Record, error) {
-	b, err := r.KV.GetKV(ctx, kvAgent+name)
+	rec, err := store.GetJSON[Record](ctx, r.KV, kvAgent+name)
 	if errors.Is(err, store.ErrNotFound) {
 		return Record{}, fmt.Errorf("%w %q", ErrUnknown, name)
 	}
-	if err != nil {
-		return Record{}, err
-	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, fmt.Errorf("agents: stored agent %q: %w", name, err)
-	}
-	return rec, nil
+	return rec, err
 }
 
 func (r *Registry) put(ctx context.Context, rec Record) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return r.KV.PutKV(ctx, kvAgent+rec.Name, b)
+	return store.PutJSON(ctx, r.KV, kvAgent+rec.Name, rec)
 }
 
 func hashSecret(s string) string {

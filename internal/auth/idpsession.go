@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -39,11 +38,7 @@ func NewSessionID() string {
 
 // PutIdPSession stores (or replaces) an IdP session.
 func (s *Service) PutIdPSession(ctx context.Context, id string, sess IdPSession) error {
-	b, err := json.Marshal(sess)
-	if err != nil {
-		return err
-	}
-	if err := s.kv().PutKV(ctx, kvIdPSession+id, b); err != nil {
+	if err := store.PutJSON(ctx, s.kv(), kvIdPSession+id, sess); err != nil {
 		return fmt.Errorf("store IdP session: %w", err)
 	}
 	return nil
@@ -51,15 +46,11 @@ func (s *Service) PutIdPSession(ctx context.Context, id string, sess IdPSession)
 
 // GetIdPSession returns an IdP session; a missing one is a Failure (not refreshable).
 func (s *Service) GetIdPSession(ctx context.Context, id string) (IdPSession, error) {
-	b, err := s.kv().GetKV(ctx, kvIdPSession+id)
+	sess, err := store.GetJSON[IdPSession](ctx, s.kv(), kvIdPSession+id)
 	if errors.Is(err, store.ErrNotFound) {
 		return IdPSession{}, fail(ReasonNotRefreshable, "no IdP session %s", id)
 	}
 	if err != nil {
-		return IdPSession{}, fmt.Errorf("read IdP session: %w", err)
-	}
-	var sess IdPSession
-	if err := json.Unmarshal(b, &sess); err != nil {
 		return IdPSession{}, fmt.Errorf("read IdP session: %w", err)
 	}
 	return sess, nil

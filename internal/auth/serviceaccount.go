@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -108,15 +107,8 @@ func (s *Service) CreateServiceAccount(ctx context.Context, sa ServiceAccount) (
 	if err := s.putServiceAccount(ctx, sa); err != nil {
 		return "", ServiceAccount{}, err
 	}
-	names, err := s.serviceAccountNames(ctx)
-	if err != nil {
-		return "", ServiceAccount{}, err
-	}
-	if !slices.Contains(names, sa.Name) {
-		b, _ := json.Marshal(append(names, sa.Name))
-		if err := s.kv().PutKV(ctx, kvServiceAccounts, b); err != nil {
-			return "", ServiceAccount{}, fmt.Errorf("store service account %s: %w", sa.Name, err)
-		}
+	if err := store.AddName(ctx, s.kv(), kvServiceAccounts, sa.Name); err != nil {
+		return "", ServiceAccount{}, fmt.Errorf("store service account %s: %w", sa.Name, err)
 	}
 	return APIKeyPrefix + sa.KeyID + "_" + sec, sa, nil
 }
@@ -172,41 +164,29 @@ func (s *Service) ServiceAccounts(ctx context.Context) ([]ServiceAccount, error)
 }
 
 func (s *Service) serviceAccountNames(ctx context.Context) ([]string, error) {
-	b, err := s.kv().GetKV(ctx, kvServiceAccounts)
+	names, err := store.GetJSON[[]string](ctx, s.kv(), kvServiceAccounts)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read service accounts: %w", err)
 	}
-	var names []string
-	if err := json.Unmarshal(b, &names); err != nil {
-		return nil, fmt.Errorf("read service accounts: %w", err)
-	}
 	return names, nil
 }
 
 func (s *Service) serviceAccount(ctx context.Context, name string) (ServiceAccount, error) {
-	b, err := s.kv().GetKV(ctx, kvServiceAccount+name)
+	sa, err := store.GetJSON[ServiceAccount](ctx, s.kv(), kvServiceAccount+name)
 	if errors.Is(err, store.ErrNotFound) {
 		return ServiceAccount{}, fmt.Errorf("%w: %q", ErrNoServiceAccount, name)
 	}
 	if err != nil {
 		return ServiceAccount{}, fmt.Errorf("read service account %s: %w", name, err)
 	}
-	var sa ServiceAccount
-	if err := json.Unmarshal(b, &sa); err != nil {
-		return ServiceAccount{}, fmt.Errorf("read service account %s: %w", name, err)
-	}
 	return sa, nil
 }
 
 func (s *Service) putServiceAccount(ctx context.Context, sa ServiceAccount) error {
-	b, err := json.Marshal(sa)
-	if err != nil {
-		return err
-	}
-	if err := s.kv().PutKV(ctx, kvServiceAccount+sa.Name, b); err != nil {
+	if err := store.PutJSON(ctx, s.kv(), kvServiceAccount+sa.Name, sa); err != nil {
 		return fmt.Errorf("store service account %s: %w", sa.Name, err)
 	}
 	return nil
