@@ -121,3 +121,20 @@ func BenchmarkClassifyCached(b *testing.B) {
 		s.Classify(benchPointSelect, false)
 	}
 }
+
+// FuzzCacheSameAsParse: whatever the text, a new session's classification of it (from the cache
+// the second time, unless the text reads or changes session state) is what parsing it gives.
+func FuzzCacheSameAsParse(f *testing.F) {
+	for _, s := range []string{"SELECT 1", "DELETE FROM t WHERE 1=1", "/*!50000 DROP TABLE t */", `SELECT 'a\'; DROP TABLE t`, "EXECUTE p", "CALL p()"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, sql string, noBackslash bool) {
+		want, _ := classify(sql, noBackslash, &Session{}, 0) // parsed, in a session of its own
+		for round := range 2 {
+			var s Session // new each round: what the text prepares must not make the difference
+			if got := s.Classify(sql, noBackslash); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q round %d: %+v, want %+v", sql, round, got, want)
+			}
+		}
+	})
+}
