@@ -174,9 +174,9 @@ func readRecording(r io.Reader, sessionID string, after uint64, fn func(*event.E
 			return fmt.Errorf("read recording %s: %w", id, err)
 		}
 		if crc32.Checksum(payload, castagnoli) != sum {
-			// A record that was being copied into a mapped recording when the process died is
-			// complete up to some byte and zero from there to the end of the reserved window:
-			// torn. Its last byte (of its hash, the last copied) is then still zero.
+			// A record that was being copied into a mapped recording (as the store appended
+			// before it wrote every batch with write(2)) when the process died is complete up
+			// to some byte and zero from there to the end of the reserved window: torn. Its last byte (of its hash, the last copied) is then still zero.
 			if payload[len(payload)-1] == 0 && restIsZero(br) {
 				return torn(off)
 			}

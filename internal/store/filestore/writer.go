@@ -21,7 +21,7 @@ type writer struct {
 	id   string
 	path string
 	f    *os.File
-	t    *tail // where Append writes (a mapped window of f on Linux)
+	t    *tail // where Append writes
 
 	// Owned by the appending goroutine.
 	buf   []byte
@@ -45,7 +45,7 @@ type writer struct {
 const maxKeptBuf = 1 << 20
 
 // Append encodes every event into one buffer and writes it to the end of the recording with one
-// copy into its mapped window (or one write(2) where files cannot be mapped). It refuses events
+// write(2). It refuses events
 // that do not continue the chain exactly (next Seq, Prev equal to the last Hash, this session).
 func (w *writer) Append(events ...*event.Event) error {
 	if len(events) == 0 {
@@ -113,10 +113,6 @@ func (w *writer) syncLocked() error {
 	if !w.dirty.Swap(false) {
 		return nil
 	}
-	if err := w.t.beforeSync(); err != nil {
-		w.syncErr = fmt.Errorf("sync session %q: %w", w.id, err)
-		return w.syncErr
-	}
 	if err := w.f.Sync(); err != nil {
 		w.syncErr = fmt.Errorf("sync session %q: %w", w.id, err)
 		return w.syncErr
@@ -138,7 +134,7 @@ func (w *writer) close() error {
 	if w.closed {
 		return nil
 	}
-	// Cut the reserved window off the end; the cut is made durable with the data.
+	// Whatever was appended since the last group commit is made durable before the close.
 	err := w.t.close()
 	if err != nil {
 		err = fmt.Errorf("close session %q: %w", w.id, err)
