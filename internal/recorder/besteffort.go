@@ -203,10 +203,7 @@ func (s *Session) appendPending(size int) bool {
 		t0 := time.Now()
 		err := s.w.Append(s.pending...)
 		if err == nil {
-			if m := s.r.Metrics; m != nil {
-				m.RecorderLatency.Observe(time.Since(t0).Seconds())
-				m.EventsRecorded.WithLabelValues(s.protocol).Add(float64(len(s.pending)))
-			}
+			s.appended(t0)
 			break
 		}
 		s.r.Metrics.Error("store")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/metrics"
@@ -145,6 +146,8 @@ type Session struct {
 	ckAt      time.Time // when it was recorded (the session start before the first)
 	recovered bool      // ended by crash recovery: not counted as open
 
+	events prometheus.Counter // the metric of recorded events, looked up at the first append
+
 	// be is the best-effort state, nil for strict sessions. When set, Record queues events
 	// unsealed under mu and the writer goroutine seals and appends them under wmu, which then
 	// guards seq, prev, pending, scratch and the checkpoint fields instead of mu.
@@ -261,13 +264,22 @@ func (s *Session) commitLocked() error {
 		s.r.Metrics.Error("store")
 		return s.err
 	}
-	if m := s.r.Metrics; m != nil {
-		m.RecorderLatency.Observe(time.Since(t0).Seconds())
-		m.EventsRecorded.WithLabelValues(s.protocol).Add(float64(len(s.pending)))
-	}
+	s.appended(t0)
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	return nil
+}
+
+// appended counts the pending events, appended by a call that started at t0, in the metrics.
+// It runs under the lock that guards pending.
+func (s *Session) appended(t0 time.Time) {
+	if m := s.r.Metrics; m != nil {
+		m.RecorderLatency.Observe(time.Since(t0).Seconds())
+		if s.events == nil {
+			s.events = m.EventsRecorded.WithLabelValues(s.protocol)
+		}
+		s.events.Add(float64(len(s.pending)))
+	}
 }
 
 // End records session.end and the final checkpoint, writes everything and closes the
