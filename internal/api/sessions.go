@@ -240,7 +240,7 @@ func toEventJSON(rr *rowRenderer, e *event.Event) eventJSON {
 		if ej.Rows == nil {
 			ej.Rows = []json.RawMessage{}
 		}
-	case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput:
+	case event.CopyIn, event.CopyOut, event.TerminalOutput, event.TerminalInput, event.ForwardBytes:
 		ej.Text, ej.Base64 = textOrBase64(e.Raw)
 	case event.KubeRequest, event.KubeResponse, event.KubeWatchEvent, event.KubeStream: // bodies
 		ej.Text, ej.Base64 = textOrBase64(e.Raw)

@@ -106,6 +106,10 @@ type Kubernetes struct {
 	// BodyLimit is how many bytes of each request and response body a recording keeps (the
 	// SHA-256 of the whole body is always kept). Default 65536; -1 keeps no body.
 	BodyLimit int `yaml:"body_limit"`
+	// ForwardLimit is how many bytes of each direction of a port-forwarded connection a
+	// recording keeps (forward.data events; their length and SHA-256 are always kept).
+	// Default 16777216 (16 MiB); -1 keeps none.
+	ForwardLimit int `yaml:"forward_limit"`
 }
 
 // MySQL configures the MySQL/MariaDB listener.
@@ -335,6 +339,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Kubernetes.BodyLimit == 0 {
 		c.Kubernetes.BodyLimit = 64 << 10
+	}
+	if c.Kubernetes.ForwardLimit == 0 {
+		c.Kubernetes.ForwardLimit = 16 << 20
 	}
 	if c.MySQL.MaxPacketSize == 0 {
 		c.MySQL.MaxPacketSize = 1 << 30

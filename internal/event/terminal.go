@@ -23,6 +23,11 @@ const (
 	// Forward is a forwarded TCP connection, recorded when it opens and when it closes (with
 	// the bytes each way): Data: ForwardData.
 	Forward Type = "forward"
+	// ForwardBytes is bytes that went through a forwarded connection one way (kubectl
+	// port-forward), recorded before they are passed on: Data: ForwardBytesData; Raw: the
+	// bytes, absent once the connection's content kept that way reached the limit (the
+	// closing forward event then has the length and SHA-256 of everything that crossed).
+	ForwardBytes Type = "forward.data"
 	// Denied is a request the gateway refused by policy (a port forward, agent forwarding, X11,
 	// a command a guardrail denies): Data: DeniedData.
 	Denied Type = "denied"
@@ -95,6 +100,23 @@ type ForwardData struct {
 	BytesFromClient int64  `json:"bytes_from_client,omitempty"`
 	BytesToClient   int64  `json:"bytes_to_client,omitempty"`
 	Error           string `json:"error,omitempty"`
+	// Request is the id of the Kubernetes request (port-forward) that carries the connection.
+	Request uint64 `json:"request,omitempty"`
+	// SHA256FromClient and SHA256ToClient are the SHA-256 (hex) of all the bytes that crossed
+	// each way, on the closing event of a connection whose content is recorded
+	// (forward.data); Truncated says that some of it was not kept (past the limit).
+	SHA256FromClient string `json:"sha256_from_client,omitempty"`
+	SHA256ToClient   string `json:"sha256_to_client,omitempty"`
+	Truncated        bool   `json:"truncated,omitempty"`
+}
+
+// ForwardBytesData describes Raw of a forward.data event.
+type ForwardBytesData struct {
+	Channel uint32 `json:"channel"` // the forward's channel (its forward events name it)
+	From    string `json:"from"`    // client | target
+	Bytes   int    `json:"bytes"`   // how many crossed (Raw may hold fewer: Truncated)
+	// Truncated marks bytes past the connection's limit: Raw holds only those before it.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // DeniedData is a request refused by policy.

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -341,41 +343,90 @@ stringData: {password: %s}
 		}
 	})
 
-	t.Run("port-forward", func(t *testing.T) {
-		since := time.Now()
-		cmd := exec.Command(c.kubectl, "port-forward", "pod/"+kubePod, ":8080")
-		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
-		out := startLines(t, cmd)
-		fwd := out.waitFor(t, "Forwarding from 127.0.0.1:")
-		m := regexp.MustCompile(`127\.0\.0\.1:(\d+) ->`).FindStringSubmatch(fwd)
-		if m == nil {
-			t.Fatalf("no local port in %q", fwd)
+	// kubectl 1.32 forwards ports over WebSocket (SPDY tunnelled in it,
+	// SPDY/3.1+portforward.k8s.io); KUBECTL_PORT_FORWARD_WEBSOCKETS=false makes it speak SPDY.
+	for _, tc := range []struct{ name, env string }{
+		{"port-forward", ""},
+		{"port-forward over SPDY", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testKubePortForward(t, kg, tc.env, never) })
+	}
+}
+
+// testKubePortForward runs `kubectl port-forward` through the gateway, sends a line through the
+// forward (kwok forwards to the cluster's echo server), and checks that the recording has the
+// forwarded connection, the bytes each way, and their lengths and hashes.
+func testKubePortForward(t *testing.T, kg *kubeGateway, env string, never []string) {
+	since := time.Now()
+	cmd := exec.Command(kg.c.kubectl, "port-forward", "pod/"+kubePod, ":8080")
+	cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
+	}
+	out := startLines(t, cmd)
+	fwd := out.waitFor(t, "Forwarding from 127.0.0.1:")
+	m := regexp.MustCompile(`127\.0\.0\.1:(\d+) ->`).FindStringSubmatch(fwd)
+	if m == nil {
+		t.Fatalf("no local port in %q", fwd)
+	}
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const ping = "ping through the gateway\n"
+	fmt.Fprint(conn, ping)
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if err != nil || got != "echo: "+ping {
+		t.Errorf("through the forward: %q %v", got, err)
+	}
+	out.waitFor(t, "Handling connection for")
+	out.stop(t)
+	ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+	checkNever(t, ev, never...)
+	req := findKube(ev, "kube.request", func(e Event) bool { return e.str("subresource") == "portforward" })
+	if req == nil {
+		t.Fatalf("no port-forward request recorded: %v", types(ev))
+	}
+	end := findKube(ev, "kube.response.end", func(e Event) bool { return e.num("id") == req.num("id") })
+	if end == nil {
+		t.Errorf("the forward's end is not recorded")
+	} else if e := end.str("error"); e != "" {
+		t.Errorf("kube.response.end reports %q", e)
+	}
+	open := findKube(ev, "forward", func(e Event) bool { return e.Data["closed"] != true })
+	if open == nil || open.str("kind") != "portforward" || open.str("destination") != "default/"+kubePod+":8080" || open.num("request") != req.num("id") {
+		t.Fatalf("no forward event for the connection: %+v", open)
+	}
+	ch := open.num("channel")
+	var from, to string
+	for _, e := range ofType(ev, "forward.data") {
+		if e.num("channel") != ch {
+			continue
 		}
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		if e.Seq < open.Seq {
+			t.Errorf("forward.data before its forward event")
 		}
-		conn.SetDeadline(time.Now().Add(30 * time.Second))
-		fmt.Fprintln(conn, "ping through the gateway")
-		got, err := bufio.NewReader(conn).ReadString('\n')
-		conn.Close()
-		if err != nil || got != "echo: ping through the gateway\n" {
-			t.Errorf("through the forward: %q %v", got, err)
+		switch e.str("from") {
+		case "client":
+			from += e.Text
+		case "target":
+			to += e.Text
 		}
-		out.stop(t)
-		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
-		checkNever(t, ev, never...)
-		req := findKube(ev, "kube.request", func(e Event) bool { return e.str("subresource") == "portforward" })
-		if req == nil {
-			t.Fatalf("no port-forward request recorded: %v", types(ev))
-		}
-		end := findKube(ev, "kube.response.end", func(e Event) bool { return e.num("id") == req.num("id") })
-		if end == nil {
-			t.Errorf("the forward's end is not recorded")
-		} else if body, _ := end.Data["body"].(map[string]any); body == nil {
-			t.Errorf("kube.response.end without body info: %+v", end.Data)
-		}
-	})
+	}
+	if from != ping || to != "echo: "+ping {
+		t.Errorf("recorded through the forward %q, and back %q", from, to)
+	}
+	closed := findKube(ev, "forward", func(e Event) bool { return e.Data["closed"] == true && e.num("channel") == ch })
+	if closed == nil {
+		t.Fatalf("the forwarded connection's end is not recorded")
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	if closed.num("bytes_from_client") != int64(len(ping)) || closed.num("bytes_to_client") != int64(len("echo: "+ping)) ||
+		closed.str("sha256_from_client") != sum(ping) || closed.str("sha256_to_client") != sum("echo: "+ping) {
+		t.Errorf("closing forward event %+v", closed.Data)
+	}
 }
 
 // testKubeInteractive runs `kubectl exec -it web -- sh` through the gateway in tmux, types,

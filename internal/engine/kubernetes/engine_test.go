@@ -83,6 +83,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.WriteHeader(201)
 		w.Write(b)
+	case strings.HasSuffix(r.URL.Path, "/portforward"):
+		fakePortForward(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
 		spdyExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
@@ -147,6 +149,7 @@ func newHarness(t *testing.T, rules []config.Policy) *harness {
 	cfg := &config.Config{}
 	cfg.SetDefaults()
 	cfg.Kubernetes.BodyLimit = 1024
+	cfg.Kubernetes.ForwardLimit = 4096
 	e := New(engine.Deps{
 		Config: cfg,
 		TLS:    &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}},

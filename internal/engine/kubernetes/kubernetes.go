@@ -48,7 +48,10 @@ func init() {
 type Engine struct {
 	d         engine.Deps
 	bodyLimit int
-	upstreams upstreamCache
+	// forwardLimit is how many bytes of each direction of a port-forwarded connection are
+	// kept (forward.data); 0 keeps none.
+	forwardLimit int64
+	upstreams    upstreamCache
 }
 
 // New returns the engine.
@@ -63,7 +66,11 @@ func New(d engine.Deps) *Engine {
 	if limit < 0 {
 		limit = 0
 	}
-	e := &Engine{d: d, bodyLimit: limit}
+	fwd := int64(16 << 20)
+	if d.Config != nil && d.Config.Kubernetes.ForwardLimit != 0 {
+		fwd = int64(d.Config.Kubernetes.ForwardLimit)
+	}
+	e := &Engine{d: d, bodyLimit: limit, forwardLimit: max(fwd, 0)}
 	e.upstreams.dial = d.Connector.Dial
 	return e
 }

@@ -27,42 +27,67 @@ const maxFrame = 16 << 20
 // forwarded: for exec and attach, stdin, stdout, stderr and resize as the terminal events an
 // SSH session has (terminal.input, terminal.output, terminal.resize, on the channel numbered
 // by the request's id) and the error channel's Status as exec.exit, so that the stream exports
-// to asciicast and replays like an SSH terminal; other messages (port-forward over
-// channel.k8s.io, close) as kube.stream events. SPDY streams pass unparsed: the request, its
-// 101 and the byte counts are recorded.
+// to asciicast and replays like an SSH terminal; for port-forward, the forwarded connections
+// (forward.go); other messages (close) as kube.stream events. A port-forward over SPDY, plain
+// or tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io), is followed frame by frame
+// (forward.go); an exec or attach over SPDY is relayed stream by stream (spdy.go).
 type streamRecorder struct {
 	s        *session
 	id       uint64
 	ws       bool
 	base64   bool
-	terminal bool // exec or attach: messages are terminal events
+	terminal bool      // exec or attach: messages are terminal events
+	fwd      *forwards // port-forward: its connections
+	spdy     bool      // SPDY (port-forward): plain, or tunnelled when ws
 
 	mu   sync.Mutex
 	fail error
 }
 
-func newStreamRecorder(s *session, id uint64, subresource, upgrade, subprotocol string) *streamRecorder {
+func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][]string, upgrade, subprotocol string) *streamRecorder {
 	r := &streamRecorder{s: s, id: id}
-	if strings.EqualFold(upgrade, "websocket") && strings.Contains(subprotocol, "channel.k8s.io") {
+	ws := strings.EqualFold(upgrade, "websocket")
+	if ri.Subresource == "portforward" {
+		r.fwd = newForwards(s, id, ri.Namespace, ri.Name, query["ports"])
+	}
+	switch {
+	case ws && strings.Contains(subprotocol, "channel.k8s.io"):
 		r.ws = true
 		r.base64 = strings.Contains(subprotocol, "base64.")
-		r.terminal = subresource == "exec" || subresource == "attach"
+		r.terminal = ri.Subresource == "exec" || ri.Subresource == "attach"
+	case ws && r.fwd != nil && subprotocol == "": // the kubelet's default: binary channels
+		r.ws = true
+	case ws && r.fwd != nil && strings.HasPrefix(subprotocol, "SPDY/3.1+"):
+		r.ws, r.spdy = true, true
+	case isSPDY(upgrade) && r.fwd != nil:
+		r.spdy = true
 	}
 	return r
 }
 
-func (r *streamRecorder) fromClient(src io.Reader) io.Reader {
-	if !r.ws {
-		return src
+func (r *streamRecorder) fromClient(src io.Reader) io.Reader { return r.tap(src, "client") }
+
+func (r *streamRecorder) fromTarget(src io.Reader) io.Reader { return r.tap(src, "target") }
+
+func (r *streamRecorder) tap(src io.Reader, dir string) io.Reader {
+	switch {
+	case r.ws:
+		t := &frameTap{r: r, src: src, dir: dir}
+		if r.spdy {
+			t.spdy = newSPDYTap(r.fwd, dir)
+		}
+		return t
+	case r.spdy:
+		return &spdyReader{r: r, tap: newSPDYTap(r.fwd, dir), src: src}
 	}
-	return &frameTap{r: r, src: src, dir: "client"}
+	return src
 }
 
-func (r *streamRecorder) fromTarget(src io.Reader) io.Reader {
-	if !r.ws {
-		return src
+// end records the end of what is still open (a port-forward's connections).
+func (r *streamRecorder) end() {
+	if r.fwd != nil {
+		r.fwd.closeAll()
 	}
-	return &frameTap{r: r, src: src, dir: "target"}
 }
 
 func (r *streamRecorder) err() error {
@@ -89,6 +114,9 @@ type frameTap struct {
 	msg     []byte // payload of the message being assembled (fragments)
 	msgOp   byte
 	stopped bool // parsing gave up (oversized or malformed); bytes still pass
+
+	spdy     *spdyTap      // a tunnelled SPDY port-forward: the messages' bytes are SPDY
+	prefixed map[byte]bool // port-forward channels whose port prefix came already
 }
 
 func (t *frameTap) Read(p []byte) (int, error) {
@@ -182,6 +210,14 @@ func (t *frameTap) message(m []byte) {
 	if len(m) == 0 {
 		return
 	}
+	if t.spdy != nil {
+		if t.msgOp == 0x2 { // binary: SPDY bytes
+			if err := t.spdy.feed(m); err != nil {
+				t.r.setErr(err)
+			}
+		}
+		return
+	}
 	ch := m[0]
 	data := m[1:]
 	if t.r.base64 {
@@ -195,6 +231,18 @@ func (t *frameTap) message(m []byte) {
 		if dec, err := decodeBase64(data); err == nil {
 			data = dec
 		}
+	}
+	if t.r.fwd != nil && name != "close" {
+		first := false
+		if t.dir == "target" {
+			if t.prefixed == nil {
+				t.prefixed = map[byte]bool{}
+			}
+			first = !t.prefixed[ch]
+			t.prefixed[ch] = true
+		}
+		t.r.fwd.channelMessage(ch, t.dir, data, first)
+		return
 	}
 	t.record(name, data)
 }

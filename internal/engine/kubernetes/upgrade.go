@@ -91,7 +91,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 			case <-stop:
 			}
 		}()
-		rec := newStreamRecorder(s, id, ri.Subresource, resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+		rec := newStreamRecorder(s, id, ri, r.URL.Query(), resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
 		wg.Add(2)
 		go func() { // clientToTarget
 			defer wg.Done()
@@ -107,6 +107,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		}()
 		wg.Wait()
 		close(stop)
+		rec.end()
 		streamErr = rec.err()
 	}
 	s.fromCli.Add(toUp.Load())
