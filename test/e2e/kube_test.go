@@ -3,8 +3,8 @@ package e2e
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
