@@ -417,6 +417,14 @@ spec:
     follow: true
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterAttach
+metadata:
+  name: local-attach
+spec:
+  attaches:
+  - logsFile: %s
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterPortForward
 metadata:
   name: local-forward
@@ -425,7 +433,7 @@ spec:
   - target:
       port: %s
       address: 127.0.0.1
-`, yq(c.ExecDir), yq(c.LogFile), portOf(c.ForwardAddr))
+`, yq(c.ExecDir), yq(c.LogFile), yq(c.LogFile), portOf(c.ForwardAddr))
 }
 
 func portOf(addr string) string {

@@ -343,6 +343,27 @@ stringData: {password: %s}
 		}
 	})
 
+	t.Run("attach", func(t *testing.T) {
+		// kwok attaches to a container by streaming the pod's log file (ClusterAttach), as a
+		// process's output: kubectl attach gets it over WebSocket, as an exec's stdout.
+		since := time.Now()
+		cmd := exec.Command(c.kubectl, "attach", kubePod)
+		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+		out := startLines(t, cmd)
+		out.waitFor(t, "web: started")
+		out.stop(t)
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, never...)
+		if x := findKube(ev, "exec", func(e Event) bool { return e.str("kind") == "attach" }); x == nil {
+			t.Errorf("no exec event of kind attach: %v", types(ev))
+		}
+		if text := terminalText(ev, "terminal.output", ""); !strings.Contains(text, "web: started") {
+			t.Errorf("the attached output is not recorded: %q", text)
+		}
+	})
+
+	t.Run("masked output", func(t *testing.T) { testKubeMasked(t, c) })
+
 	// kubectl 1.32 forwards ports over WebSocket (SPDY tunnelled in it,
 	// SPDY/3.1+portforward.k8s.io); KUBECTL_PORT_FORWARD_WEBSOCKETS=false makes it speak SPDY.
 	for _, tc := range []struct{ name, env string }{
@@ -350,6 +371,63 @@ stringData: {password: %s}
 		{"port-forward over SPDY", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testKubePortForward(t, kg, tc.env, never) })
+	}
+}
+
+// testKubeMasked runs exec and logs -f through a gateway whose policy masks credit cards and
+// emails: what the pod prints reaches kubectl masked, the recording has the same masked bytes,
+// and the values are nowhere in it. The commands print the values from pieces, so that the
+// recorded command line (kept as typed, as SSH's) does not hold them either.
+func testKubeMasked(t *testing.T, c *kubeCluster) {
+	kg := startKubeGateway(t, c, `policies:
+  - name: kube-masked
+    subjects: [user:alice]
+    targets: [kind-1]
+    access: allow
+    masking: [credit_card, email]
+`)
+	raw := []string{"4111111111111111", "alice@example.com", "5555-5555-5555-4444", "bob@example.org"}
+	since := time.Now()
+	r := kg.kubectl(t, "alice", alicePassword, nil, "exec", kubePod, "--", "sh", "-c",
+		`printf 'card %s%s mail %s@%s\n' 41111111 11111111 alice example.com; printf 'err %s-%s\n' 5555-5555 5555-4444 >&2`)
+	if r.Code != 0 || r.Stdout != "card ************1111 mail a****@****.com\n" || !strings.Contains(r.Stderr, "err ****-****-****-4444\n") {
+		t.Fatalf("kubectl exec through the masking policy: %s", r)
+	}
+	ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+	checkNever(t, ev, raw...)
+	if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {
+		t.Errorf("recorded stdout %q, the client got %q", out, r.Stdout)
+	}
+	if errOut := terminalText(ev, "terminal.output", "stderr"); !strings.Contains(errOut, "err ****-****-****-4444") {
+		t.Errorf("recorded stderr %q", errOut)
+	}
+	hits := map[string]int64{}
+	for _, e := range ofType(ev, "terminal.output") {
+		if m, ok := e.Data["masked"].(map[string]any); ok {
+			for k := range m {
+				hits[k] += Event{Data: m}.num(k)
+			}
+		}
+	}
+	if hits["credit_card"] != 2 || hits["email"] != 1 {
+		t.Errorf("terminal.output events count masked values %v, want 2 credit_card and 1 email", hits)
+	}
+
+	// logs -f: a line appended while it follows.
+	since = time.Now()
+	cmd := exec.Command(c.kubectl, "logs", "-f", kubePod)
+	cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
+	out := startLines(t, cmd)
+	out.waitFor(t, "web: started")
+	c.AppendLog("web: paid with 4111 1111 1111 1111, receipt to bob@example.org")
+	if line := out.waitFor(t, "web: paid"); line != "web: paid with **** **** **** 1111, receipt to b****@****.org" {
+		t.Errorf("kubectl logs -f printed %q", line)
+	}
+	out.stop(t)
+	ev = allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+	checkNever(t, ev, append(raw, "4111 1111 1111 1111")...)
+	if text := terminalText(ev, "terminal.output", ""); !strings.Contains(text, "web: paid with **** **** **** 1111, receipt to b****@****.org") {
+		t.Errorf("the followed log is not recorded masked: %q", text)
 	}
 }
 

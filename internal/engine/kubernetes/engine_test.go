@@ -63,6 +63,7 @@ func (f fakeTargets) Lookup(_ context.Context, name string) (target.Target, erro
 type fakeAPI struct {
 	mu      sync.Mutex
 	headers []http.Header
+	bulk    bool // exec answers with a bulk stdout (BenchmarkExecOutput)
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +88,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fakePortForward(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
 		spdyExec(w, r)
+	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && f.bulk:
+		fakeBulkExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
 		// An exec over WebSocket: read one stdin message, answer on stdout, close.
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -114,7 +117,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
+func selfSigned(t testing.TB) tls.Certificate {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
@@ -132,7 +135,7 @@ type harness struct {
 	base   string // https://127.0.0.1:PORT/k8s/
 }
 
-func newHarness(t *testing.T, rules []config.Policy) *harness {
+func newHarness(t testing.TB, rules []config.Policy) *harness {
 	api := &fakeAPI{}
 	srv := httptest.NewUnstartedServer(api)
 	srv.EnableHTTP2 = true

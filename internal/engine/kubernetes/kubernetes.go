@@ -19,6 +19,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
 	"github.com/airlock-gw/airlock/internal/policy"
 	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/target"
@@ -52,6 +53,7 @@ type Engine struct {
 	// kept (forward.data); 0 keeps none.
 	forwardLimit int64
 	upstreams    upstreamCache
+	maskers      masking.Cache
 }
 
 // New returns the engine.
@@ -189,7 +191,8 @@ type session struct {
 	dec      policy.Decision
 	rec      *recorder.Session // nil when a policy turns recording off
 	up       *upstream
-	token    string // the gateway's bearer token for the target, "" for none
+	token    string          // the gateway's bearer token for the target, "" for none
+	masker   *masking.Masker // the policy's masking of terminal output; nil: none
 	log      *slog.Logger
 	ctx      context.Context // ends at the policy's max_duration, or with the connection
 	cancel   context.CancelFunc
@@ -341,6 +344,10 @@ func (c *clientConn) session(id *auth.Identity, tname string, r *http.Request) (
 	if err != nil {
 		return nil, &httpError{http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("target %s: %v", t.Name, err)}
 	}
+	mk, err := e.maskers.Get(dec.Settings.Masking)
+	if err != nil {
+		return nil, &httpError{http.StatusForbidden, "Forbidden", "the masking rules of policy " + dec.Rule + " do not compile: " + err.Error()}
+	}
 	start := event.SessionStartData{
 		User: id.User, Groups: id.Groups, Role: string(id.Role), AuthMethod: id.Method,
 		Target: t.Name, TargetType: t.Type, ClientAddr: c.addr, ApplicationName: r.UserAgent(),
@@ -365,7 +372,7 @@ func (c *clientConn) session(id *auth.Identity, tname string, r *http.Request) (
 	if d := dec.Settings.MaxDuration; d > 0 {
 		sctx, cancel = context.WithTimeoutCause(c.ctx, d, fmt.Errorf("%w (%s, policy %s)", engine.ErrMaxDuration, d, dec.Rule))
 	}
-	s := &session{eng: e, t: t, id: id, dec: dec, rec: rec, up: up, token: token, log: log, ctx: sctx, cancel: cancel}
+	s := &session{eng: e, t: t, id: id, dec: dec, rec: rec, up: up, token: token, masker: mk, log: log, ctx: sctx, cancel: cancel}
 	c.sessions[key] = s
 	log.Info("session started", "policy", dec.Rule)
 	return s, nil

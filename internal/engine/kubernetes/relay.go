@@ -124,7 +124,9 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 		s.relayWatch(w, resp, id, began, secret)
 		return
 	}
-	if ri.Resource == "pods" && ri.Subresource == "log" && isTrue(r.URL.Query().Get("follow")) && resp.StatusCode == http.StatusOK {
+	// A followed log is streamed as it comes; so is any log when the policy masks (the masking
+	// of terminal output, across reads).
+	if ri.Resource == "pods" && ri.Subresource == "log" && (isTrue(r.URL.Query().Get("follow")) || s.masker != nil) && resp.StatusCode == http.StatusOK {
 		s.relayFollow(w, resp, id, began)
 		return
 	}
@@ -408,7 +410,8 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 
 // relayFollow forwards a followed log (`kubectl logs -f`) as it comes: each piece the API
 // server sends is recorded as terminal output (on the channel numbered by the request's id, so
-// that the log replays and exports like a terminal) before the client gets it.
+// that the log replays and exports like a terminal) before the client gets it, masked when the
+// policy says so (mask.go).
 func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time) {
 	rc, ok := s.startStream(w, resp, id, began)
 	if !ok {
@@ -417,28 +420,46 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 	h := sha256.New()
 	var total int64
 	end := event.KubeResponseEndData{ID: id}
+	emit := func(chunk []byte, hits []masking.Hit) error {
+		s.record(event.TerminalOutput, terminalOutput(uint32(id), "", chunk, hits), chunk)
+		if err := s.commit(); err != nil {
+			return fmt.Errorf("recording failed: %w", err)
+		}
+		h.Write(chunk)
+		total += int64(len(chunk))
+		if _, err := w.Write(chunk); err != nil {
+			return errClientGone
+		}
+		rc.Flush()
+		return nil
+	}
+	write := func(p []byte) error { return emit(p, nil) }
+	var mo *maskedOutput
+	if s.masker != nil {
+		mo = newMaskedOutput(s.masker, emit)
+		write = mo.write
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			chunk := buf[:n]
-			s.record(event.TerminalOutput, event.TerminalData{Channel: uint32(id), Bytes: n}, chunk)
-			if err := s.commit(); err != nil {
-				end.Error = "recording failed: " + err.Error()
+			if err := write(buf[:n]); err != nil {
+				if !errors.Is(err, errClientGone) {
+					end.Error = err.Error()
+				}
 				break
 			}
-			h.Write(chunk)
-			total += int64(n)
-			if _, err := w.Write(chunk); err != nil {
-				break
-			}
-			rc.Flush()
 		}
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) && s.ctx.Err() == nil {
 				end.Error = rerr.Error()
 			}
 			break
+		}
+	}
+	if mo != nil {
+		if err := mo.end(); err != nil && end.Error == "" && !errors.Is(err, errClientGone) {
+			end.Error = err.Error()
 		}
 	}
 	s.toCli.Add(total)

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
 )
 
 // An exec or attach over SPDY (kubectl before 1.30, or with KUBECTL_REMOTE_COMMAND_WEBSOCKETS
@@ -106,7 +108,7 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, t
 
 // copyStream copies one SPDY stream's bytes from src to dst, recording each piece by the
 // stream's type before it goes on. Pieces from the target wait for the stream's reply to the
-// client (replySent).
+// client (replySent). stdout and stderr are masked when the policy says so (mask.go).
 func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id uint64, replySent <-chan struct{}) (int64, error) {
 	ch := uint32(id)
 	buf := make([]byte, 32<<10)
@@ -118,9 +120,39 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 			s.commit()
 		}
 	}()
+	forward := func(p []byte) error {
+		if replySent != nil {
+			<-replySent
+			replySent = nil
+		}
+		if _, err := dst.Write(p); err != nil {
+			return errClientGone
+		}
+		total += int64(len(p))
+		return nil
+	}
+	var mo *maskedOutput
+	if s.masker != nil && from == "target" && (kind == "stdout" || kind == "stderr") {
+		stream := ""
+		if kind == "stderr" {
+			stream = "stderr"
+		}
+		mo = newMaskedOutput(s.masker, func(out []byte, hits []masking.Hit) error {
+			s.record(event.TerminalOutput, terminalOutput(ch, stream, out, hits), out)
+			if err := s.commit(); err != nil {
+				return err
+			}
+			return forward(out)
+		})
+	}
 	for {
 		m, rerr := src.Read(buf)
-		if m > 0 {
+		if m > 0 && mo != nil {
+			if err := mo.write(buf[:m]); err != nil {
+				mo.end()
+				return total, ignoreGone(err)
+			}
+		} else if m > 0 {
 			p := buf[:m]
 			switch {
 			case kind == "stdin" && from == "client":
@@ -141,19 +173,29 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 			if err := s.commit(); err != nil {
 				return total, err
 			}
-			if replySent != nil {
-				<-replySent
-				replySent = nil
-			}
-			if _, err := dst.Write(p); err != nil {
+			if err := forward(p); err != nil {
 				return total, nil // the other side went away
 			}
-			total += int64(m)
 		}
 		if rerr != nil {
-			return total, nil // EOF, or the stream was reset: the connection's end says why
+			// EOF, or the stream was reset: the connection's end says why.
+			if mo != nil {
+				return total, ignoreGone(mo.end())
+			}
+			return total, nil
 		}
 	}
+}
+
+// errClientGone is a write to the client that failed: the client went away, which is no error
+// of the recording's.
+var errClientGone = errors.New("the client went away")
+
+func ignoreGone(err error) error {
+	if errors.Is(err, errClientGone) {
+		return nil
+	}
+	return err
 }
 
 // recordResizes records each complete line of b, a JSON TerminalSize ({"Width":W,"Height":H}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
 )
 
 // Kubernetes remote-command channels (k8s.io/apimachinery's remotecommand constants): the
@@ -39,6 +40,10 @@ type streamRecorder struct {
 	terminal bool      // exec or attach: messages are terminal events
 	fwd      *forwards // port-forward: its connections
 	spdy     bool      // SPDY (port-forward): plain, or tunnelled when ws
+	// out, when set, is where the target's frames go: the tap writes them itself, re-encoded,
+	// because stdout and stderr are masked (masked holds a maskedOutput per channel).
+	out    *frameOut
+	masked map[byte]*maskedOutput
 
 	mu   sync.Mutex
 	fail error
@@ -55,6 +60,9 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		r.ws = true
 		r.base64 = strings.Contains(subprotocol, "base64.")
 		r.terminal = ri.Subresource == "exec" || ri.Subresource == "attach"
+		if r.terminal && s.masker != nil {
+			r.masked = map[byte]*maskedOutput{}
+		}
 	case ws && r.fwd != nil && subprotocol == "": // the kubelet's default: binary channels
 		r.ws = true
 	case ws && r.fwd != nil && strings.HasPrefix(subprotocol, "SPDY/3.1+"):
@@ -83,11 +91,103 @@ func (r *streamRecorder) tap(src io.Reader, dir string) io.Reader {
 	return src
 }
 
+// rewrites reports whether the target's frames are re-encoded (masked terminal output): the
+// caller then gives the tap the client's writer with writeTo, and discards what it reads.
+func (r *streamRecorder) rewrites() bool { return r.masked != nil }
+
+// writeTo makes w the writer of the target's frames.
+func (r *streamRecorder) writeTo(w io.Writer) { r.out = &frameOut{w: w} }
+
+// sent is how many bytes the tap wrote to the client itself.
+func (r *streamRecorder) sent() int64 {
+	r.out.mu.Lock()
+	defer r.out.mu.Unlock()
+	return r.out.n
+}
+
+// endOutput sends what masking still holds back, once the target's side has ended.
+func (r *streamRecorder) endOutput() {
+	for _, mo := range r.masked {
+		mo.end()
+	}
+}
+
+// flushOutput sends what masking holds back, before a message that must follow all output
+// (the exit status, a close).
+func (r *streamRecorder) flushOutput() {
+	for _, mo := range r.masked {
+		mo.flush()
+	}
+}
+
 // end records the end of what is still open (a port-forward's connections).
 func (r *streamRecorder) end() {
 	if r.fwd != nil {
 		r.fwd.closeAll()
 	}
+}
+
+// frameOut writes WebSocket frames to the client (unmasked, as a server's are), one at a time.
+type frameOut struct {
+	mu  sync.Mutex
+	w   io.Writer
+	n   int64
+	buf []byte
+	err error
+}
+
+// frame writes one frame whose payload is the parts joined.
+func (o *frameOut) frame(fin bool, op byte, parts ...[]byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return o.err
+	}
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	b := o.buf[:0]
+	if fin {
+		op |= 0x80
+	}
+	b = append(b, op)
+	switch {
+	case size < 126:
+		b = append(b, byte(size))
+	case size < 1<<16:
+		b = append(b, 126, byte(size>>8), byte(size))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(size))
+	}
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	o.buf = b
+	if cap(o.buf) > 1<<20 {
+		o.buf = nil
+	}
+	return o.write(b)
+}
+
+// raw writes bytes as they came (the tap stopped parsing them).
+func (o *frameOut) raw(p []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return o.err
+	}
+	return o.write(p)
+}
+
+func (o *frameOut) write(b []byte) error {
+	n, err := o.w.Write(b)
+	o.n += int64(n)
+	if err != nil {
+		o.err = errClientGone
+	}
+	return o.err
 }
 
 func (r *streamRecorder) err() error {
@@ -121,9 +221,23 @@ type frameTap struct {
 
 func (t *frameTap) Read(p []byte) (int, error) {
 	n, err := t.src.Read(p)
+	out := t.rewrite()
+	if n > 0 && t.stopped && out != nil {
+		if werr := out.raw(p[:n]); werr != nil {
+			return 0, werr
+		}
+	}
 	if n > 0 && !t.stopped {
 		t.buf = append(t.buf, p[:n]...)
 		if perr := t.parse(); perr != nil {
+			if out != nil {
+				// What the tap consumed and has not sent yet goes on as it came.
+				t.r.flushOutput()
+				if len(t.msg) > 0 {
+					out.frame(false, t.msgOp, t.msg)
+				}
+				out.raw(t.buf)
+			}
 			t.stopped, t.buf, t.msg = true, nil, nil
 			t.r.setErr(perr)
 		}
@@ -133,6 +247,15 @@ func (t *frameTap) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// rewrite returns where the tap writes the frames it read, when it re-encodes them (the
+// target's frames of a masked terminal).
+func (t *frameTap) rewrite() *frameOut {
+	if t.dir == "target" && t.r.out != nil {
+		return t.r.out
+	}
+	return nil
 }
 
 // parse consumes the complete frames at the front of t.buf.
@@ -187,6 +310,15 @@ func (t *frameTap) parse() error {
 			if op == 0x8 {
 				t.record("close", payload)
 			}
+			if out := t.rewrite(); out != nil {
+				t.r.flushOutput()
+				if err := t.r.s.commit(); err != nil {
+					return err
+				}
+				if err := out.frame(fin, op, payload); err != nil {
+					return err
+				}
+			}
 			continue
 		case op != 0 && fin: // a whole message
 			t.msgOp, t.msg = op, payload
@@ -199,17 +331,27 @@ func (t *frameTap) parse() error {
 			return errors.New("a WebSocket message over 16 MiB: the rest of the stream is not recorded")
 		}
 		if fin {
-			t.message(t.msg)
+			if err := t.message(t.msg); err != nil {
+				return err
+			}
 			t.msg = nil
 		}
 	}
 }
 
-// message records one channel message.
-func (t *frameTap) message(m []byte) {
-	if len(m) == 0 {
-		return
+// message records one channel message (and, when the tap re-encodes, sends it).
+func (t *frameTap) message(m []byte) error {
+	if out := t.rewrite(); out != nil {
+		return t.rewriteMessage(out, m)
 	}
+	if len(m) > 0 {
+		t.messageRecord(m)
+	}
+	return nil
+}
+
+// messageRecord records one message.
+func (t *frameTap) messageRecord(m []byte) {
 	if t.spdy != nil {
 		if t.msgOp == 0x2 { // binary: SPDY bytes
 			if err := t.spdy.feed(m); err != nil {
@@ -245,6 +387,66 @@ func (t *frameTap) message(m []byte) {
 		return
 	}
 	t.record(name, data)
+}
+
+// rewriteMessage sends a message of the target on a masked terminal: stdout and stderr masked
+// (each by its maskedOutput, which records and sends what it does not hold back), anything
+// else after the output held back, as it came.
+func (t *frameTap) rewriteMessage(out *frameOut, m []byte) error {
+	if len(m) > 0 {
+		ch := m[0]
+		if t.r.base64 {
+			ch -= '0'
+		}
+		if ch == 1 || ch == 2 {
+			return t.maskedOutput(out, m[0], ch).write(t.payload(m))
+		}
+	}
+	t.r.flushOutput()
+	if len(m) > 0 {
+		t.messageRecord(m)
+	}
+	if err := t.r.s.commit(); err != nil {
+		return err
+	}
+	return out.frame(true, t.msgOp, m)
+}
+
+// maskedOutput returns the masked stream of channel ch (1 stdout, 2 stderr), whose frames
+// start with the byte lead.
+func (t *frameTap) maskedOutput(out *frameOut, lead, ch byte) *maskedOutput {
+	if mo := t.r.masked[ch]; mo != nil {
+		return mo
+	}
+	stream, op, id, s := "", t.msgOp, uint32(t.r.id), t.r.s
+	if ch == 2 {
+		stream = "stderr"
+	}
+	b64 := t.r.base64
+	mo := newMaskedOutput(s.masker, func(data []byte, hits []masking.Hit) error {
+		s.record(event.TerminalOutput, terminalOutput(id, stream, data, hits), data)
+		if err := s.commit(); err != nil {
+			return err
+		}
+		if b64 {
+			return out.frame(true, op, []byte{lead}, []byte(base64.StdEncoding.EncodeToString(data)))
+		}
+		return out.frame(true, op, []byte{lead}, data)
+	})
+	t.r.masked[ch] = mo
+	return mo
+}
+
+// payload is a channel message's data: after the channel byte, base64-decoded in the base64
+// protocols.
+func (t *frameTap) payload(m []byte) []byte {
+	data := m[1:]
+	if t.r.base64 {
+		if dec, err := decodeBase64(data); err == nil {
+			data = dec
+		}
+	}
+	return data
 }
 
 func (t *frameTap) record(channel string, data []byte) {

@@ -101,8 +101,17 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		}()
 		go func() { // targetToClient
 			defer wg.Done()
-			n, _ := io.Copy(cliConn, rec.fromTarget(bufio.NewReader(upConn)))
-			toCli.Add(n)
+			src := rec.fromTarget(bufio.NewReader(upConn))
+			if rec.rewrites() {
+				// Masked output: the tap writes the target's frames, re-encoded, itself.
+				rec.writeTo(cliConn)
+				io.Copy(io.Discard, src)
+				rec.endOutput()
+				toCli.Add(rec.sent())
+			} else {
+				n, _ := io.Copy(cliConn, src)
+				toCli.Add(n)
+			}
 			closeWrite(cliConn)
 		}()
 		wg.Wait()
