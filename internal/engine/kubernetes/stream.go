@@ -211,6 +211,7 @@ type frameTap struct {
 	dir string // client | target
 
 	buf     []byte // bytes of the frame being read
+	back    []byte // buf's memory, reused from read to read
 	msg     []byte // payload of the message being assembled (fragments)
 	msgOp   byte
 	stopped bool // parsing gave up (oversized or malformed); bytes still pass
@@ -228,6 +229,7 @@ func (t *frameTap) Read(p []byte) (int, error) {
 		}
 	}
 	if n > 0 && !t.stopped {
+		t.grow(n)
 		t.buf = append(t.buf, p[:n]...)
 		if perr := t.parse(); perr != nil {
 			if out != nil {
@@ -245,9 +247,38 @@ func (t *frameTap) Read(p []byte) (int, error) {
 		if cerr := t.r.s.commit(); cerr != nil {
 			return 0, cerr
 		}
+		t.compact()
 	}
 	return n, err
 }
+
+// compact moves the bytes of an incomplete frame to the front of the tap's buffer, so that the
+// next read appends to the same memory instead of a new array: the recorder let go of the
+// payloads it was given at Commit.
+func (t *frameTap) compact() {
+	if len(t.buf) == 0 {
+		if cap(t.back) > 4*maxTapBuffer { // grown for a large frame: let it go
+			t.back = nil
+		}
+		t.buf = t.back[:0]
+		return
+	}
+	// t.buf is the end of t.back (grow put it there, parse only moves its start).
+	t.buf = t.back[:copy(t.back[:cap(t.back)], t.buf)]
+}
+
+// grow makes room in t.buf for n more bytes, in t.back.
+func (t *frameTap) grow(n int) {
+	if len(t.buf)+n <= cap(t.buf) {
+		return
+	}
+	nb := make([]byte, len(t.buf), max(len(t.buf)+n, maxTapBuffer/4, 2*cap(t.back)))
+	copy(nb, t.buf)
+	t.buf, t.back = nb, nb
+}
+
+// maxTapBuffer is the size of buffer the tap keeps between reads (frames up to it, plus a read).
+const maxTapBuffer = 256 << 10
 
 // rewrite returns where the tap writes the frames it read, when it re-encodes them (the
 // target's frames of a masked terminal).
