@@ -1,14 +1,11 @@
 package kubernetes
 
 import (
-	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // benchExecBytes is what the stand-in API server prints on stdout per benchmark operation.
@@ -41,23 +38,10 @@ func fakeBulkExec(w http.ResponseWriter, r *http.Request) {
 func BenchmarkExecOutput(b *testing.B) {
 	h := newHarness(b, nil)
 	h.api.bulk = true
-	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
 	b.SetBytes(benchExecBytes)
 	b.ResetTimer()
 	for range b.N {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(time.Minute))
-		fmt.Fprint(conn, "GET /k8s/k/api/v1/namespaces/a/pods/p/exec?command=cat&stdout=true HTTP/1.1\r\nHost: x\r\n"+
-			"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-		br := bufio.NewReaderSize(conn, 64<<10)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 101 {
-			b.Fatalf("upgrade: %v %v", resp, err)
-		}
+		conn, br := h.websocket(b, "exec?command=cat&stdout=true", "v5.channel.k8s.io")
 		n, _ := io.Copy(io.Discard, br)
 		conn.Close()
 		if n < benchExecBytes {

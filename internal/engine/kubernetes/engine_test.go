@@ -445,21 +445,7 @@ func readFrame(r io.Reader) (op byte, payload []byte, err error) {
 
 func TestExecOverWebSocketRecorded(t *testing.T) {
 	h := newHarness(t, nil)
-	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprint(conn, "GET /k8s/k/api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\n"+
-		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Protocol") != "v5.channel.k8s.io" {
-		t.Fatalf("upgrade answer: %v %v", resp, err)
-	}
+	conn, br := h.websocket(t, "exec?command=sh&stdin=true&stdout=true", "v5.channel.k8s.io")
 	// stdin in two fragments, then a resize.
 	first := wsFrame(2, append([]byte{0}, "ls -l"...), true)
 	first[0] &^= 0x80 // not final
@@ -594,15 +580,16 @@ func spdyExec(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func TestExecOverSPDYRecorded(t *testing.T) {
-	h := newHarness(t, nil)
+// spdy upgrades a request to pod a/p's subresource (and query) over SPDY through the gateway.
+func (h *harness) spdy(t *testing.T, subresource, protocol string) httpstream.Connection {
+	t.Helper()
 	rt, err := spdy.NewRoundTripper(&tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", h.base+"k/api/v1/namespaces/a/pods/p/exec?command=cat&stdin=true&stdout=true&tty=true", nil)
+	req, _ := http.NewRequest("POST", h.base+"k/api/v1/namespaces/a/pods/p/"+subresource, nil)
 	req.Header.Set("Authorization", "Bearer alice:alt_good")
-	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	req.Header.Set("X-Stream-Protocol-Version", protocol)
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -611,17 +598,48 @@ func TestExecOverSPDYRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade: %v (HTTP %d)", err, resp.StatusCode)
 	}
-	defer conn.Close()
-	mk := func(typ string) httpstream.Stream {
-		hdr := http.Header{}
-		hdr.Set("streamType", typ)
-		st, err := conn.CreateStream(hdr)
-		if err != nil {
-			t.Fatalf("create stream %s: %v", typ, err)
-		}
-		return st
+	return conn
+}
+
+// execStream opens an exec's stream of type typ.
+func execStream(t *testing.T, conn httpstream.Connection, typ string) httpstream.Stream {
+	t.Helper()
+	hdr := http.Header{}
+	hdr.Set("streamType", typ)
+	st, err := conn.CreateStream(hdr)
+	if err != nil {
+		t.Fatalf("create stream %s: %v", typ, err)
 	}
-	errS, in, out, rs := mk("error"), mk("stdin"), mk("stdout"), mk("resize")
+	return st
+}
+
+// websocket upgrades a request to pod a/p's subresource (and query) over WebSocket through the
+// gateway, asking for subprotocol.
+func (h *harness) websocket(t testing.TB, subresource, subprotocol string) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprint(conn, "GET /k8s/k/api/v1/namespaces/a/pods/p/"+subresource+" HTTP/1.1\r\nHost: x\r\n"+
+		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: "+subprotocol+"\r\n\r\n")
+	br := bufio.NewReaderSize(conn, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Protocol") != subprotocol {
+		t.Fatalf("upgrade answer: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+func TestExecOverSPDYRecorded(t *testing.T) {
+	h := newHarness(t, nil)
+	conn := h.spdy(t, "exec?command=cat&stdin=true&stdout=true&tty=true", "v4.channel.k8s.io")
+	defer conn.Close()
+	errS, in, out, rs := execStream(t, conn, "error"), execStream(t, conn, "stdin"), execStream(t, conn, "stdout"), execStream(t, conn, "resize")
 	rs.Write([]byte(`{"Width":132,"Height":43}` + "\n"))
 	in.Write([]byte("hello over spdy\n"))
 	in.Close()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -265,21 +264,7 @@ func checkForwards(t *testing.T, ev []*event.Event, long []byte) {
 
 func TestPortForwardOverSPDYRecorded(t *testing.T) {
 	h := newHarness(t, nil)
-	rt, err := spdy.NewRoundTripper(&tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("POST", h.base+"k/api/v1/namespaces/a/pods/p/portforward", nil)
-	req.Header.Set("Authorization", "Bearer alice:alt_good")
-	req.Header.Set("X-Stream-Protocol-Version", "portforward.k8s.io")
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rt.NewConnection(resp)
-	if err != nil {
-		t.Fatalf("upgrade: %v (HTTP %d)", err, resp.StatusCode)
-	}
+	conn := h.spdy(t, "portforward", "portforward.k8s.io")
 	long := forwardThrough(t, conn)
 	conn.Close()
 	checkForwards(t, h.events(t), long)
@@ -287,19 +272,7 @@ func TestPortForwardOverSPDYRecorded(t *testing.T) {
 
 func TestPortForwardTunnelledInWebSocketRecorded(t *testing.T) {
 	h := newHarness(t, nil)
-	c, err := tls.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprint(c, "GET /k8s/k/api/v1/namespaces/a/pods/p/portforward HTTP/1.1\r\nHost: x\r\n"+
-		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
+	c, br := h.websocket(t, "portforward", "SPDY/3.1+portforward.k8s.io")
 	conn, err := spdy.NewClientConnection(&wsConn{Conn: c, r: br, mask: true})
 	if err != nil {
 		t.Fatal(err)
@@ -312,19 +285,7 @@ func TestPortForwardTunnelledInWebSocketRecorded(t *testing.T) {
 
 func TestPortForwardOverWebSocketChannelsRecorded(t *testing.T) {
 	h := newHarness(t, nil)
-	c, err := tls.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprint(c, "GET /k8s/k/api/v1/namespaces/a/pods/p/portforward?ports=8080 HTTP/1.1\r\nHost: x\r\n"+
-		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
+	c, br := h.websocket(t, "portforward?ports=8080", "v4.channel.k8s.io")
 	for range 2 { // the port on the data and the error channel
 		if op, msg, err := readFrame(br); err != nil || op != 2 || len(msg) != 3 || binary.LittleEndian.Uint16(msg[1:]) != 8080 {
 			t.Fatalf("port prefix: %d %x %v", op, msg, err)

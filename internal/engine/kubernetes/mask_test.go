@@ -1,17 +1,9 @@
 package kubernetes
 
 import (
-	"bufio"
-	"crypto/tls"
-	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"k8s.io/streaming/pkg/httpstream"
-	"k8s.io/streaming/pkg/httpstream/spdy"
 
 	"github.com/airlock-gw/airlock/internal/config"
 	"github.com/airlock-gw/airlock/internal/event"
@@ -66,21 +58,7 @@ func checkMaskedOutput(t *testing.T, ev []*event.Event, client string) {
 
 func TestMaskedExecOverWebSocket(t *testing.T) {
 	h := newHarness(t, maskPolicy)
-	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprint(conn, "GET /k8s/k/api/v1/namespaces/a/pods/p/exec?command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\n"+
-		"Authorization: Bearer alice:alt_good\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade answer: %v %v", resp, err)
-	}
+	conn, br := h.websocket(t, "exec?command=sh&stdin=true&stdout=true", "v5.channel.k8s.io")
 	// The card number is split between two fragments of the message.
 	first := wsFrame(2, append([]byte{0}, maskInput[:12]...), true)
 	first[0] &^= 0x80
@@ -106,32 +84,10 @@ func TestMaskedExecOverWebSocket(t *testing.T) {
 
 func TestMaskedExecOverSPDY(t *testing.T) {
 	h := newHarness(t, maskPolicy)
-	rt, err := spdy.NewRoundTripper(&tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("POST", h.base+"k/api/v1/namespaces/a/pods/p/exec?command=cat&stdin=true&stdout=true", nil)
-	req.Header.Set("Authorization", "Bearer alice:alt_good")
-	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rt.NewConnection(resp)
-	if err != nil {
-		t.Fatalf("upgrade: %v (HTTP %d)", err, resp.StatusCode)
-	}
+	conn := h.spdy(t, "exec?command=cat&stdin=true&stdout=true", "v4.channel.k8s.io")
 	defer conn.Close()
-	mk := func(typ string) httpstream.Stream {
-		hdr := http.Header{}
-		hdr.Set("streamType", typ)
-		st, err := conn.CreateStream(hdr)
-		if err != nil {
-			t.Fatalf("create stream %s: %v", typ, err)
-		}
-		return st
-	}
-	errS, in, out, _ := mk("error"), mk("stdin"), mk("stdout"), mk("resize")
+	errS, in, out := execStream(t, conn, "error"), execStream(t, conn, "stdin"), execStream(t, conn, "stdout")
+	execStream(t, conn, "resize")
 	in.Write([]byte(maskInput))
 	in.Close()
 	got, _ := io.ReadAll(out)
