@@ -232,6 +232,10 @@ func (t *frameTap) Read(p []byte) (int, error) {
 		t.grow(n)
 		t.buf = append(t.buf, p[:n]...)
 		if perr := t.parse(); perr != nil {
+			if out != nil && (errors.Is(perr, errClientGone) || t.r.s.failed.Load() != nil) {
+				// The client went away, or the recording failed: nothing more goes on.
+				return 0, perr
+			}
 			if out != nil {
 				// What the tap consumed and has not sent yet goes on as it came.
 				t.r.flushOutput()
