@@ -107,9 +107,12 @@ func BenchmarkKubernetes(b *testing.B) {
 		return time.Since(began)
 	}
 	var dCat, gCat []time.Duration
+	var gwCPU time.Duration // the gateway process's CPU time (user + system) during its cats
 	for range 3 {
 		dCat = append(dCat, cat(directEnv))
+		before := procCPU(t, kg.cmd.Process.Pid)
 		gCat = append(gCat, cat(gwEnv))
+		gwCPU += procCPU(t, kg.cmd.Process.Pid) - before
 	}
 	t.Logf("load average after: %s", loadavg())
 
@@ -123,6 +126,22 @@ func BenchmarkKubernetes(b *testing.B) {
 	dRate, gRate := float64(size)/db.Seconds()/(1<<20), float64(size)/gb.Seconds()/(1<<20)
 	t.Logf("kubectl exec cat 100 MiB (best of 3): direct %s (%.1f MiB/s), gateway %s (%.1f MiB/s), throughput ratio %.2f",
 		db.Round(time.Millisecond), dRate, gb.Round(time.Millisecond), gRate, gRate/dRate)
+	t.Logf("gateway CPU (user + system) per 100 MiB of kubectl exec cat: %s", (gwCPU / 3).Round(time.Millisecond))
+}
+
+// procCPU is the CPU time (user + system) process pid has used, from /proc/PID/stat.
+func procCPU(t testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command (which is in parentheses and may hold spaces): state is the
+	// first, utime the 12th, stime the 13th; in clock ticks of 1/100 s.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 type countWriter struct{ n int64 }

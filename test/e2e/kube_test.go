@@ -344,21 +344,46 @@ stringData: {password: %s}
 	})
 
 	t.Run("attach", func(t *testing.T) {
-		// kwok attaches to a container by streaming the pod's log file (ClusterAttach), as a
+		// kwok attaches to a container by streaming the pod's log file (ClusterAttach) as the
 		// process's output: kubectl attach gets it over WebSocket, as an exec's stdout.
 		since := time.Now()
 		cmd := exec.Command(c.kubectl, "attach", kubePod)
 		cmd.Env = kg.kubeEnv(t, "alice", alicePassword)
 		out := startLines(t, cmd)
-		out.waitFor(t, "web: started")
+		// kwok follows the file from its end once attached: append lines until one arrives.
+		line := ""
+		deadline := time.Now().Add(time.Minute)
+	wait:
+		for i := 0; ; i++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("kubectl attach printed none of the lines appended; it printed:\n%s", strings.Join(out.all, "\n"))
+			}
+			c.AppendLog(fmt.Sprintf("web: attached %d", i))
+			timeout := time.After(time.Second)
+			for {
+				select {
+				case s, ok := <-out.ch:
+					if !ok {
+						t.Fatalf("kubectl attach ended; it printed:\n%s", strings.Join(append(out.all, s), "\n"))
+					}
+					out.all = append(out.all, s)
+					if strings.Contains(s, "web: attached") {
+						line = s
+						break wait
+					}
+				case <-timeout:
+					continue wait
+				}
+			}
+		}
 		out.stop(t)
 		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
 		checkNever(t, ev, never...)
 		if x := findKube(ev, "exec", func(e Event) bool { return e.str("kind") == "attach" }); x == nil {
 			t.Errorf("no exec event of kind attach: %v", types(ev))
 		}
-		if text := terminalText(ev, "terminal.output", ""); !strings.Contains(text, "web: started") {
-			t.Errorf("the attached output is not recorded: %q", text)
+		if text := terminalText(ev, "terminal.output", ""); !strings.Contains(text, line) {
+			t.Errorf("the attached output (%q) is not recorded: %q", line, text)
 		}
 	})
 
