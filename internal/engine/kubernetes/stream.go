@@ -256,27 +256,32 @@ func (t *frameTap) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// compact moves the bytes of an incomplete frame to the front of the tap's buffer, so that the
-// next read appends to the same memory instead of a new array: the recorder let go of the
-// payloads it was given at Commit.
+// compact lets the next read start at the front of the tap's buffer when nothing of a frame
+// is left in it: the recorder let go of the payloads it was given at Commit, so the memory is
+// reused from read to read instead of a new array per read.
 func (t *frameTap) compact() {
-	if len(t.buf) == 0 {
-		if cap(t.back) > 4*maxTapBuffer { // grown for a large frame: let it go
-			t.back = nil
-		}
-		t.buf = t.back[:0]
-		return
+	if len(t.buf) > 0 {
+		return // grow moves the incomplete frame when it needs the room
 	}
-	// t.buf is the end of t.back (grow put it there, parse only moves its start).
-	t.buf = t.back[:copy(t.back[:cap(t.back)], t.buf)]
+	if cap(t.back) > 32*maxTapBuffer { // grown for a very large frame: let it go
+		t.back = nil
+	}
+	t.buf = t.back[:0]
 }
 
-// grow makes room in t.buf for n more bytes, in t.back.
+// grow makes room in t.buf for n more bytes: at its end if there is room there, else by moving
+// the incomplete frame to the front of t.back (once per filling of the buffer, so that a frame
+// longer than a read is not moved at every read), else in a larger buffer.
 func (t *frameTap) grow(n int) {
 	if len(t.buf)+n <= cap(t.buf) {
 		return
 	}
-	nb := make([]byte, len(t.buf), max(len(t.buf)+n, maxTapBuffer/4, 2*cap(t.back)))
+	if len(t.buf)+n <= cap(t.back) && len(t.buf) <= cap(t.back)/2 {
+		// t.buf is the end of t.back (grow put it there; parse only moves its start).
+		t.buf = t.back[:copy(t.back[:cap(t.back)], t.buf)]
+		return
+	}
+	nb := make([]byte, len(t.buf), max(2*(len(t.buf)+n), maxTapBuffer/4, cap(t.back)))
 	copy(nb, t.buf)
 	t.buf, t.back = nb, nb
 }
