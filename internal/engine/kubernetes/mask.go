@@ -13,11 +13,25 @@ import (
 // SSH channel's output is: the client and the recording get the same masked bytes, and a value
 // split between two reads is masked as if it had come in one (masking.Stream holds back a tail
 // that could be the first part of a value until the next read, a short pause of the target, or
-// the end of the stream). As SSH's, the masked originals are not kept.
+// the end of the stream: holdFor). As SSH's, the masked originals are not kept.
 
-// holdDelay is how long a held-back tail waits for the rest of its value: long enough for the
-// next read of output already on its way, short enough not to be noticed at a prompt.
-const holdDelay = 20 * time.Millisecond
+// holdDelay is how long a held-back tail waits for the rest of its value on a terminal (exec
+// -t): long enough for the next read of output already on its way, short enough not to be
+// noticed at a prompt. Without a terminal (exec without -t, a log) the output goes to a
+// program or a file more than to a person typing, and a tail waits holdDelayNoTTY: on a busy
+// machine the target can pause for more than 20 ms in the middle of a card number, which would
+// then go out unmasked (SSH's TestSSH/MaskCat saw it at a load average of 18).
+const (
+	holdDelay      = 20 * time.Millisecond
+	holdDelayNoTTY = time.Second
+)
+
+func holdFor(tty bool) time.Duration {
+	if tty {
+		return holdDelay
+	}
+	return holdDelayNoTTY
+}
 
 // maskedOutput masks one output stream. emit records and forwards what is ready (masked, with
 // the detectors' hits); it runs with mu held, from the stream's copier or from the timer that
@@ -25,14 +39,15 @@ const holdDelay = 20 * time.Millisecond
 type maskedOutput struct {
 	mu    sync.Mutex
 	ms    *masking.Stream
+	hold  time.Duration // how long a held-back tail waits (holdFor)
 	timer *time.Timer
 	ended bool
 	err   error // an emit of the timer's failed: the next write reports it
 	emit  func(data []byte, hits []masking.Hit) error
 }
 
-func newMaskedOutput(mk *masking.Masker, emit func([]byte, []masking.Hit) error) *maskedOutput {
-	return &maskedOutput{ms: mk.NewStream(), emit: emit}
+func newMaskedOutput(mk *masking.Masker, hold time.Duration, emit func([]byte, []masking.Hit) error) *maskedOutput {
+	return &maskedOutput{ms: mk.NewStream(), hold: hold, emit: emit}
 }
 
 // write masks p (which it does not keep) and emits what need not be held back.
@@ -52,9 +67,9 @@ func (m *maskedOutput) write(p []byte) error {
 	}
 	if m.ms.Held() > 0 && !m.ended {
 		if m.timer == nil {
-			m.timer = time.AfterFunc(holdDelay, m.flush)
+			m.timer = time.AfterFunc(m.hold, m.flush)
 		} else {
-			m.timer.Reset(holdDelay)
+			m.timer.Reset(m.hold)
 		}
 	}
 	return nil

@@ -33,7 +33,7 @@ func isSPDY(upgrade string) bool {
 
 // relaySPDY relays the streams of an upgraded SPDY connection until either side closes it,
 // and returns the bytes each way.
-func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, toCli int64, err error) {
+func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool) (toUp, toCli int64, err error) {
 	var up, cli httpstream.Connection
 	up, err = spdy.NewClientConnection(upRaw)
 	if err != nil {
@@ -55,7 +55,7 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, t
 		toClient.Add(1)
 		go func() { // clientToTarget
 			defer wg.Done()
-			m, err := s.copyStream(us, cs, kind, "client", id, nil)
+			m, err := s.copyStream(us, cs, kind, "client", id, tty, nil)
 			n.up.Add(m)
 			if err != nil {
 				setFail(err)
@@ -65,7 +65,7 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, t
 		go func() { // targetToClient
 			defer wg.Done()
 			defer toClient.Done()
-			m, err := s.copyStream(cs, us, kind, "target", id, replySent)
+			m, err := s.copyStream(cs, us, kind, "target", id, tty, replySent)
 			n.cli.Add(m)
 			if err != nil {
 				setFail(err)
@@ -109,7 +109,7 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64) (toUp, t
 // copyStream copies one SPDY stream's bytes from src to dst, recording each piece by the
 // stream's type before it goes on. Pieces from the target wait for the stream's reply to the
 // client (replySent). stdout and stderr are masked when the policy says so (mask.go).
-func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id uint64, replySent <-chan struct{}) (int64, error) {
+func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id uint64, tty bool, replySent <-chan struct{}) (int64, error) {
 	ch := uint32(id)
 	buf := make([]byte, 32<<10)
 	var total int64
@@ -137,7 +137,7 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 		if kind == "stderr" {
 			stream = "stderr"
 		}
-		mo = newMaskedOutput(s.masker, func(out []byte, hits []masking.Hit) error {
+		mo = newMaskedOutput(s.masker, holdFor(tty), func(out []byte, hits []masking.Hit) error {
 			s.record(event.TerminalOutput, terminalOutput(ch, stream, out, hits), out)
 			if err := s.commit(); err != nil {
 				return err

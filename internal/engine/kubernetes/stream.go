@@ -38,6 +38,7 @@ type streamRecorder struct {
 	ws       bool
 	base64   bool
 	terminal bool      // exec or attach: messages are terminal events
+	tty      bool      // on a terminal (tty=true): masking holds a tail briefly
 	fwd      *forwards // port-forward: its connections
 	spdy     bool      // SPDY (port-forward): plain, or tunnelled when ws
 	// out, when set, is where the target's frames go: the tap writes them itself, re-encoded,
@@ -60,6 +61,7 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		r.ws = true
 		r.base64 = strings.Contains(subprotocol, "base64.")
 		r.terminal = ri.Subresource == "exec" || ri.Subresource == "attach"
+		r.tty = len(query["tty"]) > 0 && isTrue(query["tty"][0])
 		if r.terminal && s.masker != nil {
 			r.masked = map[byte]*maskedOutput{}
 		}
@@ -463,7 +465,7 @@ func (t *frameTap) maskedOutput(out *frameOut, lead, ch byte) *maskedOutput {
 		stream = "stderr"
 	}
 	b64 := t.r.base64
-	mo := newMaskedOutput(s.masker, func(data []byte, hits []masking.Hit) error {
+	mo := newMaskedOutput(s.masker, holdFor(t.r.tty), func(data []byte, hits []masking.Hit) error {
 		s.record(event.TerminalOutput, terminalOutput(id, stream, data, hits), data)
 		if err := s.commit(); err != nil {
 			return err

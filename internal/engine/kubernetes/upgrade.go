@@ -76,7 +76,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	if isSPDY(resp.Header.Get("Upgrade")) && (ri.Subresource == "exec" || ri.Subresource == "attach") {
 		// SPDY streams are followed stream by stream (spdy.go); the session's end closes them.
 		upNet := rwcConn{ReadWriteCloser: upConn, local: cliConn.LocalAddr(), remote: cliConn.RemoteAddr()}
-		u, cl, err := s.relaySPDY(bufferedConn{Conn: cliConn, r: cliReader}, upNet, id)
+		u, cl, err := s.relaySPDY(bufferedConn{Conn: cliConn, r: cliReader}, upNet, id, isTrue(r.URL.Query().Get("tty")))
 		toUp.Add(u)
 		toCli.Add(cl)
 		streamErr = err
