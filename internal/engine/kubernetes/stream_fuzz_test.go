@@ -2,9 +2,12 @@ package kubernetes
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/airlock-gw/airlock/internal/masking"
 )
 
 // FuzzFrameTap feeds arbitrary bytes, read in small pieces, through the WebSocket frame tap:
@@ -32,6 +35,47 @@ func FuzzFrameTap(f *testing.F) {
 		}
 		if !bytes.Equal(out, in) {
 			t.Fatalf("the tap changed the bytes it passed on:\n in %x\nout %x", in, out)
+		}
+	})
+}
+
+// FuzzMaskedFrameTap feeds arbitrary bytes from the target, in small pieces, through the tap of
+// a terminal whose output is masked (the tap re-encodes the frames): it must never panic, and
+// every frame it writes must be a whole, unmasked server frame.
+func FuzzMaskedFrameTap(f *testing.F) {
+	f.Add(wsFrame(2, append([]byte{1}, "card 4111111111111111 end\n"...), false), false)
+	f.Add(wsFrame(1, []byte("1"+base64.StdEncoding.EncodeToString([]byte("4111 1111 1111 1111"))), false), true)
+	f.Add(append(wsFrame(2, []byte{3}, false), wsFrame(8, []byte{3, 0xe8}, false)...), false)
+	mk, err := masking.New([]string{"credit_card", "email"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, b64 bool) {
+		s := &session{eng: &Engine{bodyLimit: 64}, masker: mk}
+		r := &streamRecorder{s: s, id: 1, ws: true, base64: b64, terminal: true, masked: map[byte]*maskedOutput{}}
+		var out bytes.Buffer
+		r.writeTo(&out)
+		tap := r.fromTarget(iotest.HalfReader(bytes.NewReader(in)))
+		if _, err := io.Copy(io.Discard, tap); err != nil {
+			t.Fatal(err)
+		}
+		r.endOutput()
+		if tap.(*frameTap).stopped {
+			return // malformed: the rest went on as it came
+		}
+		for b := out.Bytes(); len(b) > 0; {
+			_, payload, err := readFrame(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("the tap wrote a broken frame: %v (%x)", err, b)
+			}
+			n := 2 + len(payload)
+			switch {
+			case len(payload) >= 1<<16:
+				n += 8
+			case len(payload) >= 126:
+				n += 2
+			}
+			b = b[n:]
 		}
 	})
 }
