@@ -36,11 +36,15 @@ bench_need() {
 	done
 }
 
+# freeport: a loopback port nothing listens on, below Linux's ephemeral range (32768-60999, where
+# a port may be a connection's local end though nothing listens on it), and not one this script
+# was given before (the file keeps them: freeport runs in a subshell).
 freeport() {
-	local p
+	local p used=${work:-/tmp}/.ports
 	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+		p=$((20000 + RANDOM % 12000))
+		grep -qx "$p" "$used" 2>/dev/null && continue
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p" >>"$used"; echo "$p"; return; }
 	done
 }
 
