@@ -65,7 +65,10 @@ type fwdConn struct {
 	sum    [2]hash.Hash
 	errMsg []byte
 	done   [2]bool
-	closed bool
+	// errStream: the connection has an error stream of its own (SPDY), which the target ends
+	// after writing why the connection failed, if it did; errDone: it has.
+	errStream, errDone bool
+	closed             bool
 }
 
 // maxErrorMessage bounds what of a connection's error stream is kept.
@@ -128,10 +131,21 @@ func (f *forwards) errorText(c *fwdConn, p []byte) {
 	}
 }
 
-// end notes that one way of c's data is over; once both are, c is closed.
+// end notes that one way of c's data is over; once both are, and the target has ended c's
+// error stream if it has one, c is closed. The error's message may come after the data's ends.
 func (f *forwards) end(c *fwdConn, from string) {
 	c.done[way(from)] = true
-	if c.done[0] && c.done[1] {
+	f.closeIfOver(c)
+}
+
+// errorEnd notes that the target ended c's error stream.
+func (f *forwards) errorEnd(c *fwdConn) {
+	c.errDone = true
+	f.closeIfOver(c)
+}
+
+func (f *forwards) closeIfOver(c *fwdConn) {
+	if c.done[0] && c.done[1] && (!c.errStream || c.errDone) {
 		f.close(c)
 	}
 }
@@ -315,8 +329,13 @@ func (t *spdyTap) dataEnd() {
 
 // finish notes the end of a stream this way (FIN).
 func (t *spdyTap) finish(id uint32) {
-	if st, ok := t.f.streams[id]; ok && st.data {
+	st, ok := t.f.streams[id]
+	switch {
+	case !ok:
+	case st.data:
 		t.f.end(st.c, t.dir)
+	case t.dir == "target":
+		t.f.errorEnd(st.c)
 	}
 }
 
@@ -339,7 +358,9 @@ func (t *spdyTap) control() error {
 			key = "port " + h.Get("port")
 		}
 		c := t.f.open(key, h.Get("port"))
-		t.f.streams[uint32(fr.StreamId)] = fwdStream{c: c, data: h.Get("streamType") == "data"}
+		data := h.Get("streamType") == "data"
+		c.errStream = c.errStream || !data
+		t.f.streams[uint32(fr.StreamId)] = fwdStream{c: c, data: data}
 		if fr.CFHeader.Flags&spdy.ControlFlagFin != 0 {
 			t.finish(uint32(fr.StreamId))
 		}
@@ -354,6 +375,8 @@ func (t *spdyTap) control() error {
 	case *spdy.RstStreamFrame:
 		if st, ok := t.f.streams[uint32(fr.StreamId)]; ok && st.data {
 			t.f.close(st.c)
+		} else if ok {
+			t.f.errorEnd(st.c)
 		}
 	}
 	return nil
