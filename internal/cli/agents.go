@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
+
+	"github.com/airlock-gw/airlock/internal/agent"
 )
 
 func init() {
@@ -18,21 +19,6 @@ func init() {
 const agentsUsage = `agents create NAME [--json]
        airlock agents list [--json]
        airlock agents revoke NAME`
-
-type agentInfo struct {
-	Name        string    `json:"name"`
-	CreatedAt   time.Time `json:"created_at"`
-	CreatedBy   string    `json:"created_by"`
-	RevokedAt   time.Time `json:"revoked_at"`
-	RevokedBy   string    `json:"revoked_by"`
-	Connected   bool      `json:"connected"`
-	Connections int       `json:"connections"`
-	Version     string    `json:"version"`
-	Targets     []string  `json:"targets"`
-	Sessions    int64     `json:"sessions"`
-	LastSeen    time.Time `json:"last_seen"`
-	Draining    bool      `json:"draining"`
-}
 
 func runAgents(e *env, args []string) int {
 	return dispatch(e, "agents", agentsUsage, args, map[string]func(*env, []string) int{
@@ -59,7 +45,7 @@ func runAgentsCreate(e *env, args []string) int {
 		return e.fail(err)
 	}
 	var ans struct {
-		Agent agentInfo `json:"agent"`
+		Agent agent.Info `json:"agent"`
 		Token string    `json:"token"`
 	}
 	if err := c.post(context.Background(), "/api/v1/agents", map[string]any{"name": pos[0]}, &ans); err != nil {
@@ -78,7 +64,7 @@ func runAgentsCreate(e *env, args []string) int {
 
 func runAgentsList(e *env, args []string) int {
 	var ans struct {
-		Agents    []agentInfo `json:"agents"`
+		Agents    []agent.Info `json:"agents"`
 		Listening bool        `json:"listening"`
 	}
 	if done, code := listing(e, "agents list", "/api/v1/agents", args, &ans); done {
