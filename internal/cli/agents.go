@@ -32,23 +32,15 @@ func runAgents(e *env, args []string) int {
 func runAgentsCreate(e *env, args []string) int {
 	fs := e.newFlagSet("agents create", "agents create NAME [--json]")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", agentsUsage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
+	arg, c, code, ok := e.oneArg(fs, args, agentsUsage)
+	if !ok {
+		return code
 	}
 	var ans struct {
 		Agent agent.Info `json:"agent"`
-		Token string    `json:"token"`
+		Token string     `json:"token"`
 	}
-	if err := c.post(context.Background(), "/api/v1/agents", map[string]any{"name": pos[0]}, &ans); err != nil {
+	if err := c.post(context.Background(), "/api/v1/agents", map[string]any{"name": arg}, &ans); err != nil {
 		return e.fail(err)
 	}
 	if *asJSON {
@@ -65,7 +57,7 @@ func runAgentsCreate(e *env, args []string) int {
 func runAgentsList(e *env, args []string) int {
 	var ans struct {
 		Agents    []agent.Info `json:"agents"`
-		Listening bool        `json:"listening"`
+		Listening bool         `json:"listening"`
 	}
 	if done, code := listing(e, "agents list", "/api/v1/agents", args, &ans); done {
 		return code

@@ -288,6 +288,24 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// oneArg is the start of a command that takes exactly one positional argument and talks to the
+// gateway: it parses args with fs and makes the client. ok false: the command is over, with code
+// (help, a usage error printed as "Usage: airlock USAGE", or no client).
+func (e *env) oneArg(fs *flag.FlagSet, args []string, usage string) (arg string, c *client, code int, ok bool) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", nil, usageCode(err), false
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
+		return "", nil, exitUsage, false
+	}
+	if c, err = e.newClient(); err != nil {
+		return "", nil, e.fail(err), false
+	}
+	return pos[0], c, exitOK, true
+}
+
 // newFlagSet returns a FlagSet that reports to stderr.
 func (e *env) newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -351,23 +369,15 @@ func listing(e *env, name, path string, args []string, ans any) (done bool, code
 // name path-escaped into path's %s) and print what it did (done, with the name for %s).
 func revokeOne(e *env, name, usage, path, done string, args []string) int {
 	fs := e.newFlagSet(name, name+" NAME")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
+	arg, c, code, ok := e.oneArg(fs, args, usage)
+	if !ok {
+		return code
 	}
 	var ans map[string]any
-	if err := c.post(context.Background(), fmt.Sprintf(path, url.PathEscape(pos[0])), nil, &ans); err != nil {
+	if err := c.post(context.Background(), fmt.Sprintf(path, url.PathEscape(arg)), nil, &ans); err != nil {
 		return e.fail(err)
 	}
-	fmt.Fprintf(e.stdout, done+"\n", pos[0])
+	fmt.Fprintf(e.stdout, done+"\n", arg)
 	return exitOK
 }
 

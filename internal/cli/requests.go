@@ -77,19 +77,11 @@ func runRequestsDecide(e *env, verb string, args []string) int {
 	fs := e.newFlagSet("requests "+verb, usage)
 	reason := fs.String("reason", "", "why, kept in the audit log and told to the requester")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
+	arg, c, code, ok := e.oneArg(fs, args, usage)
+	if !ok {
+		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", usage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
-	res, err := c.request(context.Background(), http.MethodPost, "/api/v1/requests/"+url.PathEscape(pos[0])+"/"+verb,
+	res, err := c.request(context.Background(), http.MethodPost, "/api/v1/requests/"+url.PathEscape(arg)+"/"+verb,
 		nil, map[string]string{"reason": *reason})
 	if err != nil {
 		return e.fail(err)
@@ -110,9 +102,9 @@ func runRequestsDecide(e *env, verb string, args []string) int {
 		return e.fail(fmt.Errorf("decode answer: %w", err))
 	}
 	if ans.Approved {
-		fmt.Fprintf(e.stdout, "Approved request %s: the statement goes on.\n", pos[0])
+		fmt.Fprintf(e.stdout, "Approved request %s: the statement goes on.\n", arg)
 	} else {
-		fmt.Fprintf(e.stdout, "Denied request %s: the statement is refused.\n", pos[0])
+		fmt.Fprintf(e.stdout, "Denied request %s: the statement is refused.\n", arg)
 	}
 	return exitOK
 }

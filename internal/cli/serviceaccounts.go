@@ -59,19 +59,11 @@ func runServiceAccountsCreate(e *env, args []string) int {
 	role := fs.String("role", "user", "role: user, auditor or admin")
 	groups := fs.String("groups", "", "comma-separated groups, for policy subjects group:NAME")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
+	arg, c, code, ok := e.oneArg(fs, args, serviceAccountsUsage)
+	if !ok {
+		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock %s\n", serviceAccountsUsage)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
-	body := map[string]any{"name": pos[0], "role": *role, "targets": splitList(*targets), "groups": splitList(*groups)}
+	body := map[string]any{"name": arg, "role": *role, "targets": splitList(*targets), "groups": splitList(*groups)}
 	if *expires != "" {
 		body["expires_in"] = *expires
 	}

@@ -213,19 +213,11 @@ func runSessionsHold(e *env, args []string, hold bool) int {
 	fs := e.newFlagSet("sessions "+verb, "sessions "+verb+" ID [--reason R] [--json]")
 	reason := fs.String("reason", "", "why (kept in the audit log)")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
+	arg, c, code, ok := e.oneArg(fs, args, "sessions "+verb+" ID [--reason R] [--json]")
+	if !ok {
+		return code
 	}
-	if len(pos) != 1 {
-		fmt.Fprintf(e.stderr, "Usage: airlock sessions %s ID [--reason R] [--json]\n", verb)
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
-	}
-	res, err := c.request(context.Background(), "POST", "/api/v1/sessions/"+url.PathEscape(pos[0])+"/hold", nil,
+	res, err := c.request(context.Background(), "POST", "/api/v1/sessions/"+url.PathEscape(arg)+"/hold", nil,
 		map[string]any{"hold": hold, "reason": *reason})
 	if err != nil {
 		return e.fail(err)
@@ -240,9 +232,9 @@ func runSessionsHold(e *env, args []string, hold bool) int {
 		return exitOK
 	}
 	if hold {
-		fmt.Fprintf(e.stdout, "Session %s is on legal hold: retention will not expire it.\n", pos[0])
+		fmt.Fprintf(e.stdout, "Session %s is on legal hold: retention will not expire it.\n", arg)
 	} else {
-		fmt.Fprintf(e.stdout, "Session %s is released from legal hold.\n", pos[0])
+		fmt.Fprintf(e.stdout, "Session %s is released from legal hold.\n", arg)
 	}
 	return exitOK
 }
@@ -251,32 +243,24 @@ func runSessionsShow(e *env, args []string) int {
 	fs := e.newFlagSet("sessions show", "sessions show ID [--json] [--reveal]")
 	asJSON := fs.Bool("json", false, "print JSON: the API's session and the summary")
 	reveal := fs.Bool("reveal", false, "also print the originals of masked rows, COPY output, errors, notices and notifications (auditors and admins; audited)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return usageCode(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(e.stderr, "Usage: airlock sessions show ID [--json] [--reveal]")
-		return exitUsage
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return e.fail(err)
+	arg, c, code, ok := e.oneArg(fs, args, "sessions show ID [--json] [--reveal]")
+	if !ok {
+		return code
 	}
 	var ans struct {
 		Session session `json:"session"`
 	}
 	var raw []byte
-	if err := c.getJSON(context.Background(), "/api/v1/sessions/"+url.PathEscape(pos[0]), nil, &ans, &raw); err != nil {
+	if err := c.getJSON(context.Background(), "/api/v1/sessions/"+url.PathEscape(arg), nil, &ans, &raw); err != nil {
 		return e.fail(err)
 	}
-	sum, err := summarize(c, pos[0])
+	sum, err := summarize(c, arg)
 	if err != nil {
 		return e.fail(err)
 	}
 	var revealed []revealedRows
 	if *reveal {
-		if revealed, err = revealRows(c, pos[0]); err != nil {
+		if revealed, err = revealRows(c, arg); err != nil {
 			return e.fail(err)
 		}
 	}
