@@ -419,13 +419,7 @@ func (ch *channel) sftpOut(data []byte) error {
 		ch.s.fail(endState{reason: "error", err: err})
 		return err
 	}
-	ch.wmu.Lock()
-	defer ch.wmu.Unlock()
-	if _, err := ch.cc.Write(data); err != nil {
-		return err
-	}
-	ch.s.addTo(len(data))
-	return nil
+	return ch.rawOut(data)
 }
 
 // promptRE matches the end of an output line that asks for a secret the terminal will not echo.
