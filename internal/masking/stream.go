@@ -1,6 +1,22 @@
 package masking
 
-import "bytes"
+import (
+	"bytes"
+	"time"
+)
+
+// HoldFor is how long a stream's held-back tail (Stream.Held) waits for the rest of its value
+// before it is sent as it is. On a terminal: long enough for the next read of output already on
+// its way, short enough not to be noticed at a prompt. Without one the output goes to a program
+// or a file more than to a person typing, and a tail waits a second: on a busy machine the target
+// can pause for more than 20 ms in the middle of a card number, which would then go out unmasked
+// (SSH's TestSSH/MaskCat saw it at a load average of 18). The SSH and Kubernetes engines use it.
+func HoldFor(terminal bool) time.Duration {
+	if terminal {
+		return 20 * time.Millisecond
+	}
+	return time.Second
+}
 
 // How far back from the end of a chunk Pending looks for the start of a value that may go on
 // in the next chunk, per kind of value. A longer tail is not held: a value longer than this that

@@ -13,25 +13,7 @@ import (
 // SSH channel's output is: the client and the recording get the same masked bytes, and a value
 // split between two reads is masked as if it had come in one (masking.Stream holds back a tail
 // that could be the first part of a value until the next read, a short pause of the target, or
-// the end of the stream: holdFor). As SSH's, the masked originals are not kept.
-
-// holdDelay is how long a held-back tail waits for the rest of its value on a terminal (exec
-// -t): long enough for the next read of output already on its way, short enough not to be
-// noticed at a prompt. Without a terminal (exec without -t, a log) the output goes to a
-// program or a file more than to a person typing, and a tail waits holdDelayNoTTY: on a busy
-// machine the target can pause for more than 20 ms in the middle of a card number, which would
-// then go out unmasked (SSH's TestSSH/MaskCat saw it at a load average of 18).
-const (
-	holdDelay      = 20 * time.Millisecond
-	holdDelayNoTTY = time.Second
-)
-
-func holdFor(tty bool) time.Duration {
-	if tty {
-		return holdDelay
-	}
-	return holdDelayNoTTY
-}
+// the end of the stream: masking.HoldFor). As SSH's, the masked originals are not kept.
 
 // maskedOutput masks one output stream. emit records and forwards what is ready (masked, with
 // the detectors' hits); it runs with mu held, from the stream's copier or from the timer that
@@ -39,7 +21,7 @@ func holdFor(tty bool) time.Duration {
 type maskedOutput struct {
 	mu    sync.Mutex
 	ms    *masking.Stream
-	hold  time.Duration // how long a held-back tail waits (holdFor)
+	hold  time.Duration // how long a held-back tail waits (masking.HoldFor)
 	timer *time.Timer
 	ended bool
 	err   error // an emit of the timer's failed: the next write reports it

@@ -436,7 +436,7 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 	write := func(p []byte) error { return emit(p, nil) }
 	var mo *maskedOutput
 	if s.masker != nil {
-		mo = newMaskedOutput(s.masker, holdFor(false), emit)
+		mo = newMaskedOutput(s.masker, masking.HoldFor(false), emit)
 		write = mo.write
 	}
 	buf := make([]byte, 32<<10)

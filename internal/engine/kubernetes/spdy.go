@@ -137,7 +137,7 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 		if kind == "stderr" {
 			stream = "stderr"
 		}
-		mo = newMaskedOutput(s.masker, holdFor(tty), func(out []byte, hits []masking.Hit) error {
+		mo = newMaskedOutput(s.masker, masking.HoldFor(tty), func(out []byte, hits []masking.Hit) error {
 			s.record(event.TerminalOutput, terminalOutput(ch, stream, out, hits), out)
 			if err := s.commit(); err != nil {
 				return err

@@ -465,7 +465,7 @@ func (t *frameTap) maskedOutput(out *frameOut, lead, ch byte) *maskedOutput {
 		stream = "stderr"
 	}
 	b64 := t.r.base64
-	mo := newMaskedOutput(s.masker, holdFor(t.r.tty), func(data []byte, hits []masking.Hit) error {
+	mo := newMaskedOutput(s.masker, masking.HoldFor(t.r.tty), func(data []byte, hits []masking.Hit) error {
 		s.record(event.TerminalOutput, terminalOutput(id, stream, data, hits), data)
 		if err := s.commit(); err != nil {
 			return err

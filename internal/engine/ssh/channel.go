@@ -516,17 +516,6 @@ type maskStream struct {
 	ended bool
 }
 
-// holdDelay is how long a held-back tail waits for the rest of its value on a terminal: long
-// enough for the next read of output that is already on its way, short enough not to be noticed
-// at a prompt. Without a terminal the output goes to a program, not a person, and a tail waits
-// holdDelayNoPTY: on a busy machine the target can pause for more than 20 ms in the middle of
-// a card number (TestSSH/MaskCat saw it at a load average of 18), and the tail would then go
-// out unmasked.
-const (
-	holdDelay      = 20 * time.Millisecond
-	holdDelayNoPTY = time.Second
-)
-
 func newMaskStream(ch *channel, stream string) *maskStream {
 	m := &maskStream{ch: ch, stream: stream}
 	if mk := ch.s.masker; mk != nil {
@@ -558,10 +547,7 @@ func (m *maskStream) write(data []byte) error {
 	out, hits := m.ms.Next(data, hold)
 	err := m.emit(out, hits)
 	if err == nil && m.ms.Held() > 0 && !m.ended {
-		d := holdDelay
-		if !m.ch.pty.Load() {
-			d = holdDelayNoPTY
-		}
+		d := masking.HoldFor(m.ch.pty.Load())
 		if m.timer == nil {
 			m.timer = time.AfterFunc(d, m.flush)
 		} else {
