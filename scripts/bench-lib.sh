@@ -38,9 +38,9 @@ bench_need() {
 
 # freeport: a loopback port nothing listens on, below Linux's ephemeral range (32768-60999, where
 # a port may be a connection's local end though nothing listens on it), and not one this script
-# was given before (the file keeps them: freeport runs in a subshell).
+# was given before ($work/.ports keeps them: freeport runs in a subshell).
 freeport() {
-	local p used=${work:-/tmp}/.ports
+	local p used=$work/.ports
 	while :; do
 		p=$((20000 + RANDOM % 12000))
 		grep -qx "$p" "$used" 2>/dev/null && continue
