@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"path"
 	"sort"
 	"time"
@@ -93,6 +95,37 @@ func (t *Target) Validate() error {
 		return fmt.Errorf("target %q: retention_days must not be negative, got %d", t.Name, t.RetentionDays)
 	}
 	return nil
+}
+
+// UpstreamTLS is the TLS mode towards the target: TLS, "prefer" when empty, except that
+// "prefer" is "disable" for a target on a loopback address. prefer is opportunistic TLS that
+// checks no certificate, so all it guards against is a passive listener on the path; to a
+// loopback address the only path is the host's own kernel, whose root can read the process's
+// memory as easily, so there it would cost both ends a cipher for nothing. require and verify-*
+// keep TLS on loopback too.
+func (t Target) UpstreamTLS() string {
+	mode := t.TLS
+	if mode == "" {
+		mode = "prefer"
+	}
+	if mode == "prefer" && loopback(t.Address) {
+		return "disable"
+	}
+	return mode
+}
+
+// loopback tells whether address (host:port or host) names this host: localhost, 127.0.0.0/8 or
+// ::1. Other names are not resolved.
+func loopback(address string) bool {
+	host := address
+	if h, _, err := net.SplitHostPort(address); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // Redacted returns a copy without secrets, for API answers and logs.

@@ -48,6 +48,8 @@ func TestUpstreamAuth(t *testing.T) {
 	g := startUpstreamGateway(t, []upstreamTarget{
 		{Name: "scram", Address: addr, Username: "scram_user", PasswordFile: scramFile, TLS: "verify-full", CAFile: pg.CAFile},
 		{Name: "md5", Address: addr, Username: "md5_user", PasswordEnv: md5Env, TLS: "disable"},
+		{Name: "md5-prefer", Address: addr, Username: "md5_user", PasswordEnv: md5Env, TLS: "prefer"},
+		{Name: "md5-require", Address: addr, Username: "md5_user", PasswordEnv: md5Env, TLS: "require"},
 		{Name: "badca", Address: addr, Username: "scram_user", PasswordFile: scramFile, TLS: "verify-full", CAFile: pg.OtherCAFile},
 		{Name: "wrongpw", Address: addr, Username: "scram_user", PasswordFile: wrongFile, TLS: "verify-full", CAFile: pg.CAFile},
 	})
@@ -85,6 +87,21 @@ func TestUpstreamAuth(t *testing.T) {
 		checkStartEvent(t, ev, "md5", false)
 		checkServerAuth(t, "md5_user", "md5")
 	})
+
+	// prefer (the default) is plain to a loopback address (target.UpstreamTLS); require is not.
+	for _, tc := range []struct {
+		target string
+		tls    bool
+	}{{"md5-prefer", false}, {"md5-require", true}} {
+		t.Run("tls "+strings.TrimPrefix(tc.target, "md5-")+" on loopback", func(t *testing.T) {
+			app := uniq("up_mode")
+			c := g.connect(t, "alice", alicePassword, tc.target, app, "sslmode=require")
+			checkUpstreamSession(t, c, "md5_user", tc.tls)
+			c.Close(context.Background())
+			_, ev := g.waitSession(t, app)
+			checkStartEvent(t, ev, tc.target, tc.tls)
+		})
+	}
 
 	t.Run("psql scram verify-full", func(t *testing.T) {
 		psql := requireTool(t, "psql")

@@ -81,10 +81,7 @@ func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connecto
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var tlsCfg *tls.Config
-	mode := t.TLS
-	if mode == "" {
-		mode = "prefer"
-	}
+	mode := t.UpstreamTLS()
 	switch mode {
 	case "disable":
 	case "prefer", "require":

@@ -113,10 +113,7 @@ func upstreamConfig(t target.Target, database string, params map[string]string, 
 	if err != nil {
 		return nil, fmt.Errorf("target address %q: %w", t.Address, err)
 	}
-	mode := t.TLS
-	if mode == "" {
-		mode = "prefer"
-	}
+	mode := t.UpstreamTLS()
 	connStr := fmt.Sprintf("host=%s port=%s sslmode=%s", quote(host), quote(port), mode)
 	if t.CAFile != "" {
 		connStr += " sslrootcert=" + quote(t.CAFile)
