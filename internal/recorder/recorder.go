@@ -170,8 +170,9 @@ func (s *Session) ID() string {
 func (s *Session) Started() time.Time { return s.start }
 
 // Record seals an event into the chain; it reaches the store at the next Commit. data is
-// marshalled to JSON (a []byte or json.RawMessage is taken as already-encoded JSON). raw is kept
-// by reference: the caller must not modify it until Commit returns.
+// marshalled to JSON (a []byte or json.RawMessage is taken as already-encoded JSON; an
+// event.JSONAppender encodes itself). raw is kept by reference: the caller must not modify it
+// until Commit returns.
 func (s *Session) Record(t event.Type, data any, raw []byte) {
 	if s == nil {
 		return
@@ -183,6 +184,9 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 		b = d
 	case []byte:
 		b = d
+	case event.JSONAppender: // the per-statement payloads: json.Marshal's bytes, without reflection
+		borrowed = false
+		b = d.AppendJSON(make([]byte, 0, 64))
 	default:
 		borrowed = false
 		var err error
