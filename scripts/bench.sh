@@ -6,11 +6,12 @@
 # Then select-only through a target with recording.mode best-effort and one whose policy turns
 # recording off, against the first (strict): what recording every event before forwarding costs
 # (issue 3: strict costs <= 10% of the TPS with recording off).
-# Usage: scripts/bench.sh   (env: DURATION=20 seconds per pgbench run, SCALE=10)
+# Usage: scripts/bench.sh   (env: DURATION=10 seconds per pgbench run, ROUNDS=3, SCALE=10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-10}
 DB=airlock_bench
 PGH=127.0.0.1 PGP=5432
@@ -118,55 +119,94 @@ pgb() {
 	echo "$tps $lat"
 }
 
-# rows2m WHERE -> best wall time of 3 in seconds
+# rows2m WHERE BEST -> the lower of BEST (may be empty) and one more wall time, in seconds
 rows2m() {
-	local where=$1 best="" t0 t1 d
+	local where=$1 best=$2 t0 t1 d
 	local q="select g, md5(g::text) from generate_series(1,2000000) g"
-	for _ in 1 2 3; do
-		t0=$(date +%s.%N)
-		if [ "$where" = direct ]; then
-			psql -X -q "${direct[@]}" -d "$DB" -c "$q" -o /dev/null
-		else
-			PGPASSWORD="$password" psql -X -q "${gateway[@]}" -d bench -c "$q" -o /dev/null
-		fi
-		t1=$(date +%s.%N)
-		d=$(echo "$t1 - $t0" | bc -l)
-		if [ -z "$best" ] || [ "$(echo "$d < $best" | bc -l)" = 1 ]; then best=$d; fi
-	done
+	t0=$(date +%s.%N)
+	if [ "$where" = direct ]; then
+		psql -X -q "${direct[@]}" -d "$DB" -c "$q" -o /dev/null
+	else
+		PGPASSWORD="$password" psql -X -q "${gateway[@]}" -d bench -c "$q" -o /dev/null
+	fi
+	t1=$(date +%s.%N)
+	d=$(echo "$t1 - $t0" | bc -l)
+	if [ -z "$best" ] || [ "$(echo "$d < $best" | bc -l)" = 1 ]; then best=$d; fi
 	printf '%.3f\n' "$best"
 }
 
 ratio() { printf '%.3f' "$(echo "scale=4; $1 / $2" | bc -l)"; }
 int() { printf '%.0f' "$1"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-echo "== pgbench -S -c 8 -j 2 -T $DURATION" >&2
-read -r s8d _ < <(pgb direct -n -S -c 8 -j 2 -T "$DURATION")
-read -r s8g _ < <(pgb gateway -n -S -c 8 -j 2 -T "$DURATION")
-echo "== pgbench (tpcb-like) -c 8 -j 2 -T $DURATION" >&2
-read -r t8d _ < <(pgb direct -c 8 -j 2 -T "$DURATION")
-read -r t8g _ < <(pgb gateway -c 8 -j 2 -T "$DURATION")
-echo "== pgbench -S -c 1 -T $DURATION" >&2
-read -r s1d l1d < <(pgb direct -n -S -c 1 -T "$DURATION")
-read -r s1g l1g < <(pgb gateway -n -S -c 1 -T "$DURATION")
-read -r s1r l1r < <(pgb relay -n -S -c 1 -T "$DURATION")
-echo "== pgbench -S -c 8 -j 2 -T $DURATION, strict vs best-effort vs recording off" >&2
-read -r s8s _ < <(pgb gateway -n -S -c 8 -j 2 -T "$DURATION")
-read -r s8b _ < <(pgb best-effort -n -S -c 8 -j 2 -T "$DURATION")
-read -r s8o _ < <(pgb off -n -S -c 8 -j 2 -T "$DURATION")
-echo "== 2M rows through psql to /dev/null, best of 3" >&2
-r2d=$(rows2m direct)
-r2g=$(rows2m gateway)
+# The host's speed drifts by tens of percent from minute to minute (a shared VM), so every
+# comparison runs its paths alternately, ROUNDS times (the order flipped every round), and
+# reports the median of each path and the median of the per-round ratios: two runs of one
+# round are seconds apart, which is what makes their ratio mean something.
+# rounds OUT WHERE... ARGS...: for each WHERE, OUT_<WHERE> gets the "tps latency" of each round.
+# paths are given up to "--", pgbench arguments after it.
+rounds() {
+	local out=$1; shift
+	local where=() w r i n
+	while [ "$1" != -- ]; do where+=("$1"); shift; done
+	shift
+	n=${#where[@]}
+	for w in "${where[@]}"; do eval "${out}_${w//-/_}=()"; done
+	for r in $(seq 1 "$ROUNDS"); do
+		for i in $(seq 0 $((n - 1))); do
+			if [ $((r % 2)) = 1 ]; then w=${where[$i]}; else w=${where[$((n - 1 - i))]}; fi
+			local res
+			res=$(pgb "$w" "$@")
+			eval "${out}_${w//-/_}+=(\"\$res\")"
+		done
+	done
+}
+# field N "tps lat"... -> the Nth field of each
+field() { local n=$1 x; shift; for x in "$@"; do echo "$x" | cut -d' ' -f"$n"; done; }
+# per_round OP A[@] B[@]: B/A (OP ratio) or (B-A)*1000 (OP diff_us) round by round, of field 1 or 2
+per_round() {
+	local op=$1 f=$2; shift 2
+	local -n a=$1 b=$2
+	local i
+	for i in "${!a[@]}"; do
+		local x y
+		x=$(echo "${a[$i]}" | cut -d' ' -f"$f"); y=$(echo "${b[$i]}" | cut -d' ' -f"$f")
+		if [ "$op" = ratio ]; then echo "scale=4; $y / $x" | bc -l; else echo "($y - $x) * 1000" | bc -l; fi
+	done
+}
 
-added_us=$(echo "($l1g - $l1d) * 1000" | bc -l)
-printf -v added_us '%.0f' "$added_us"
-relay_us=$(echo "($l1r - $l1d) * 1000" | bc -l)
-printf -v relay_us '%.0f' "$relay_us"
-s8r=$(ratio "$s8g" "$s8d"); sbr=$(ratio "$s8s" "$s8b"); sor=$(ratio "$s8s" "$s8o"); t8r=$(ratio "$t8g" "$t8d"); r2r=$(ratio "$r2g" "$r2d")
+echo "== pgbench -S -c 8 -j 2 -T $DURATION, $ROUNDS rounds, direct and gateway alternately" >&2
+rounds S8 direct gateway -- -n -S -c 8 -j 2 -T "$DURATION"
+s8d=$(median $(field 1 "${S8_direct[@]}")); s8g=$(median $(field 1 "${S8_gateway[@]}"))
+s8r=$(median $(per_round ratio 1 S8_direct S8_gateway))
+echo "== pgbench (tpcb-like) -c 8 -j 2 -T $DURATION, $ROUNDS rounds" >&2
+rounds T8 direct gateway -- -c 8 -j 2 -T "$DURATION"
+t8d=$(median $(field 1 "${T8_direct[@]}")); t8g=$(median $(field 1 "${T8_gateway[@]}"))
+t8r=$(median $(per_round ratio 1 T8_direct T8_gateway))
+echo "== pgbench -S -c 1 -T $DURATION, $ROUNDS rounds, direct, gateway and socat" >&2
+rounds S1 direct gateway relay -- -n -S -c 1 -T "$DURATION"
+s1d=$(median $(field 1 "${S1_direct[@]}")); s1g=$(median $(field 1 "${S1_gateway[@]}")); s1r=$(median $(field 1 "${S1_relay[@]}"))
+l1d=$(median $(field 2 "${S1_direct[@]}")); l1g=$(median $(field 2 "${S1_gateway[@]}")); l1r=$(median $(field 2 "${S1_relay[@]}"))
+added_us=$(median $(per_round diff_us 2 S1_direct S1_gateway))
+relay_us=$(median $(per_round diff_us 2 S1_direct S1_relay))
+echo "== pgbench -S -c 8 -j 2 -T $DURATION, $ROUNDS rounds, strict, best-effort and recording off" >&2
+rounds RM gateway best-effort off -- -n -S -c 8 -j 2 -T "$DURATION"
+s8s=$(median $(field 1 "${RM_gateway[@]}")); s8b=$(median $(field 1 "${RM_best_effort[@]}")); s8o=$(median $(field 1 "${RM_off[@]}"))
+sor=$(median $(per_round ratio 1 RM_off RM_gateway)); sbr=$(median $(per_round ratio 1 RM_best_effort RM_gateway))
+echo "== 2M rows through psql to /dev/null, best of 3 each, alternately" >&2
+r2d="" r2g=""
+for _ in 1 2 3; do
+	r2d=$(rows2m direct "$r2d")
+	r2g=$(rows2m gateway "$r2g")
+done
+
+added_us=$(printf '%.0f' "$added_us"); relay_us=$(printf '%.0f' "$relay_us")
+s8r=$(printf '%.3f' "$s8r"); t8r=$(printf '%.3f' "$t8r"); sor=$(printf '%.3f' "$sor"); sbr=$(printf '%.3f' "$sbr"); r2r=$(ratio "$r2g" "$r2d")
 pass() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo "yes"; else echo "NO"; fi; }
 
 cat <<REPORT
 
-machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), PostgreSQL $(psql -X "${direct[@]}" -d postgres -tAc 'show server_version'), pgbench scale $SCALE, ${DURATION}s per run
+machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), PostgreSQL $(psql -X "${direct[@]}" -d postgres -tAc 'show server_version'), pgbench scale $SCALE, ${DURATION}s per run, $ROUNDS rounds (figures: medians; ratios and added latency: the median of the per-round values)
 
 | workload | direct | gateway | ratio (gateway/direct) | target | met |
 | --- | ---: | ---: | ---: | --- | --- |
@@ -174,7 +214,7 @@ machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -
 | pgbench tpcb-like -c 8 -j 2 (TPS) | $(int $t8d) | $(int $t8g) | $t8r | (none) | - |
 | pgbench -S -c 1 (TPS) | $(int $s1d) | $(int $s1g) | $(ratio "$s1g" "$s1d") | (none) | - |
 | pgbench -S -c 1 (mean latency, ms) | $l1d | $l1g | $(ratio "$l1g" "$l1d") | added <= 100 us (here: ${added_us} us) | $(pass "$added_us <= 100") |
-| 2M rows psql to /dev/null (s, best of 3) | $r2d | $r2g | $r2r | <= 1.1 | $(pass "$r2r <= 1.1") |
+| 2M rows psql to /dev/null (s, best of 3, alternately) | $r2d | $r2g | $r2r | <= 1.1 | $(pass "$r2r <= 1.1") |
 
 | recording, pgbench -S -c 8 -j 2 (TPS) | off | best-effort | strict | strict/off | strict/best-effort | target | met |
 | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
