@@ -152,7 +152,7 @@ func (a *Agent) connect(ctx context.Context, force <-chan struct{}) error {
 	}
 	hi := hello{Name: a.Token.Name, Secret: a.Token.Secret, Version: a.Version}
 	for _, t := range a.Targets {
-		hi.Targets = append(hi.Targets, Announced{Name: t.Name, Type: t.Type, Labels: t.Labels})
+		hi.Targets = append(hi.Targets, Announced{Name: t.Name, Type: t.Type, Labels: t.Labels, Impersonate: t.Impersonate})
 	}
 	sort.Slice(hi.Targets, func(i, j int) bool { return hi.Targets[i].Name < hi.Targets[j].Name })
 	var w welcome

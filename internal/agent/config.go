@@ -101,7 +101,7 @@ func (c *Config) ResolveTargets() (map[string]target.Target, error) {
 		}
 		tt := target.Target{Name: t.Name, Type: t.Type, Address: t.Address, Database: t.Database, Username: t.Username,
 			Password: pw, TLS: t.TLS, CAFile: t.CAFile, PrivateKeyFile: t.PrivateKeyFile, HostKey: t.HostKey, Labels: t.Labels,
-			Token: t.Token, TokenFile: t.TokenFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile, Source: "agent"}
+			Token: t.Token, TokenFile: t.TokenFile, ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile, Impersonate: t.Impersonate, Source: "agent"}
 		if err := tt.Validate(); err != nil {
 			return nil, fmt.Errorf("agent config: %w", err)
 		}

@@ -458,7 +458,7 @@ func (h *Hub) AnnouncedList() []target.Target {
 }
 
 func announcedTarget(a Announced) target.Target {
-	return target.Target{Name: a.Name, Type: a.Type, Labels: a.Labels, Agent: "*", Source: "agent"}
+	return target.Target{Name: a.Name, Type: a.Type, Labels: a.Labels, Impersonate: a.Impersonate, Agent: "*", Source: "agent"}
 }
 
 // Info is an agent as the API shows it: its registration and its live tunnels.

@@ -28,6 +28,10 @@ type Announced struct {
 	Name   string            `json:"name"`
 	Type   string            `json:"type"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Impersonate is a kubernetes target's impersonate setting from the agent's config: the
+	// gateway then forwards requests as its user and groups (the agent's credential needs the
+	// right to impersonate), so the cluster's RBAC applies to each user.
+	Impersonate bool `json:"impersonate,omitempty"`
 }
 
 // welcome answers a hello.

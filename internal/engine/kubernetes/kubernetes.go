@@ -74,6 +74,7 @@ func New(d engine.Deps) *Engine {
 	}
 	e := &Engine{d: d, bodyLimit: limit, forwardLimit: max(fwd, 0)}
 	e.upstreams.dial = d.Connector.Dial
+	e.upstreams.open = d.Connector.Open
 	return e
 }
 
@@ -330,11 +331,6 @@ func (c *clientConn) session(id *auth.Identity, tname string, r *http.Request) (
 		log.Info("access denied", "rule", dec.Rule, "reason", dec.Reason)
 		return nil, &httpError{http.StatusForbidden, "Forbidden", "access to target " + t.Name + " denied: " + dec.Reason}
 	}
-	if t.Agent != "" {
-		// As of 2026-11 the gateway holds kubernetes credentials itself; an agent would have to
-		// add them to every request it carries.
-		return nil, &httpError{http.StatusBadGateway, "ServiceUnavailable", "kubernetes targets served by an agent are not supported yet"}
-	}
 	up, err := e.upstreams.get(t)
 	if err != nil {
 		e.d.Metrics.Error("dial")
@@ -353,6 +349,12 @@ func (c *clientConn) session(id *auth.Identity, tname string, r *http.Request) (
 		Target: t.Name, TargetType: t.Type, ClientAddr: c.addr, ApplicationName: r.UserAgent(),
 		TLS: true, TLSVersion: tls.VersionName(r.TLS.Version), Upstream: t.Address, UpstreamTLS: strings.HasPrefix(t.Address, "https://"),
 		Policy: dec.Rule,
+	}
+	if t.Agent != "" {
+		// The API server's address is in the agent's config; the gateway's leg is the tunnel
+		// (TLS). Agent names the target's agent setting: each of the session's HTTP
+		// connections may go through any agent that matches it.
+		start.Agent, start.UpstreamTLS = t.Agent, true
 	}
 	if t.Impersonate {
 		start.Params = map[string]string{"impersonate": "true"}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/target"
 )
 
@@ -30,20 +31,26 @@ type upstream struct {
 // server are reused across client connections.
 type upstreamCache struct {
 	dial func(ctx context.Context, t target.Target) (net.Conn, error)
+	open func(ctx context.Context, t target.Target, proto string, req []byte) (*connector.Upstream, error) // agent-served targets
 	mu   sync.Mutex
 	m    map[string]*upstream
 }
 
 func (c *upstreamCache) get(t target.Target) (*upstream, error) {
-	key := strings.Join([]string{t.Name, t.Address, t.CAFile, t.ClientCertFile, t.ClientKeyFile, t.TLS}, "\x00")
+	key := strings.Join([]string{t.Name, t.Address, t.CAFile, t.ClientCertFile, t.ClientKeyFile, t.TLS, t.Agent}, "\x00")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if u, ok := c.m[key]; ok {
 		return u, nil
 	}
-	u, err := newUpstream(t, c.dial)
-	if err != nil {
-		return nil, err
+	var u *upstream
+	if t.Agent != "" {
+		u = newAgentUpstream(t, c.open)
+	} else {
+		var err error
+		if u, err = newUpstream(t, c.dial); err != nil {
+			return nil, err
+		}
 	}
 	if c.m == nil {
 		c.m = map[string]*upstream{}
