@@ -214,7 +214,7 @@ func (ch *channel) start(req *ssh.Request) {
 		env[k] = v
 	}
 	ch.mu.Unlock()
-	d := event.ExecData{Channel: ch.id, Kind: req.Type, PTY: pty, Env: env, Login: s.c.target.Username}
+	d := event.ExecData{Channel: ch.id, Kind: req.Type, PTY: pty, Env: env, Login: s.c.upInfo.Login}
 	if len(d.Env) == 0 {
 		d.Env = nil
 	}

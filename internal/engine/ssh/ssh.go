@@ -162,6 +162,7 @@ type conn struct {
 	target  target.Target
 	dec     policy.Decision
 	up      *ssh.Client
+	upInfo  upstreamInfo
 	method  string
 	keyFP   string
 	refused bool // admission failed after the credentials were good
@@ -195,9 +196,9 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		User: c.id.User, Groups: c.id.Groups, Role: string(c.id.Role), AuthMethod: c.method,
 		Target: t.Name, TargetType: t.Type, ClientAddr: raw.RemoteAddr().String(),
 		ApplicationName: string(sc.ClientVersion()), TLS: true, TLSVersion: "ssh",
-		Upstream: t.Address, UpstreamTLS: true, Policy: dec.Rule,
-		Params: map[string]string{"login": t.Username, "client_version": string(sc.ClientVersion()),
-			"upstream_version": string(c.up.ServerVersion())},
+		Upstream: t.Address, UpstreamTLS: true, Policy: dec.Rule, Agent: c.upInfo.Via,
+		Params: map[string]string{"login": c.upInfo.Login, "client_version": string(sc.ClientVersion()),
+			"upstream_version": c.upInfo.Version},
 	}
 	if c.keyFP != "" {
 		start.Params["key_fingerprint"] = c.keyFP
@@ -402,7 +403,7 @@ func (c *conn) admit(meta ssh.ConnMetadata, id *auth.Identity) (*ssh.Permissions
 		c.e.d.Metrics.Error("policy_denied")
 		return refuse("access to target " + t.Name + " denied: " + dec.Reason)
 	}
-	up, err := c.e.dialTarget(c.ctx, t)
+	up, info, err := c.e.dialTarget(c.ctx, t)
 	if err != nil {
 		c.e.d.Metrics.Error("dial")
 		var ue *userError
@@ -414,7 +415,7 @@ func (c *conn) admit(meta ssh.ConnMetadata, id *auth.Identity) (*ssh.Permissions
 	if c.up != nil { // a second admission on one connection (cannot happen: auth ends at success)
 		c.up.Close()
 	}
-	c.id, c.target, c.dec, c.up, c.method = id, t, dec, up, id.Method
+	c.id, c.target, c.dec, c.up, c.upInfo, c.method = id, t, dec, up, info, id.Method
 	return &ssh.Permissions{}, nil
 }
 

@@ -42,24 +42,45 @@ func hostKeyAlgorithms(k ssh.PublicKey) []string {
 }
 
 // dialTarget connects and authenticates to an ssh target as the gateway: the target's login
-// name, the gateway's credential for it, and its pinned host key.
-func (e *Engine) dialTarget(ctx context.Context, t target.Target) (*ssh.Client, error) {
+// name, the gateway's credential for it, and its pinned host key. A target served by an agent is
+// logged in to by the agent, with its own credential and pin (agentrelay.go).
+func (e *Engine) dialTarget(ctx context.Context, t target.Target) (*ssh.Client, upstreamInfo, error) {
+	if t.Agent != "" {
+		return e.dialViaAgent(ctx, t)
+	}
+	cc, chans, reqs, err := connectTarget(ctx, t, func(ctx context.Context) (net.Conn, error) { return e.d.Connector.Dial(ctx, t) })
+	if err != nil {
+		return nil, upstreamInfo{}, err
+	}
+	return ssh.NewClient(cc, chans, reqs), upstreamInfo{Version: string(cc.ServerVersion()), Login: t.Username}, nil
+}
+
+// upstreamInfo is what session.start says of the connection to the target.
+type upstreamInfo struct {
+	Version string // the target's SSH version string
+	Login   string // the login name on the target
+	Via     string // the agent that carries it; "" for a direct target
+}
+
+// connectTarget runs the SSH login to t over a stream from dial, where t's credentials are (the
+// gateway, or the agent serving t). Its errors are *userError, worded for the user.
+func connectTarget(ctx context.Context, t target.Target, dial func(context.Context) (net.Conn, error)) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
 	if strings.TrimSpace(t.HostKey) == "" {
-		return nil, &userError{fmt.Sprintf("target %s has no pinned host_key; the gateway does not connect to an SSH server it cannot identify", t.Name)}
+		return nil, nil, nil, &userError{fmt.Sprintf("target %s has no pinned host_key; the gateway does not connect to an SSH server it cannot identify", t.Name)}
 	}
 	pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey))
 	if err != nil {
-		return nil, &userError{fmt.Sprintf("target %s: host_key does not parse: %v", t.Name, err)}
+		return nil, nil, nil, &userError{fmt.Sprintf("target %s: host_key does not parse: %v", t.Name, err)}
 	}
 	var methods []ssh.AuthMethod
 	if t.PrivateKeyFile != "" {
 		b, err := os.ReadFile(t.PrivateKeyFile)
 		if err != nil {
-			return nil, &userError{fmt.Sprintf("target %s: the gateway cannot read its private key: %v", t.Name, err)}
+			return nil, nil, nil, &userError{fmt.Sprintf("target %s: the gateway cannot read its private key: %v", t.Name, err)}
 		}
 		signer, err := ssh.ParsePrivateKey(b)
 		if err != nil {
-			return nil, &userError{fmt.Sprintf("target %s: the gateway's private key does not parse: %v", t.Name, err)}
+			return nil, nil, nil, &userError{fmt.Sprintf("target %s: the gateway's private key does not parse: %v", t.Name, err)}
 		}
 		methods = append(methods, ssh.PublicKeys(signer))
 	}
@@ -74,10 +95,10 @@ func (e *Engine) dialTarget(ctx context.Context, t target.Target) (*ssh.Client, 
 		}))
 	}
 	if len(methods) == 0 {
-		return nil, &userError{fmt.Sprintf("target %s has no credential: set private_key_file or password", t.Name)}
+		return nil, nil, nil, &userError{fmt.Sprintf("target %s has no credential: set private_key_file or password", t.Name)}
 	}
 	if t.Username == "" {
-		return nil, &userError{fmt.Sprintf("target %s has no username (the login name on the target)", t.Name)}
+		return nil, nil, nil, &userError{fmt.Sprintf("target %s has no username (the login name on the target)", t.Name)}
 	}
 	var mismatch *hostKeyMismatch
 	cfg := &ssh.ClientConfig{
@@ -95,28 +116,28 @@ func (e *Engine) dialTarget(ctx context.Context, t target.Target) (*ssh.Client, 
 		ClientVersion: "SSH-2.0-Airlock",
 		Timeout:       upstreamHandshakeTimeout,
 	}
-	nc, err := e.d.Connector.Dial(ctx, t)
+	nc, err := dial(ctx)
 	if err != nil {
-		return nil, &userError{fmt.Sprintf("cannot reach target %s at %s: %v", t.Name, t.Address, unwrapDial(err))}
+		return nil, nil, nil, &userError{fmt.Sprintf("cannot reach target %s at %s: %v", t.Name, t.Address, unwrapDial(err))}
 	}
 	nc.SetDeadline(time.Now().Add(upstreamHandshakeTimeout))
 	cc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
 	if err != nil {
 		nc.Close()
 		if mismatch != nil {
-			return nil, &userError{mismatch.Error()}
+			return nil, nil, nil, &userError{mismatch.Error()}
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, &userError{fmt.Sprintf("target %s refused the gateway's credential for %s: %v", t.Name, t.Username, err)}
+			return nil, nil, nil, &userError{fmt.Sprintf("target %s refused the gateway's credential for %s: %v", t.Name, t.Username, err)}
 		}
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, &userError{fmt.Sprintf("target %s at %s did not complete the SSH handshake within %s", t.Name, t.Address, upstreamHandshakeTimeout)}
+			return nil, nil, nil, &userError{fmt.Sprintf("target %s at %s did not complete the SSH handshake within %s", t.Name, t.Address, upstreamHandshakeTimeout)}
 		}
-		return nil, &userError{fmt.Sprintf("SSH handshake with target %s failed: %v", t.Name, err)}
+		return nil, nil, nil, &userError{fmt.Sprintf("SSH handshake with target %s failed: %v", t.Name, err)}
 	}
 	nc.SetDeadline(time.Time{})
-	return ssh.NewClient(cc, chans, reqs), nil
+	return cc, chans, reqs, nil
 }
 
 // unwrapDial shortens a dial error to its cause ("connection refused").
