@@ -303,8 +303,12 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, draining bool
 }
 
 // errCode is the protocol's error code of a handshake failure, when it has one (pgconn's
-// *PgError has SQLState).
+// *PgError has SQLState; other protocols wrap theirs in a connector.CodedError).
 func errCode(err error) string {
+	var c interface{ ProtocolCode() string }
+	if errors.As(err, &c) {
+		return c.ProtocolCode()
+	}
 	var s interface{ SQLState() string }
 	if errors.As(err, &s) {
 		return s.SQLState()

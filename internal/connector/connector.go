@@ -125,6 +125,19 @@ func OpenWith(ctx context.Context, t target.Target, proto string, req []byte, di
 	return &Upstream{Conn: conn, State: state}, nil
 }
 
+// CodedError is a handshake error that carries the protocol's own error code, for an agent to
+// send to the gateway with the message (AgentError.Code), so that the engine answers the
+// client with the target's code rather than a generic one. pgconn's *PgError needs no wrapping
+// (its SQLState is taken as the code); MySQL's ERR is wrapped with "ERRNO SQLSTATE".
+type CodedError struct {
+	Code string
+	Err  error
+}
+
+func (e *CodedError) Error() string        { return e.Err.Error() }
+func (e *CodedError) Unwrap() error        { return e.Err }
+func (e *CodedError) ProtocolCode() string { return e.Code }
+
 // ErrNoAgent is returned (wrapped) by Open and Dial when no connected agent serves the target.
 var ErrNoAgent = errors.New("no connected agent serves the target")
 

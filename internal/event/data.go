@@ -26,6 +26,8 @@ type SessionStartData struct {
 	UpstreamTLS     bool              `json:"upstream_tls"`
 	Policy          string            `json:"policy,omitempty"` // the rule that allowed the session
 	// Agent is the agent whose tunnel carried the session ("" for a target the gateway dials).
+	// For a kubernetes session, whose HTTP connections may each go through another agent, it
+	// is the target's agent setting (a name or a glob; "*" for a target an agent announced).
 	Agent string `json:"agent,omitempty"`
 }
 

@@ -361,6 +361,12 @@ func TestAgentMySQL(t *testing.T) {
 		t.Errorf("session.start agent %q upstream %q, end %q", ev[0].str("agent"), ev[0].str("upstream"), s.EndReason)
 	}
 
+	// The target's own ERR from the agent's handshake reaches the client with its code.
+	if r := g.mariadb(t, "alice", alicePassword, "myagent/no_such_db_here", "-e", "select 1"); r.Code == 0 ||
+		!strings.HasPrefix(strings.TrimSpace(r.Stderr), "ERROR 1049 (42000)") || !strings.Contains(r.Stderr, "no_such_db_here") {
+		t.Errorf("unknown database through the agent: %s (want the target's ERROR 1049)", r)
+	}
+
 	// The agent killed mid-session: the next statement gets an ERR saying so, and the
 	// recording ends agent_lost.
 	m2 := uniq("myagentlost")

@@ -52,7 +52,7 @@ func TestSSHAgent(t *testing.T) {
 		}
 		_, ev := g.waitSSHSession(t, "alice", "web-a", since)
 		params, _ := ev[0].Data["params"].(map[string]any)
-		if ev[0].str("agent") != "ssh-agent" || !strings.HasPrefix(fmt.Sprint(params["upstream_version"]), "SSH-2.0-OpenSSH") || params["login"] != st.Login {
+		if ev[0].str("agent") != "ssh-agent" || ev[0].str("upstream") != "agent:ssh-agent" || !strings.HasPrefix(fmt.Sprint(params["upstream_version"]), "SSH-2.0-OpenSSH") || params["login"] != st.Login {
 			t.Errorf("session.start = %v, want agent ssh-agent, the target's version and the login the agent used", ev[0].Data)
 		}
 		if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
@@ -172,11 +174,31 @@ func (e *Engine) refuse(log *slog.Logger, c *client, me *myError) error {
 	return nil
 }
 
+// agentERR is the target's ERR from the handshake an agent ran (its code travels as "ERRNO
+// SQLSTATE" in the AgentError), or nil.
+func agentERR(err error) *gomysqlError {
+	var ae *connector.AgentError
+	if !errors.As(err, &ae) || ae.Code == "" {
+		return nil
+	}
+	var code uint16
+	var state string
+	if n, _ := fmt.Sscanf(ae.Code, "%d %s", &code, &state); n != 2 || code == 0 || len(state) != 5 {
+		return nil
+	}
+	msg := ae.Err.Error()
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("ERROR %d (%s): ", code, state)) // go-mysql's form of an ERR
+	return &gomysqlError{Code: code, State: state, Message: msg}
+}
+
 // upstreamError tells the client why the target could not be reached: the target's own ERR
 // (wrong target credentials, unknown database) is passed on with its code.
 func upstreamError(name string, err error) *myError {
 	var me *gomysqlError
-	if errors.As(err, &me) {
+	if !errors.As(err, &me) {
+		me = agentERR(err)
+	}
+	if me != nil {
 		switch me.Code {
 		case codeAccessDenied, gomysql.ER_DBACCESS_DENIED_ERROR, gomysql.ER_HOST_NOT_PRIVILEGED, gomysql.ER_HOST_IS_BLOCKED:
 			// Not the client's password: the gateway's own login to the target failed.

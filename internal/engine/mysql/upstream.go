@@ -156,6 +156,11 @@ func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connecto
 	}
 	gcc, err := myclient.ConnectWithDialer(ctx, "tcp", t.Address, t.Username, t.Password, req.Database, dial, opts...)
 	if err != nil {
+		var me *gomysqlError
+		if errors.As(err, &me) {
+			// The target's ERR, with its code for the gateway when this runs on an agent.
+			err = &connector.CodedError{Code: fmt.Sprintf("%d %s", me.Code, me.State), Err: err}
+		}
 		return nil, nil, err
 	}
 	nc := gcc.Conn.Conn

@@ -200,6 +200,9 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		Params: map[string]string{"login": c.upInfo.Login, "client_version": string(sc.ClientVersion()),
 			"upstream_version": c.upInfo.Version},
 	}
+	if c.upInfo.Via != "" {
+		start.Upstream = "agent:" + c.upInfo.Via // like the database engines
+	}
 	if c.keyFP != "" {
 		start.Params["key_fingerprint"] = c.keyFP
 	}
