@@ -133,21 +133,29 @@ func relayOpens(in <-chan ssh.NewChannel, to ssh.Conn) {
 }
 
 // relayChannel copies a channel both ways: data, extended data (stderr), EOF, requests with
-// their replies (pty-req, exec, window-change, exit-status, ...). A side's close closes the
-// other once what that side sent has been passed on.
+// their replies (pty-req, exec, window-change, exit-status, ...). A side's EOF is passed on
+// once both its streams are copied (x/crypto refuses writes after CloseWrite), and its close
+// once, in addition, its requests are.
 func relayChannel(a ssh.Channel, aReqs <-chan *ssh.Request, b ssh.Channel, bReqs <-chan *ssh.Request) {
-	var aToB, bToA sync.WaitGroup
-	aToB.Add(2)
-	bToA.Add(2)
-	go func() { defer aToB.Done(); io.Copy(b, a); b.CloseWrite() }()
-	go func() { defer aToB.Done(); io.Copy(b.Stderr(), a.Stderr()) }()
-	go func() { defer bToA.Done(); io.Copy(a, b); a.CloseWrite() }()
-	go func() { defer bToA.Done(); io.Copy(a.Stderr(), b.Stderr()) }()
+	aDone := copyHalf(b, a)
+	bDone := copyHalf(a, b)
 	done := make(chan struct{}, 2)
-	go func() { relayRequests(aReqs, b); aToB.Wait(); b.Close(); done <- struct{}{} }()
-	go func() { relayRequests(bReqs, a); bToA.Wait(); a.Close(); done <- struct{}{} }()
+	go func() { relayRequests(aReqs, b); <-aDone; b.Close(); done <- struct{}{} }()
+	go func() { relayRequests(bReqs, a); <-bDone; a.Close(); done <- struct{}{} }()
 	<-done
 	<-done
+}
+
+// copyHalf copies from's data and extended data to to, then sends to an EOF; the channel it
+// returns is closed then.
+func copyHalf(to, from ssh.Channel) <-chan struct{} {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); io.Copy(to, from) }()
+	go func() { defer wg.Done(); io.Copy(to.Stderr(), from.Stderr()) }()
+	done := make(chan struct{})
+	go func() { wg.Wait(); to.CloseWrite(); close(done) }()
+	return done
 }
 
 func relayRequests(in <-chan *ssh.Request, to ssh.Channel) {
