@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestKubernetesAgent(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	// kind-1 is named in the gateway's config (agent: k8s-agent, impersonate there); kind-2 only
 	// in the agent's, which announces it with its impersonate setting.
-	y := fmt.Sprintf("targets:\n  - name: kind-1\n    type: kubernetes\n    address: %s\n    ca_file: %s\n    token_file: %s\n"+
+	y := fmt.Sprintf("shutdown_grace: 2m\ntargets:\n  - name: kind-1\n    type: kubernetes\n    address: %s\n    ca_file: %s\n    token_file: %s\n"+
 		"  - name: kind-2\n    type: kubernetes\n    address: %s\n    ca_file: %s\n    token_file: %s\n    impersonate: true\n",
 		yq(c.URL), yq(c.CAFile), yq(c.GatewayTokenFile), yq(c.URL), yq(c.CAFile), yq(c.GatewayTokenFile))
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
@@ -138,7 +139,15 @@ func TestKubernetesAgent(t *testing.T) {
 	})
 
 	t.Run("agent gone", func(t *testing.T) {
-		a.kill()
+		// SIGTERM drains: the gateway's idle connections (streams the agent counts as
+		// sessions) end on their own, so the agent exits without waiting out its grace.
+		a.signal(syscall.SIGTERM)
+		if code := a.wait(time.Minute); code != 0 {
+			t.Fatalf("agent after SIGTERM: exit %d; log:\n%s", code, a.log())
+		}
+		if strings.Contains(a.log(), "grace period over") {
+			t.Errorf("the drain waited out its grace (idle connections held it):\n%s", a.log())
+		}
 		g.waitAgent(t, "k8s-agent", "disconnected", func(v agentView) bool { return !v.Connected })
 		// kubectl prints the Status message of a failed request, not of a failed discovery:
 		// ask for the pods directly.

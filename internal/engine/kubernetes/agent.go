@@ -25,6 +25,9 @@ import (
 
 func init() { connector.RegisterHandshake(Name, agentHandshake) }
 
+// agentIdleTimeout ends a gateway's idle HTTP connection (stream) to an agent.
+const agentIdleTimeout = 5 * time.Second
+
 // newAgentUpstream is the gateway's side: HTTP/1.1 over streams that open opens through the
 // agent's tunnel. Upgrades (exec, attach, port-forward) use the same transport, so one type of
 // connection serves both.
@@ -39,8 +42,11 @@ func newAgentUpstream(t target.Target, open func(ctx context.Context, t target.T
 		},
 		ResponseHeaderTimeout: 0, // watches and long requests answer when they answer
 		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
+		// Short: an idle connection is a stream the agent counts as a session, and a draining
+		// agent waits for its sessions. A new stream costs a round trip on the tunnel, no TLS.
+		// Shorter than the agent's own idle timeout, so that the gateway is the side that closes.
+		IdleConnTimeout:    agentIdleTimeout - time.Second,
+		DisableCompression: true,
 	}
 	// The host names nothing: the agent sends each request to its own target's API server.
 	return &upstream{base: &url.URL{Scheme: "http", Host: "api-server.via-agent"}, rt: tr, h1: tr}
@@ -110,7 +116,7 @@ func (c *agentProxyCache) get(t target.Target) (*agentProxy, error) {
 		rp.ServeHTTP(w, r)
 	})
 	p := &agentProxy{ln: newStreamListener()}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: agentIdleTimeout}
 	go srv.Serve(p.ln)
 	if c.m == nil {
 		c.m = map[string]*agentProxy{}
