@@ -5,11 +5,12 @@
 # The client reaches the gateway over TLS (the password must not cross in clear); the local
 # MariaDB has no TLS, so direct is plain. A plaintext-loopback gateway listener and a bare TCP
 # relay (socat) are measured in the same run, to tell TLS and the extra hop from the gateway.
-# Usage: scripts/bench-mysql.sh   (env: DURATION=20 seconds per run, TABLES=4, TABLE_SIZE=10000)
+# Usage: scripts/bench-mysql.sh   (env: DURATION=10 seconds per run, ROUNDS=3, TABLES=4, TABLE_SIZE=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 TABLES=${TABLES:-4}
 TABLE_SIZE=${TABLE_SIZE:-10000}
 DB=airlock_bench
@@ -95,30 +96,57 @@ ratio() { printf '%.3f' "$(echo "scale=4; $1 / $2" | bc -l)"; }
 int() { printf '%.0f' "$1"; }
 us() { printf '%.1f' "$(echo "1000000 / $1" | bc -l)"; } # mean microseconds per query at 1 thread
 
-echo "== sysbench oltp_read_only --threads=8 --time=$DURATION" >&2
-read -r r8d _ < <(sb direct oltp_read_only 8)
-read -r r8g _ < <(sb gateway oltp_read_only 8)
-read -r r8p _ < <(sb plain oltp_read_only 8)
-echo "== sysbench oltp_point_select --threads=1 --time=$DURATION" >&2
-read -r _ q1d < <(sb direct oltp_point_select 1)
-read -r _ q1g < <(sb gateway oltp_point_select 1)
-read -r _ q1p < <(sb plain oltp_point_select 1)
-read -r _ q1r < <(sb relay oltp_point_select 1)
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# rounds OUT TEST THREADS FIELD WHERE...: ROUNDS rounds of sysbench on each path, one after the
+# other, the order flipped every round (the host's speed drifts from minute to minute); OUT_WHERE
+# gets each round's FIELD (1: TPS, 2: QPS) in round order.
+rounds() {
+	local out=$1 test=$2 threads=$3 field=$4; shift 4
+	local where=("$@") n=$# r i w v
+	for w in "${where[@]}"; do eval "${out}_$w=()"; done
+	for r in $(seq 1 "$ROUNDS"); do
+		for i in $(seq 0 $((n - 1))); do
+			if [ $((r % 2)) = 1 ]; then w=${where[$i]}; else w=${where[$((n - 1 - i))]}; fi
+			v=$(sb "$w" "$test" "$threads" | cut -d' ' -f"$field")
+			eval "${out}_$w+=($v)"
+		done
+	done
+}
+# per_round OP A B: B/A (ratio) or B-A (diff) of the arrays named A and B, round by round
+per_round() {
+	local op=$1
+	local -n a=$2 b=$3
+	local i
+	for i in "${!a[@]}"; do
+		if [ "$op" = ratio ]; then echo "scale=4; ${b[$i]} / ${a[$i]}" | bc -l; else echo "${b[$i]} - ${a[$i]}" | bc -l; fi
+	done
+}
 
-l1d=$(us "$q1d"); l1g=$(us "$q1g"); l1p=$(us "$q1p"); l1r=$(us "$q1r")
-added=$(printf '%.0f' "$(echo "$l1g - $l1d" | bc -l)")
-addedp=$(printf '%.0f' "$(echo "$l1p - $l1d" | bc -l)")
-addedr=$(printf '%.0f' "$(echo "$l1r - $l1d" | bc -l)")
-r8r=$(ratio "$r8g" "$r8d")
+echo "== sysbench oltp_read_only --threads=8 --time=$DURATION, $ROUNDS rounds" >&2
+rounds R8 oltp_read_only 8 1 direct gateway plain
+r8d=$(median "${R8_direct[@]}"); r8g=$(median "${R8_gateway[@]}"); r8p=$(median "${R8_plain[@]}")
+r8r=$(printf '%.3f' "$(median $(per_round ratio R8_direct R8_gateway))")
+r8pr=$(printf '%.3f' "$(median $(per_round ratio R8_direct R8_plain))")
+echo "== sysbench oltp_point_select --threads=1 --time=$DURATION, $ROUNDS rounds" >&2
+rounds Q1 oltp_point_select 1 2 direct gateway plain relay
+# mean microseconds per query at 1 thread, round by round
+for w in direct gateway plain relay; do
+	eval "L1_$w=()"
+	eval 'for q in "${Q1_'$w'[@]}"; do L1_'$w'+=($(us "$q")); done'
+done
+l1d=$(median "${L1_direct[@]}"); l1g=$(median "${L1_gateway[@]}"); l1p=$(median "${L1_plain[@]}"); l1r=$(median "${L1_relay[@]}")
+added=$(printf '%.0f' "$(median $(per_round diff L1_direct L1_gateway))")
+addedp=$(printf '%.0f' "$(median $(per_round diff L1_direct L1_plain))")
+addedr=$(printf '%.0f' "$(median $(per_round diff L1_direct L1_relay))")
 pass() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo "yes"; else echo "NO"; fi; }
 
 cat <<REPORT
 
-machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), $(mariadb --no-defaults -h $MYH -P $MYP -u root -N -e 'select version()'), sysbench $TABLES tables x $TABLE_SIZE rows, ${DURATION}s per run, load average before the run: $loadavg
+machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), $(mariadb --no-defaults -h $MYH -P $MYP -u root -N -e 'select version()'), sysbench $TABLES tables x $TABLE_SIZE rows, ${DURATION}s per run, $ROUNDS rounds (figures: medians; ratios and added latency: the median of the per-round values), load average before the run: $loadavg
 
 | workload | direct | gateway (TLS) | ratio | target | met | gateway (plain loopback) |
 | --- | ---: | ---: | ---: | --- | --- | ---: |
-| oltp_read_only --threads=8 (TPS) | $(int "$r8d") | $(int "$r8g") | $r8r | >= 0.6 | $(pass "$r8r >= 0.6") | $(int "$r8p") ($(ratio "$r8p" "$r8d")) |
+| oltp_read_only --threads=8 (TPS) | $(int "$r8d") | $(int "$r8g") | $r8r | >= 0.6 | $(pass "$r8r >= 0.6") | $(int "$r8p") ($r8pr) |
 | oltp_point_select --threads=1 (mean us per query) | $l1d | $l1g | $(ratio "$l1g" "$l1d") | added <= 100 us (here: $added us) | $(pass "$added <= 100") | $l1p (+$addedp us) |
 
 Reference: a bare TCP relay (socat) adds $addedr us per point select ($l1r us).
