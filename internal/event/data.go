@@ -31,6 +31,14 @@ type SessionStartData struct {
 	Agent string `json:"agent,omitempty"`
 }
 
+// ViaAgent marks a session whose target an agent reaches: Agent names it, and Upstream says
+// "agent:NAME" where the address would be (the gateway does not know it). "" changes nothing.
+func (d *SessionStartData) ViaAgent(agent string) {
+	if agent != "" {
+		d.Agent, d.Upstream = agent, "agent:"+agent
+	}
+}
+
 // SessionEndData closes every recording.
 type SessionEndData struct {
 	Reason          string `json:"reason"` // client_terminated | client_disconnected | upstream_closed | agent_lost (the agent carrying it went away) | gateway_shutdown | error | interrupted (closed by crash recovery)

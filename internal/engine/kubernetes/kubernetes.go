@@ -354,7 +354,8 @@ func (c *clientConn) session(id *auth.Identity, tname string, r *http.Request) (
 		// The API server's address is in the agent's config; the gateway's leg is the tunnel
 		// (TLS). Agent names the target's agent setting: each of the session's HTTP
 		// connections may go through any agent that matches it.
-		start.Agent, start.Upstream, start.UpstreamTLS = t.Agent, "agent:"+t.Agent, true
+		start.ViaAgent(t.Agent)
+		start.UpstreamTLS = true
 	}
 	if t.Impersonate {
 		start.Params = map[string]string{"impersonate": "true"}

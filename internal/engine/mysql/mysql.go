@@ -114,10 +114,10 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		User: c.id.User, Groups: c.id.Groups, Role: string(c.id.Role), AuthMethod: c.id.Method,
 		Target: t.Name, TargetType: t.Type, Database: c.database, ClientAddr: raw.RemoteAddr().String(),
 		ApplicationName: c.attrs["program_name"], TLS: c.tls != nil, Params: c.attrs,
-		Upstream: t.Address, UpstreamTLS: up.tls, Policy: dec.Rule, Agent: up.via,
+		Upstream: t.Address, UpstreamTLS: up.tls, Policy: dec.Rule,
 	}
+	start.ViaAgent(up.via)
 	if up.via != "" {
-		start.Upstream = "agent:" + up.via
 		log = log.With("agent", up.via)
 	}
 	if c.tls != nil {

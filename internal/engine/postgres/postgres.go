@@ -132,9 +132,7 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	// The handshake resolved the target's default database (where the credentials are: for an
 	// agent's target, only the agent knows its username).
 	c.database = up.database
-	upstreamAddr := t.Address
 	if up.via != "" {
-		upstreamAddr = "agent:" + up.via
 		log = log.With("agent", up.via)
 	}
 
@@ -142,8 +140,9 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		User: c.id.User, Groups: c.id.Groups, Role: string(c.id.Role), AuthMethod: c.id.Method,
 		Target: t.Name, TargetType: t.Type, Database: c.database, ClientAddr: raw.RemoteAddr().String(),
 		ApplicationName: c.params["application_name"], TLS: c.tls != nil, Params: c.params,
-		Upstream: upstreamAddr, UpstreamTLS: up.TLS, Policy: dec.Rule, Agent: up.via,
+		Upstream: t.Address, UpstreamTLS: up.TLS, Policy: dec.Rule,
 	}
+	start.ViaAgent(up.via)
 	if c.tls != nil {
 		start.TLSVersion = tls.VersionName(c.tls.Version)
 	}

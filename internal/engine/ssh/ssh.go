@@ -196,13 +196,11 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		User: c.id.User, Groups: c.id.Groups, Role: string(c.id.Role), AuthMethod: c.method,
 		Target: t.Name, TargetType: t.Type, ClientAddr: raw.RemoteAddr().String(),
 		ApplicationName: string(sc.ClientVersion()), TLS: true, TLSVersion: "ssh",
-		Upstream: t.Address, UpstreamTLS: true, Policy: dec.Rule, Agent: c.upInfo.Via,
+		Upstream: t.Address, UpstreamTLS: true, Policy: dec.Rule,
 		Params: map[string]string{"login": c.upInfo.Login, "client_version": string(sc.ClientVersion()),
 			"upstream_version": c.upInfo.Version},
 	}
-	if c.upInfo.Via != "" {
-		start.Upstream = "agent:" + c.upInfo.Via // like the database engines
-	}
+	start.ViaAgent(c.upInfo.Via)
 	if c.keyFP != "" {
 		start.Params["key_fingerprint"] = c.keyFP
 	}
