@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -83,7 +82,7 @@ type agentProxy struct {
 }
 
 func (c *agentProxyCache) get(t target.Target) (*agentProxy, error) {
-	key := strings.Join([]string{t.Name, t.Address, t.CAFile, t.ClientCertFile, t.ClientKeyFile, t.Token, t.TokenFile}, "\x00")
+	key := cacheKey(t)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.m[key]; ok {

@@ -37,7 +37,7 @@ type upstreamCache struct {
 }
 
 func (c *upstreamCache) get(t target.Target) (*upstream, error) {
-	key := strings.Join([]string{t.Name, t.Address, t.CAFile, t.ClientCertFile, t.ClientKeyFile, t.TLS, t.Agent}, "\x00")
+	key := cacheKey(t)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if u, ok := c.m[key]; ok {
@@ -57,6 +57,11 @@ func (c *upstreamCache) get(t target.Target) (*upstream, error) {
 	}
 	c.m[key] = u
 	return u, nil
+}
+
+// cacheKey tells apart the configurations of a target that its cached transports depend on.
+func cacheKey(t target.Target) string {
+	return strings.Join([]string{t.Name, t.Address, t.CAFile, t.ClientCertFile, t.ClientKeyFile, t.TLS, t.Agent, t.Token, t.TokenFile}, "\x00")
 }
 
 func newUpstream(t target.Target, dial func(context.Context, target.Target) (net.Conn, error)) (*upstream, error) {
