@@ -2,7 +2,7 @@
 # loopback ports, and a gateway started from a config and stopped at exit, with a bare TCP
 # relay (socat) as the reference for what any extra hop costs.
 #   work=$(bench_workdir NAME); bench_need TOOL...; port=$(freeport); bench_stop PID
-#   bench_gateway CONFIG API_PORT; bench_relay LISTEN_PORT TARGET_HOST:PORT
+#   bench_gateway CONFIG API_PORT; bench_relay LISTEN_PORT TARGET_HOST:PORT; median NUMBER...
 
 gwpid=""
 socatpid=""
@@ -70,3 +70,6 @@ bench_relay() {
 	socatpid=$!
 	sleep 0.3
 }
+
+# median NUMBER...: the median (of an even count, the mean of the middle two).
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

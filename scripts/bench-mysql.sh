@@ -96,7 +96,6 @@ ratio() { printf '%.3f' "$(echo "scale=4; $1 / $2" | bc -l)"; }
 int() { printf '%.0f' "$1"; }
 us() { printf '%.1f' "$(echo "1000000 / $1" | bc -l)"; } # mean microseconds per query at 1 thread
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # rounds OUT TEST THREADS FIELD WHERE...: ROUNDS rounds of sysbench on each path, one after the
 # other, the order flipped every round (the host's speed drifts from minute to minute); OUT_WHERE
 # gets each round's FIELD (1: TPS, 2: QPS) in round order.

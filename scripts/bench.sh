@@ -137,7 +137,6 @@ rows2m() {
 
 ratio() { printf '%.3f' "$(echo "scale=4; $1 / $2" | bc -l)"; }
 int() { printf '%.0f' "$1"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The host's speed drifts by tens of percent from minute to minute (a shared VM), so every
 # comparison runs its paths alternately, ROUNDS times (the order flipped every round), and
