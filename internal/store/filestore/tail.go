@@ -36,6 +36,13 @@ func (t *tail) write(b []byte) error {
 	return err
 }
 
+// end is the offset after the last byte written.
+func (t *tail) end() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.size
+}
+
 // close stops further writes. The caller syncs and closes the file.
 func (t *tail) close() error {
 	t.mu.Lock()
