@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,7 @@ func TestSSH(t *testing.T) {
 		fn   func(*testing.T, *sshFixture)
 	}{
 		{"Exec", testSSHExec},
+		{"Ciphers", testSSHCiphers},
 		{"PasswordAndToken", testSSHPasswordAndToken},
 		{"Refusals", testSSHRefusals},
 		{"Interactive", testSSHInteractive},
@@ -118,6 +120,35 @@ func testSSHExec(t *testing.T, f *sshFixture) {
 	}{{"true", 0}, {"exit 42", 42}, {"kill -TERM $$", 255}} {
 		if r := f.c.ssh("alice:web-1", f.st.AliceKey, tc.cmd); r.Code != tc.code {
 			t.Errorf("%q: want exit %d, got %s", tc.cmd, tc.code, r)
+		}
+	}
+}
+
+// testSSHCiphers: stock OpenSSH gets AES-GCM from the listener on amd64 (it would pick CTR with
+// an HMAC if offered both), and a client configured without GCM still connects with what it has.
+func testSSHCiphers(t *testing.T, f *sshFixture) {
+	r := f.c.ssh("alice:web-1", f.st.AliceKey, "-v", "echo default")
+	if r.Code != 0 || r.Stdout != "default\n" {
+		t.Fatalf("ssh: %s", r)
+	}
+	want := "server->client cipher: aes128-gcm@openssh.com"
+	if runtime.GOARCH != "amd64" {
+		want = "server->client cipher: " // x/crypto/ssh's own offer elsewhere
+	}
+	if !strings.Contains(r.Stderr, want) {
+		t.Errorf("ssh -v does not say %q:\n%s", want, clip(r.Stderr, 4000))
+	}
+	for _, c := range []string{"aes256-ctr", "aes128-ctr,aes256-gcm@openssh.com"} {
+		r := f.c.ssh("alice:web-1", f.st.AliceKey, "-v", "-c", c, "echo chosen")
+		if r.Code != 0 || r.Stdout != "chosen\n" {
+			t.Fatalf("ssh -c %s: %s", c, r)
+		}
+		first, _, _ := strings.Cut(c, ",")
+		if c == "aes128-ctr,aes256-gcm@openssh.com" && runtime.GOARCH == "amd64" {
+			first = "aes256-gcm@openssh.com" // it has GCM: that is all it is offered
+		}
+		if !strings.Contains(r.Stderr, "server->client cipher: "+first) {
+			t.Errorf("ssh -c %s: negotiated another cipher than %s:\n%s", c, first, clip(r.Stderr, 4000))
 		}
 	}
 }

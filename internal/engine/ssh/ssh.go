@@ -120,8 +120,8 @@ func (e *Engine) Refuse(conn net.Conn, reason error) {
 // first when the server has it, and x/crypto's chacha20 has no assembly on amd64 (as of
 // 2026-11): there it costs the gateway several times what AES does with AES-NI, and bulk
 // transfers run at a fraction of their speed. So on amd64 the listener offers AES only (GCM,
-// then CTR, which every OpenSSH since 2013 has; the client then picks aes128-ctr with an
-// encrypt-then-MAC SHA-2 MAC, or GCM). Elsewhere it keeps x/crypto's defaults.
+// then CTR, which every OpenSSH since 2013 has), and only GCM to a client that announced it
+// (peekCiphers). Elsewhere it keeps x/crypto's defaults.
 func clientCiphers() []string {
 	if runtime.GOARCH != "amd64" {
 		return nil
@@ -172,8 +172,22 @@ type conn struct {
 func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	log := e.d.Log.With("protocol", Name, "client", raw.RemoteAddr().String())
 	c := &conn{e: e, raw: raw, ctx: ctx, log: log}
-	raw.SetDeadline(time.Now().Add(handshakeTimeout))
-	sc, chans, reqs, err := ssh.NewServerConn(raw, e.serverConfig(c))
+	deadline := time.Now().Add(handshakeTimeout)
+	raw.SetDeadline(deadline)
+	cfg := e.serverConfig(c)
+	hc := raw
+	if cfg.Ciphers != nil { // amd64: prefer AES-GCM when the client has it (kexpeek.go)
+		pc, offer, err := peekCiphers(raw, cfg.ServerVersion, deadline)
+		if err != nil {
+			log.Debug("ssh handshake ended", "err", err)
+			return nil
+		}
+		if offer != nil {
+			cfg.Ciphers = offer
+		}
+		hc = pc
+	}
+	sc, chans, reqs, err := ssh.NewServerConn(hc, cfg)
 	if err != nil {
 		if c.up != nil {
 			c.up.Close()
