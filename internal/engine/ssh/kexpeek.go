@@ -48,12 +48,14 @@ func peekCiphers(raw net.Conn, version string, deadline time.Time) (net.Conn, []
 		wait = deadline
 	}
 	raw.SetReadDeadline(wait)
-	var got []byte
-	buf := make([]byte, 4096)
+	got := make([]byte, 0, 2048) // OpenSSH's version line and KEXINIT take about 1.6 KB
 	var offer []string
 	for len(got) < maxPeek {
-		n, err := raw.Read(buf)
-		got = append(got, buf[:n]...)
+		if len(got) == cap(got) {
+			got = slices.Grow(got, cap(got))
+		}
+		n, err := raw.Read(got[len(got):cap(got)])
+		got = got[:len(got)+n]
 		if enc, done := clientKexInit(got); done {
 			offer = gcmOffer(enc)
 			break
