@@ -177,7 +177,7 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 	cfg := e.serverConfig(c)
 	hc := raw
 	if cfg.Ciphers != nil { // amd64: prefer AES-GCM when the client has it (kexpeek.go)
-		pc, offer, err := peekCiphers(raw, cfg.ServerVersion, deadline)
+		pc, offer, err := peekCiphers(newCoalesceConn(raw), cfg.ServerVersion, deadline)
 		if err != nil {
 			log.Debug("ssh handshake ended", "err", err)
 			return nil

@@ -121,7 +121,7 @@ func connectTarget(ctx context.Context, t target.Target, dial func(context.Conte
 		return nil, nil, nil, &userError{fmt.Sprintf("cannot reach target %s at %s: %v", t.Name, t.Address, unwrapDial(err))}
 	}
 	nc.SetDeadline(time.Now().Add(upstreamHandshakeTimeout))
-	cc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
+	cc, chans, reqs, err := ssh.NewClientConn(newCoalesceConn(nc), t.Address, cfg)
 	if err != nil {
 		nc.Close()
 		if mismatch != nil {
