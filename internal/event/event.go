@@ -72,6 +72,13 @@ type Event struct {
 //
 // All integers are big-endian. Prev is not part of it: it enters the hash separately.
 func (e *Event) Canonical(dst []byte) []byte {
+	return append(e.CanonicalHead(dst), e.Raw...)
+}
+
+// CanonicalHead is Canonical without the raw bytes at its end: Canonical(dst) is
+// append(e.CanonicalHead(dst), e.Raw...). Sealing and the file store use it to hash and write
+// a large Raw where it is instead of copying it.
+func (e *Event) CanonicalHead(dst []byte) []byte {
 	dst = append(dst, FormatVersion)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(e.Session)))
 	dst = append(dst, e.Session...)
@@ -83,7 +90,6 @@ func (e *Event) Canonical(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(e.Data)))
 	dst = append(dst, e.Data...)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(e.Raw)))
-	dst = append(dst, e.Raw...)
 	return dst
 }
 
@@ -120,10 +126,11 @@ func DecodeCanonical(src []byte) (*Event, error) {
 // caller; the grown buffer is returned.
 func (e *Event) Seal(prev [32]byte, buf []byte) []byte {
 	e.Prev = prev
-	buf = e.Canonical(buf[:0])
+	buf = e.CanonicalHead(buf[:0])
 	h := sha256.New()
 	h.Write(prev[:])
 	h.Write(buf)
+	h.Write(e.Raw) // the canonical bytes end with Raw: hashed where it is, not copied
 	h.Sum(e.Hash[:0])
 	return buf
 }

@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"testing"
 	"time"
@@ -88,6 +89,23 @@ func TestSealVerifyChain(t *testing.T) {
 	moved.Prev = events[0].Hash
 	if moved.Verify() {
 		t.Fatal("event re-chained past a removed one verifies")
+	}
+}
+
+// TestSealHashesCanonical: Hash is SHA-256(Prev || Canonical()), however Seal gets there (it
+// hashes Raw where it is, after CanonicalHead), with and without raw bytes.
+func TestSealHashesCanonical(t *testing.T) {
+	for _, raw := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("0123456789"), 30000)} {
+		e := &Event{Session: "s", Seq: 7, Type: TerminalOutput, Offset: time.Second, Time: time.Unix(5, 6).UTC(), Data: []byte(`{"bytes":1}`), Raw: raw}
+		prev := [32]byte{9, 8, 7}
+		e.Seal(prev, []byte("scratch that must not matter"))
+		want := sha256.Sum256(append(prev[:], e.Canonical(nil)...))
+		if e.Hash != want {
+			t.Fatalf("raw of %d bytes: Seal's hash is not SHA-256(prev || canonical)", len(raw))
+		}
+		if head := e.CanonicalHead(nil); !bytes.Equal(append(head, raw...), e.Canonical(nil)) {
+			t.Fatalf("raw of %d bytes: CanonicalHead + Raw is not Canonical", len(raw))
+		}
 	}
 }
 

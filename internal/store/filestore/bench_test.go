@@ -164,3 +164,39 @@ func BenchmarkEvents(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkAppendBulk is bulk output (ssh cat, kubectl exec): one event of 256 KiB per commit,
+// sealed and appended; it reports the bytes per second.
+func BenchmarkAppendBulk(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.Create(context.Background(), store.Session{ID: "bulk"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := make([]byte, 256<<10)
+	for i := range raw {
+		raw[i] = byte(i * 7)
+	}
+	e := &event.Event{Session: "bulk", Type: event.TerminalOutput, Data: []byte(`{"channel":1,"bytes":262144}`), Raw: raw}
+	var (
+		seq     uint64
+		prev    [32]byte
+		scratch []byte
+		t0      = time.Now()
+	)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		e.Seq, e.Offset, e.Time = seq, time.Duration(seq), t0
+		scratch = e.Seal(prev, scratch)
+		prev = e.Hash
+		if err := w.Append(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -53,17 +53,37 @@ func appendHeader(dst []byte, id string) []byte {
 
 // appendRecord frames e (already sealed) onto dst.
 func appendRecord(dst []byte, e *event.Event) ([]byte, error) {
+	dst, _, err := appendRecordSplit(dst, e, false)
+	return dst, err
+}
+
+// appendRecordSplit frames e (already sealed) onto dst. With split, e.Raw is left out: the
+// record is dst up to the returned offset, then e.Raw, then the rest of dst (the hash), for a
+// writev that sends Raw from where it is instead of copying it into dst. Without, at is -1.
+func appendRecordSplit(dst []byte, e *event.Event, split bool) (_ []byte, at int, _ error) {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
-	dst = e.Canonical(dst)
-	dst = append(dst, e.Hash[:]...)
-	n := len(dst) - start - frameLen
-	if n > MaxRecord {
-		return dst[:start], fmt.Errorf("event %d is %d bytes, more than the %d a record holds", e.Seq, n, MaxRecord)
+	dst = e.CanonicalHead(dst)
+	at = -1
+	if split {
+		at = len(dst)
+	} else {
+		dst = append(dst, e.Raw...)
 	}
+	crc := crc32.Checksum(dst[start+frameLen:], castagnoli)
+	n := len(dst) - start - frameLen + len(e.Hash)
+	if split {
+		crc = crc32.Update(crc, castagnoli, e.Raw)
+		n += len(e.Raw)
+	}
+	crc = crc32.Update(crc, castagnoli, e.Hash[:])
+	if n > MaxRecord {
+		return dst[:start], -1, fmt.Errorf("event %d is %d bytes, more than the %d a record holds", e.Seq, n, MaxRecord)
+	}
+	dst = append(dst, e.Hash[:]...)
 	binary.BigEndian.PutUint32(dst[start:], uint32(n))
-	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+frameLen:], castagnoli))
-	return dst, nil
+	binary.BigEndian.PutUint32(dst[start+4:], crc)
+	return dst, at, nil
 }
 
 // TornTailError reports a recording that ends inside a record: the process writing it stopped

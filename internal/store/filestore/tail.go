@@ -36,6 +36,18 @@ func (t *tail) write(b []byte) error {
 	return err
 }
 
+// writev appends the concatenation of bufs at the end of the recording.
+func (t *tail) writev(bufs [][]byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return os.ErrClosed
+	}
+	n, err := pwritev(t.f, bufs, t.size)
+	t.size += n
+	return err
+}
+
 // end is the offset after the last byte written.
 func (t *tail) end() int64 {
 	t.mu.Lock()

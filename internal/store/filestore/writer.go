@@ -25,6 +25,8 @@ type writer struct {
 
 	// Owned by the appending goroutine.
 	buf   []byte
+	cuts  []cut    // where the batch's large Raws go in buf
+	iov   [][]byte // buf and those Raws, for writev
 	seq   uint64
 	head  [32]byte
 	err   error // sticky: after a failed write the file's tail is unknown
@@ -45,8 +47,18 @@ type writer struct {
 // appended a huge batch should not hold that memory for its lifetime.
 const maxKeptBuf = 1 << 20
 
-// Append encodes every event into one buffer and writes it to the end of the recording with one
-// write(2). It refuses events
+// bigRaw: an event's Raw of this many bytes or more (bulk output, a large result) is written from
+// where it is, with writev(2), instead of being copied into the batch's buffer first.
+const bigRaw = 16 << 10
+
+// cut is a large Raw left out of a batch's buffer, and where in the buffer it goes.
+type cut struct {
+	at  int
+	raw []byte
+}
+
+// Append encodes every event into one buffer (large Raws excepted: bigRaw) and writes it to the
+// end of the recording with one write(2) or writev(2). It refuses events
 // that do not continue the chain exactly (next Seq, Prev equal to the last Hash, this session).
 func (w *writer) Append(events ...*event.Event) error {
 	if len(events) == 0 {
@@ -60,20 +72,41 @@ func (w *writer) Append(events ...*event.Event) error {
 	}
 	seq, head := w.seq, w.head
 	buf := w.buf[:0]
-	var err error
+	cuts := w.cuts[:0]
 	for _, e := range events {
 		if err := store.CheckNext(w.id, seq, head, e); err != nil {
 			return err
 		}
-		if buf, err = appendRecord(buf, e); err != nil {
+		var at int
+		var err error
+		if buf, at, err = appendRecordSplit(buf, e, len(e.Raw) >= bigRaw); err != nil {
 			return fmt.Errorf("append to session %q: %w", w.id, err)
+		}
+		if at >= 0 {
+			cuts = append(cuts, cut{at: at, raw: e.Raw})
 		}
 		seq, head = e.Seq, e.Hash
 	}
 	if cap(buf) <= maxKeptBuf {
 		w.buf = buf
 	}
-	if err := w.t.write(buf); err != nil {
+	var err error
+	if len(cuts) == 0 {
+		err = w.t.write(buf)
+	} else {
+		iov := w.iov[:0]
+		prev := 0
+		for _, c := range cuts {
+			iov = append(iov, buf[prev:c.at], c.raw)
+			prev = c.at
+		}
+		iov = append(iov, buf[prev:])
+		err = w.t.writev(iov)
+		clear(cuts)
+		clear(iov)
+		w.cuts, w.iov = cuts[:0], iov[:0]
+	}
+	if err != nil {
 		w.mu.Lock()
 		closed := w.closed
 		w.mu.Unlock()

@@ -99,3 +99,30 @@ func residentPages(t *testing.T, f *os.File, size int64) int {
 	}
 	return n
 }
+
+// TestPwritev: more buffers than one pwritev(2) takes, empty ones among them, land in order.
+func TestPwritev(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := range 3000 {
+		b := bytes.Repeat([]byte{byte(i)}, i%7) // every seventh is empty
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	if _, err := f.WriteAt([]byte("head"), 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := pwritev(f, bufs, 4)
+	if err != nil || n != int64(len(want)) {
+		t.Fatalf("pwritev: %d of %d bytes, %v", n, len(want), err)
+	}
+	got, _ := os.ReadFile(f.Name())
+	if !bytes.Equal(got, append([]byte("head"), want...)) {
+		t.Fatal("the file is not head + the buffers in order")
+	}
+}
