@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +67,7 @@ func TestSSH(t *testing.T) {
 		fn   func(*testing.T, *sshFixture)
 	}{
 		{"Exec", testSSHExec},
+		{"BulkOutput", testSSHBulkOutput},
 		{"Ciphers", testSSHCiphers},
 		{"PasswordAndToken", testSSHPasswordAndToken},
 		{"Refusals", testSSHRefusals},
@@ -121,6 +125,43 @@ func testSSHExec(t *testing.T, f *sshFixture) {
 		if r := f.c.ssh("alice:web-1", f.st.AliceKey, tc.cmd); r.Code != tc.code {
 			t.Errorf("%q: want exit %d, got %s", tc.cmd, tc.code, r)
 		}
+	}
+}
+
+// testSSHBulkOutput: output big enough to take copyOut's pipelined path (pipeOut: one goroutine
+// records, another forwards) reaches the client whole and in order on both streams, is
+// recorded whole, and the exit status still follows it.
+func testSSHBulkOutput(t *testing.T, f *sshFixture) {
+	since := time.Now()
+	from := f.g.logSize()
+	r := f.c.ssh("alice:web-1", f.st.AliceKey, "seq 1 1500000; seq 1 300000 >&2; exit 7")
+	if r.Code != 7 {
+		t.Fatalf("want exit status 7, got %d (stderr %s)", r.Code, clip(r.Stderr, 500))
+	}
+	seq := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			b.WriteString(strconv.Itoa(i))
+			b.WriteByte('\n')
+		}
+		return b.String()
+	}
+	if want := seq(1500000); r.Stdout != want {
+		t.Fatalf("stdout: %d bytes, want %d (same: %v)", len(r.Stdout), len(want), strings.HasPrefix(want, r.Stdout))
+	}
+	if want := seq(300000); r.Stderr != want {
+		t.Fatalf("stderr: %d bytes, want %d", len(r.Stderr), len(want))
+	}
+	_, ev := f.g.waitSSHSessionSlack(t, "alice", "web-1", since, 0)
+	if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {
+		t.Errorf("recorded stdout: %d bytes, the client got %d", len(out), len(r.Stdout))
+	}
+	if e := terminalText(ev, "terminal.output", "stderr"); e != r.Stderr {
+		t.Errorf("recorded stderr: %d bytes, the client got %d", len(e), len(r.Stderr))
+	}
+	log, _ := os.ReadFile(f.g.logPath)
+	if !bytes.Contains(log[from:], []byte(`"msg":"output pipelined"`)) {
+		t.Errorf("the output never took the pipelined path: this test does not test it")
 	}
 }
 

@@ -364,10 +364,17 @@ func (g *growBuf) grow(n int) {
 }
 
 // copyOut relays the target's output (stdout or stderr) to the client: masked, recorded, then
-// forwarded.
+// forwarded. Bulk output that is not masked (reads that fill the largest buffer: a cat of a big
+// file, a dump) goes through an outPipe: each read is still recorded before it is forwarded, but
+// the forwarding (encryption, the write to the client) of one read runs while the next is read
+// and recorded.
 func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 	buf := growBuf{make([]byte, minBuf)}
 	for {
+		if len(buf.b) == maxBuf && ms.ms == nil && ch.xfer.Load() == nil && ch.sftp.Load() == nil {
+			ch.pipeOut(src, ms, buf.b)
+			return
+		}
 		n, err := src.Read(buf.b)
 		if n > 0 {
 			data := buf.b[:n]
@@ -399,6 +406,58 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 }
 
 func drain(r io.Reader) { io.Copy(io.Discard, r) }
+
+// pipeBufs is how many reads an outPipe holds: one being read and recorded, one being forwarded.
+const pipeBufs = 4
+
+// pipeOut is copyOut for bulk unmasked output: this goroutine reads and records, and a second
+// one forwards what was recorded, pipeBufs buffers of maxBuf circulating between them. Order
+// is kept (one forwarder, in the order recorded), and every byte is in the recording before it
+// is forwarded, as in copyOut.
+func (ch *channel) pipeOut(src io.Reader, ms *maskStream, first []byte) {
+	full := make(chan []byte, pipeBufs)
+	free := make(chan []byte, pipeBufs)
+	free <- first
+	for range pipeBufs - 1 {
+		free <- make([]byte, maxBuf)
+	}
+	ch.s.log.Debug("output pipelined", "channel", ch.id, "stream", ms.stream)
+	var failed atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			if !failed.Load() {
+				if err := ms.forward(b); err != nil {
+					failed.Store(true)
+					ch.uc.Close()
+				}
+			}
+			free <- b[:cap(b)]
+		}
+	}()
+	defer func() { close(full); <-done; ms.end() }()
+	for {
+		b := <-free
+		if failed.Load() {
+			drain(src)
+			return
+		}
+		n, err := src.Read(b)
+		if n > 0 {
+			if werr := ms.record(b[:n], nil); werr != nil {
+				failed.Store(true)
+				ch.uc.Close()
+				drain(src)
+				return
+			}
+			full <- b[:n]
+		}
+		if err != nil {
+			return
+		}
+	}
+}
 
 // rawOut forwards the target's output as it is (a file copy's protocol).
 func (ch *channel) rawOut(data []byte) error {
@@ -591,6 +650,14 @@ func (m *maskStream) emit(data []byte, hits []masking.Hit) error {
 	if len(data) == 0 {
 		return nil
 	}
+	if err := m.record(data, hits); err != nil {
+		return err
+	}
+	return m.forward(data)
+}
+
+// record records output about to be forwarded (emit's first half).
+func (m *maskStream) record(data []byte, hits []masking.Hit) error {
 	ch := m.ch
 	s := ch.s
 	d := event.TerminalData{Channel: ch.id, Stream: m.stream, Bytes: len(data)}
@@ -603,9 +670,12 @@ func (m *maskStream) emit(data []byte, hits []masking.Hit) error {
 	if m.stream == "" {
 		ch.watchPrompt(data)
 	}
-	if err := s.record(event.TerminalOutput, d, data); err != nil {
-		return err
-	}
+	return s.record(event.TerminalOutput, d, data)
+}
+
+// forward sends recorded output to the client (emit's second half).
+func (m *maskStream) forward(data []byte) error {
+	ch := m.ch
 	ch.wmu.Lock()
 	defer ch.wmu.Unlock()
 	if ch.closed.Load() {
@@ -614,7 +684,7 @@ func (m *maskStream) emit(data []byte, hits []masking.Hit) error {
 	if _, err := m.writer().Write(data); err != nil {
 		return err
 	}
-	s.addTo(len(data))
+	ch.s.addTo(len(data))
 	return nil
 }
 
