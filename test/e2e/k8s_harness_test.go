@@ -510,10 +510,10 @@ type kubeGateway struct {
 }
 
 // startKubeGateway starts a gateway for c with the given policies (YAML under "policies:").
-func startKubeGateway(t testing.TB, c *kubeCluster, policies string) *kubeGateway {
+func startKubeGateway(t testing.TB, c *kubeCluster, policies string, listeners ...string) *kubeGateway {
 	t.Helper()
 	cfg := gwConfig{
-		Listeners: []string{"kubernetes"},
+		Listeners: append([]string{"kubernetes"}, listeners...),
 		Targets: []targetCfg{{Name: "kind-1", Type: "kubernetes", Address: c.URL,
 			Raw: fmt.Sprintf("    ca_file: %s\n    token_file: %s\n    impersonate: true\n", yq(c.CAFile), yq(c.GatewayTokenFile))}},
 		Extra: policies,

@@ -22,11 +22,19 @@ import (
 // figures (nothing is asserted on time):
 //
 //	go test ./test/e2e -run '^$' -bench BenchmarkKubernetes -benchtime 1x
+//
+// With AIRLOCK_BENCH_CPUPROFILE=FILE it also writes a CPU profile of the gateway over the first
+// 10 seconds of the exec cats to FILE (go tool pprof FILE; the direct cats add nothing to it).
 func BenchmarkKubernetes(b *testing.B) {
 	t := b
 	requireBinary(t)
 	c := startKubeCluster(t)
-	kg := startKubeGateway(t, c, "")
+	profile := os.Getenv("AIRLOCK_BENCH_CPUPROFILE")
+	var listeners []string
+	if profile != "" {
+		listeners = append(listeners, "debug")
+	}
+	kg := startKubeGateway(t, c, "", listeners...)
 	t.Logf("load average before: %s", loadavg())
 
 	directEnv := append(cleanEnv(), "KUBECONFIG="+c.Kubeconfig, "HOME="+t.TempDir())
@@ -108,10 +116,20 @@ func BenchmarkKubernetes(b *testing.B) {
 	}
 	var dCat, gCat []time.Duration
 	var gwCPU time.Duration // the gateway process's CPU time (user + system) during its cats
+	// A CPU profile of the gateway over the first 10 seconds of the cats.
+	if profile != "" {
+		profiled := make(chan error, 1)
+		defer func() { t.Logf("gateway CPU profile %s: %v", profile, <-profiled) }()
+		go func() { profiled <- cpuProfile(fmt.Sprintf("127.0.0.1:%d", kg.Port("debug")), profile, 10) }()
+	}
+	var dIdle, gIdle cpuIdle // the machine's idle CPU during the direct and the gateway cats
 	for range 3 {
+		i := readCPUIdle()
 		dCat = append(dCat, cat(directEnv))
-		before := procCPU(t, kg.cmd.Process.Pid)
+		dIdle.add(i, readCPUIdle())
+		before, i := procCPU(t, kg.cmd.Process.Pid), readCPUIdle()
 		gCat = append(gCat, cat(gwEnv))
+		gIdle.add(i, readCPUIdle())
 		gwCPU += procCPU(t, kg.cmd.Process.Pid) - before
 	}
 	t.Logf("load average after: %s", loadavg())
@@ -126,7 +144,55 @@ func BenchmarkKubernetes(b *testing.B) {
 	dRate, gRate := float64(size)/db.Seconds()/(1<<20), float64(size)/gb.Seconds()/(1<<20)
 	t.Logf("kubectl exec cat 100 MiB (best of 3): direct %s (%.1f MiB/s), gateway %s (%.1f MiB/s), throughput ratio %.2f",
 		db.Round(time.Millisecond), dRate, gb.Round(time.Millisecond), gRate, gRate/dRate)
-	t.Logf("gateway CPU (user + system) per 100 MiB of kubectl exec cat: %s", (gwCPU / 3).Round(time.Millisecond))
+	t.Logf("gateway CPU (user + system) per 100 MiB of kubectl exec cat: %s; the machine's CPU idle during the cats: direct %.0f%%, gateway %.0f%%",
+		(gwCPU / 3).Round(time.Millisecond), dIdle.percent(), gIdle.percent())
+}
+
+// cpuIdle sums the machine's idle and total CPU time over intervals (/proc/stat, all CPUs).
+type cpuIdle struct{ idle, total int64 }
+
+func readCPUIdle() cpuIdle {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	var c cpuIdle
+	for i, f := range strings.Fields(line)[1:] {
+		var v int64
+		fmt.Sscan(f, &v)
+		if i == 3 || i == 4 { // idle, iowait
+			c.idle += v
+		}
+		if i < 8 { // user nice system idle iowait irq softirq steal; guest is in user already
+			c.total += v
+		}
+	}
+	return c
+}
+
+func (c *cpuIdle) add(from, to cpuIdle) {
+	c.idle += to.idle - from.idle
+	c.total += to.total - from.total
+}
+
+func (c cpuIdle) percent() float64 {
+	if c.total == 0 {
+		return 0
+	}
+	return 100 * float64(c.idle) / float64(c.total)
+}
+
+// cpuProfile writes a CPU profile of the gateway whose debug listener is at addr, over the
+// next seconds, to file.
+func cpuProfile(addr, file string, seconds int) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		return fmt.Errorf("profile: HTTP %d, %v", resp.StatusCode, err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 // procCPU is the CPU time (user + system) process pid has used, from /proc/PID/stat.

@@ -110,7 +110,7 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		return errors.New("kubernetes: the gateway has no TLS certificate")
 	}
 	cfg := e.httpTLS()
-	tc := tls.Server(raw, cfg)
+	tc := tls.Server(&holdConn{Conn: raw}, cfg) // holdConn: bulkio.go
 	raw.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		log.Debug("TLS handshake failed", "err", err)

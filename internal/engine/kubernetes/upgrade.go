@@ -2,9 +2,12 @@ package kubernetes
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,11 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		s.respondGateway(w, id, began, http.StatusBadRequest, "BadRequest", "protocol upgrades need HTTP/1.1")
 		return
 	}
+	// The connection under the API server's TLS, for reading the stream in bulk (bulkio.go).
+	var ahead *readAheadConn
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { ahead, _ = netConn(i.Conn).(*readAheadConn) },
+	}))
 	resp, err := s.up.h1.RoundTrip(out)
 	if err != nil {
 		s.eng.d.Metrics.Error("dial")
@@ -101,7 +109,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		}()
 		go func() { // targetToClient
 			defer wg.Done()
-			src := rec.fromTarget(bufio.NewReader(upConn))
+			src := rec.fromTarget(drainReader{bufio.NewReader(upConn), ahead})
 			if rec.rewrites() {
 				// Masked output: the tap writes the target's frames, re-encoded, itself.
 				rec.writeTo(cliConn)
@@ -109,7 +117,8 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 				rec.endOutput()
 				toCli.Add(rec.sent())
 			} else {
-				n, _ := io.Copy(cliConn, src)
+				hc, _ := netConn(cliConn).(*holdConn)
+				n, _ := copyBulk(heldWriter{cliConn, hc}, src)
 				toCli.Add(n)
 			}
 			closeWrite(cliConn)
@@ -127,6 +136,14 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
+}
+
+// netConn is the connection under c's TLS, or c.
+func netConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 func closeWrite(c any) {

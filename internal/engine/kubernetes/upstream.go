@@ -101,6 +101,14 @@ func newUpstream(t target.Target, dial func(context.Context, target.Target) (net
 	dt := t
 	dt.Address = hostport
 	dialFn := func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, dt) }
+	// Upgraded streams read the API server through a readAheadConn (bulkio.go).
+	dialAhead := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		c, err := dial(ctx, dt)
+		if err != nil {
+			return nil, err
+		}
+		return &readAheadConn{Conn: c}, nil
+	}
 	mk := func(h2 bool) *http.Transport {
 		cfg := tlsCfg.Clone()
 		tr := &http.Transport{
@@ -114,6 +122,7 @@ func newUpstream(t target.Target, dial func(context.Context, target.Target) (net
 			DisableCompression:    true, // bodies pass as the API server sends them
 		}
 		if !h2 {
+			tr.DialContext = dialAhead
 			cfg.NextProtos = []string{"http/1.1"}
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
