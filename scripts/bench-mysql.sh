@@ -122,8 +122,9 @@ per_round() {
 }
 
 echo "== sysbench oltp_read_only --threads=8 --time=$DURATION, $ROUNDS rounds" >&2
-rounds R8 oltp_read_only 8 1 direct gateway plain
-r8d=$(median "${R8_direct[@]}"); r8g=$(median "${R8_gateway[@]}"); r8p=$(median "${R8_plain[@]}")
+rounds R8 oltp_read_only 8 1 direct gateway plain relay
+r8d=$(median "${R8_direct[@]}"); r8g=$(median "${R8_gateway[@]}"); r8p=$(median "${R8_plain[@]}"); r8x=$(median "${R8_relay[@]}")
+r8xr=$(printf '%.3f' "$(median $(per_round ratio R8_direct R8_relay))")
 r8r=$(printf '%.3f' "$(median $(per_round ratio R8_direct R8_gateway))")
 r8pr=$(printf '%.3f' "$(median $(per_round ratio R8_direct R8_plain))")
 echo "== sysbench oltp_point_select --threads=1 --time=$DURATION, $ROUNDS rounds" >&2
@@ -148,7 +149,7 @@ machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -
 | oltp_read_only --threads=8 (TPS) | $(int "$r8d") | $(int "$r8g") | $r8r | >= 0.6 | $(pass "$r8r >= 0.6") | $(int "$r8p") ($r8pr) |
 | oltp_point_select --threads=1 (mean us per query) | $l1d | $l1g | $(ratio "$l1g" "$l1d") | added <= 100 us (here: $added us) | $(pass "$added <= 100") | $l1p (+$addedp us) |
 
-Reference: a bare TCP relay (socat) adds $addedr us per point select ($l1r us).
+Reference: a bare TCP relay (socat) gets $(int "$r8x") TPS on oltp_read_only ($r8xr of direct) and adds $addedr us per point select ($l1r us).
 REPORT
 if grep -q '"level":"ERROR"' "$work/gateway.log"; then
 	echo "gateway logged errors:" >&2
