@@ -365,7 +365,7 @@ func (g *growBuf) grow(n int) {
 
 // copyOut relays the target's output (stdout or stderr) to the client: masked, recorded, then
 // forwarded. Bulk output that is not masked (reads that fill the largest buffer: a cat of a big
-// file, a dump) goes through an outPipe: each read is still recorded before it is forwarded, but
+// file, a dump) goes on through pipeOut: each read is still recorded before it is forwarded, but
 // the forwarding (encryption, the write to the client) of one read runs while the next is read
 // and recorded.
 func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
@@ -407,7 +407,8 @@ func (ch *channel) copyOut(src io.Reader, ms *maskStream) {
 
 func drain(r io.Reader) { io.Copy(io.Discard, r) }
 
-// pipeBufs is how many reads an outPipe holds: one being read and recorded, one being forwarded.
+// pipeBufs is how many reads pipeOut holds at once: one being read and recorded, the others
+// recorded and being forwarded or waiting to be (4 measured a little better than 2).
 const pipeBufs = 4
 
 // pipeOut is copyOut for bulk unmasked output: this goroutine reads and records, and a second
