@@ -145,6 +145,57 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 		}
 	})
 
+	// Agent forwarding (ssh -A) where the policy allows it (alice on web-3): the target's
+	// ssh-add lists the key held by the client's ssh-agent, and the agent channel is recorded
+	// as a forward. ("agent and X11 refused" below is the refusal.)
+	t.Run("agent allowed", func(t *testing.T) {
+		dir := t.TempDir()
+		sock := filepath.Join(dir, "agent.sock")
+		ag := exec.Command("ssh-agent", "-D", "-a", sock)
+		if err := ag.Start(); err != nil {
+			t.Fatalf("ssh-agent: %v", err)
+		}
+		t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(25 * time.Millisecond) {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("ssh-agent did not create its socket")
+			}
+		}
+		if r := run(time.Minute, f.c.env("SSH_AUTH_SOCK="+sock), nil, "ssh-add", f.st.StrayKey); r.Code != 0 {
+			t.Fatalf("ssh-add: %s", r)
+		}
+		fp := run(time.Minute, nil, nil, "ssh-keygen", "-l", "-f", f.st.StrayKey+".pub")
+		want := strings.Fields(fp.Stdout)
+		if fp.Code != 0 || len(want) < 2 {
+			t.Fatalf("ssh-keygen -l: %s", fp)
+		}
+		// OpenSSH forwards the agent it uses itself: IdentityAgent=none would forward none.
+		args := f.c.opts("alice:web-3", f.st.AliceKey)
+		for i, a := range args {
+			if a == "IdentityAgent=none" {
+				args[i] = "IdentityAgent=" + sock
+			}
+		}
+		since := time.Now()
+		r := run(time.Minute, f.c.env(), nil, "ssh", append(args, "-A", "-p", port, "127.0.0.1", "ssh-add -l")...)
+		if r.Code != 0 || !strings.Contains(r.Stdout, want[1]) {
+			t.Fatalf("ssh -A: the target's ssh-add -l does not list %s: %s", want[1], r)
+		}
+		_, ev := f.g.waitSSHSessionSlack(t, "alice", "web-3", since, 0)
+		var agent []Event
+		for _, e := range ofType(ev, "forward") {
+			if e.str("kind") == "agent" {
+				agent = append(agent, e)
+			}
+		}
+		if len(agent) == 0 || len(ofType(ev, "denied")) != 0 {
+			t.Errorf("allowed agent forwarding: forward events %+v, denied %+v", ofType(ev, "forward"), ofType(ev, "denied"))
+		}
+	})
+
 	t.Run("local refused", func(t *testing.T) {
 		lport := freePort(t)
 		askpass := filepath.Join(f.c.dir, "askpass-fwd.sh")

@@ -12,14 +12,19 @@ import (
 	"time"
 )
 
-// sshPolicies: alice may do everything but agent forwarding on web-*; bob gets the defaults
-// (shell, exec, sftp) on web-1 only; web-2 masks card numbers and refuses `rm -rf`.
+// sshPolicies: alice may do everything but agent forwarding on web-*, and agent forwarding
+// too on web-3; bob gets the defaults (shell, exec, sftp) on web-1 only; web-2 masks card
+// numbers and refuses `rm -rf`.
 const sshPolicies = `policies:
   - name: ssh-alice
     subjects: ["user:alice"]
     targets: ["web-*"]
     access: allow
     ssh: [shell, exec, sftp, port_forwarding]
+  - name: ssh-alice-agent
+    subjects: ["user:alice"]
+    targets: ["web-3"]
+    ssh: [agent_forwarding]
   - name: ssh-bob
     subjects: ["user:bob"]
     targets: ["web-1"]
