@@ -17,9 +17,10 @@ import (
 )
 
 // BenchmarkKubernetes measures what the gateway costs kubectl, direct and through the gateway
-// in the same run: the latency of `kubectl get pods` (the whole command, and one API request on
-// a kept-alive connection) and the throughput of a 100 MB `kubectl exec ... cat`. It logs its
-// figures (nothing is asserted on time):
+// in the same run: the latency of `kubectl get pods` (the whole command; one API request on a
+// kept-alive connection and on a new connection; the credential plugin alone) and the
+// throughput of a 100 MB `kubectl exec ... cat`. It logs its figures (nothing is asserted on
+// time):
 //
 //	go test ./test/e2e -run '^$' -bench BenchmarkKubernetes -benchtime 1x
 //
@@ -91,6 +92,25 @@ func BenchmarkKubernetes(b *testing.B) {
 		dReq = append(dReq, get(direct, c.URL, adminTok))
 		gReq = append(gReq, get(gw, gwURL, aliceTok))
 	}
+	// The same request on a new connection each time (TLS handshake, and through the gateway
+	// a new session), as each kubectl command makes it: what the gateway adds to a command
+	// besides the credential plugin.
+	directNew, gwNew := newConnClient(direct), newConnClient(gw)
+	const fresh = 50
+	var dNew, gNew []time.Duration
+	for range fresh {
+		dNew = append(dNew, get(directNew, c.URL, adminTok))
+		gNew = append(gNew, get(gwNew, gwURL, aliceTok))
+	}
+	// The credential plugin alone, as kubectl runs it for each command.
+	var plugin []time.Duration
+	for range 20 {
+		began := time.Now()
+		if r := run(time.Minute, append(gwEnv, `KUBERNETES_EXEC_INFO={"apiVersion":"client.authentication.k8s.io/v1"}`), nil, airlockBin, "kube-credential", "--target", "kind-1"); r.Code != 0 {
+			t.Fatalf("airlock kube-credential: %s", r)
+		}
+		plugin = append(plugin, time.Since(began))
+	}
 
 	// 3. 100 MB through kubectl exec ... cat, best of 3 each.
 	const size = 100 << 20
@@ -140,6 +160,8 @@ func BenchmarkKubernetes(b *testing.B) {
 	dm, gm := mean(dReq), mean(gReq)
 	t.Logf("GET pods on a kept-alive connection (mean of %d): direct %s, gateway %s, added %s; medians %s / %s",
 		reqs, ms(dm), ms(gm), ms(gm-dm), ms(median(dReq)), ms(median(gReq)))
+	t.Logf("GET pods on a new connection each (median of %d): direct %s, gateway %s, added %s; airlock kube-credential alone (median of 20): %s",
+		fresh, ms(median(dNew)), ms(median(gNew)), ms(median(gNew)-median(dNew)), ms(median(plugin)))
 	db, gb := best(dCat), best(gCat)
 	dRate, gRate := float64(size)/db.Seconds()/(1<<20), float64(size)/gb.Seconds()/(1<<20)
 	t.Logf("kubectl exec cat 100 MiB (best of 3): direct %s (%.1f MiB/s), gateway %s (%.1f MiB/s), throughput ratio %.2f",
@@ -222,6 +244,13 @@ func apiClient(t testing.TB, caFile string) *http.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+}
+
+// newConnClient is cl without keep-alive: every request on a new TLS connection.
+func newConnClient(cl *http.Client) *http.Client {
+	tr := cl.Transport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
+	return &http.Client{Timeout: cl.Timeout, Transport: tr}
 }
 
 func kubeconfigToken(t testing.TB, path string) string {
