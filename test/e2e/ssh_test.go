@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -167,6 +169,40 @@ func testSSHBulkOutput(t *testing.T, f *sshFixture) {
 	log, _ := os.ReadFile(f.g.logPath)
 	if !bytes.Contains(log[from:], []byte(`"msg":"output pipelined"`)) {
 		t.Errorf("the output never took the pipelined path: this test does not test it")
+	}
+
+	// The client goes away in the middle of bulk output (ssh killed after 16 MiB of an endless
+	// cat): the session ends, its recording's chain is whole, and the next session works.
+	since = time.Now()
+	from = f.g.logSize()
+	cmd := exec.Command("ssh", append(f.c.opts("alice:web-1", f.st.AliceKey), "-p", fmt.Sprint(f.c.port), "127.0.0.1", "cat /dev/zero")...)
+	cmd.Env = f.c.env()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.CopyN(io.Discard, out, 16<<20)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if n != 16<<20 {
+		t.Fatalf("read %d bytes of the endless output: %v", n, err)
+	}
+	s, ev := f.g.waitSSHSessionSlack(t, "alice", "web-1", since, 0) // checks the chain
+	if s.EndReason != "client_disconnected" {
+		t.Errorf("end reason %q, want client_disconnected", s.EndReason)
+	}
+	if got := len(terminalText(ev, "terminal.output", "")); got < 16<<20 {
+		t.Errorf("recorded %d bytes of output, the client read %d", got, n)
+	}
+	log, _ = os.ReadFile(f.g.logPath)
+	if !bytes.Contains(log[from:], []byte(`"msg":"output pipelined"`)) {
+		t.Errorf("the endless output never took the pipelined path")
+	}
+	if r := f.c.ssh("alice:web-1", f.st.AliceKey, "echo still-here"); r.Code != 0 || r.Stdout != "still-here\n" {
+		t.Errorf("the next session: %s", r)
 	}
 }
 
