@@ -71,15 +71,23 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 type drainReader struct {
 	r  io.Reader
 	ra *readAheadConn
+	// drained counts the reads that took more than their first read's bytes (for the log).
+	drained int
 }
 
-func (d drainReader) Read(p []byte) (int, error) {
+func (d *drainReader) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	if err != nil || d.ra == nil {
 		return n, err
 	}
 	d.ra.noWait = true
 	defer func() { d.ra.noWait = false }()
+	first := n
+	defer func() {
+		if n > first {
+			d.drained++
+		}
+	}()
 	for n < len(p) {
 		m, err := d.r.Read(p[n:])
 		n += m

@@ -68,7 +68,7 @@ func (c *slowConn) Write(p []byte) (int, error) {
 // whole at the next read; and nothing is lost or reordered.
 func TestDrainReader(t *testing.T) {
 	client, ra, server := tlsPair(t)
-	d := drainReader{r: client, ra: ra}
+	d := &drainReader{r: client, ra: ra}
 
 	// Three records sent at once arrive in one drained read (the first read waits for them).
 	rec := func(b byte) []byte { return bytes.Repeat([]byte{b}, 10000) }

@@ -109,7 +109,8 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		}()
 		go func() { // targetToClient
 			defer wg.Done()
-			src := rec.fromTarget(drainReader{bufio.NewReader(upConn), ahead})
+			drain := &drainReader{r: bufio.NewReader(upConn), ra: ahead}
+			src := rec.fromTarget(drain)
 			if rec.rewrites() {
 				// Masked output: the tap writes the target's frames, re-encoded, itself.
 				rec.writeTo(cliConn)
@@ -121,6 +122,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 				n, _ := copyBulk(heldWriter{cliConn, hc}, src)
 				toCli.Add(n)
 			}
+			s.log.Debug("upgraded stream: target side ended", "id", id, "bytes", toCli.Load(), "drained_reads", drain.drained)
 			closeWrite(cliConn)
 		}()
 		wg.Wait()
