@@ -49,13 +49,10 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 		}
 		if c.buf == nil {
 			c.buf = make([]byte, minReadAhead)
+		} else {
+			c.buf = grown(c.buf, c.w) // all of it was read: nothing to move
 		}
 		n, err := c.Conn.Read(c.buf)
-		if n == len(c.buf) && len(c.buf) < maxReadAhead {
-			nb := make([]byte, 2*len(c.buf))
-			copy(nb, c.buf[:n])
-			c.buf = nb
-		}
 		c.r, c.w = 0, n
 		if n == 0 {
 			return 0, err
@@ -64,6 +61,15 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 	n := copy(p, c.buf[c.r:c.w])
 	c.r += n
 	return n, nil
+}
+
+// grown is buf, or a buffer twice its size (up to maxReadAhead) when the last read, of n
+// bytes, filled it.
+func grown(buf []byte, n int) []byte {
+	if n == len(buf) && len(buf) < maxReadAhead {
+		return make([]byte, 2*len(buf))
+	}
+	return buf
 }
 
 // drainReader reads from r (the API server's stream over a readAheadConn): one read that may
@@ -80,25 +86,21 @@ func (d *drainReader) Read(p []byte) (int, error) {
 	if err != nil || d.ra == nil {
 		return n, err
 	}
-	d.ra.noWait = true
-	defer func() { d.ra.noWait = false }()
 	first := n
-	defer func() {
-		if n > first {
-			d.drained++
-		}
-	}()
-	for n < len(p) {
-		m, err := d.r.Read(p[n:])
+	d.ra.noWait = true
+	for n < len(p) && err == nil {
+		var m int
+		m, err = d.r.Read(p[n:])
 		n += m
-		if err == errWouldBlock {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
 	}
-	return n, nil
+	d.ra.noWait = false
+	if err == errWouldBlock {
+		err = nil
+	}
+	if n > first {
+		d.drained++
+	}
+	return n, err
 }
 
 // holdConn is a client connection whose writes can be held and sent together: between hold
@@ -175,9 +177,7 @@ func copyBulk(dst io.Writer, src io.Reader) (int64, error) {
 			if werr != nil {
 				return total, werr
 			}
-			if n == len(buf) && len(buf) < maxReadAhead {
-				buf = make([]byte, 2*len(buf))
-			}
+			buf = grown(buf, n)
 		}
 		if err == io.EOF {
 			return total, nil
