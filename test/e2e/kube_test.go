@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -327,13 +326,8 @@ stringData: {password: %s}
 		since := time.Now()
 		from := kg.logSize()
 		r := run(2*time.Minute, kg.kubeEnv(t, "alice", alicePassword), nil, c.kubectl, "exec", kubePod, "--", "seq", "1", "1000000")
-		var want strings.Builder
-		for i := 1; i <= 1000000; i++ {
-			want.WriteString(strconv.Itoa(i))
-			want.WriteByte('\n')
-		}
-		if r.Code != 0 || r.Stdout != want.String() {
-			t.Fatalf("kubectl exec seq: exit %d, %d bytes of stdout, want %d (stderr %s)", r.Code, len(r.Stdout), want.Len(), clip(r.Stderr, 500))
+		if want := seqText(1000000); r.Code != 0 || r.Stdout != want {
+			t.Fatalf("kubectl exec seq: exit %d, %d bytes of stdout, want %d (stderr %s)", r.Code, len(r.Stdout), len(want), clip(r.Stderr, 500))
 		}
 		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
 		if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {

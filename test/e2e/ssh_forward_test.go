@@ -149,21 +149,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 	// ssh-add lists the key held by the client's ssh-agent, and the agent channel is recorded
 	// as a forward. ("agent and X11 refused" below is the refusal.)
 	t.Run("agent allowed", func(t *testing.T) {
-		dir := t.TempDir()
-		sock := filepath.Join(dir, "agent.sock")
-		ag := exec.Command("ssh-agent", "-D", "-a", sock)
-		if err := ag.Start(); err != nil {
-			t.Fatalf("ssh-agent: %v", err)
-		}
-		t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(25 * time.Millisecond) {
-			if _, err := os.Stat(sock); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("ssh-agent did not create its socket")
-			}
-		}
+		sock := startSSHAgent(t)
 		if r := run(time.Minute, f.c.env("SSH_AUTH_SOCK="+sock), nil, "ssh-add", f.st.StrayKey); r.Code != 0 {
 			t.Fatalf("ssh-add: %s", r)
 		}
@@ -172,13 +158,7 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 		if fp.Code != 0 || len(want) < 2 {
 			t.Fatalf("ssh-keygen -l: %s", fp)
 		}
-		// OpenSSH forwards the agent it uses itself: IdentityAgent=none would forward none.
-		args := f.c.opts("alice:web-3", f.st.AliceKey)
-		for i, a := range args {
-			if a == "IdentityAgent=none" {
-				args[i] = "IdentityAgent=" + sock
-			}
-		}
+		args := withAgent(f.c.opts("alice:web-3", f.st.AliceKey), sock)
 		since := time.Now()
 		r := run(time.Minute, f.c.env(), nil, "ssh", append(args, "-A", "-p", port, "127.0.0.1", "ssh-add -l")...)
 		if r.Code != 0 || !strings.Contains(r.Stdout, want[1]) {
@@ -272,26 +252,9 @@ func testSSHForwarding(t *testing.T, f *sshFixture) {
 
 	t.Run("agent and X11 refused", func(t *testing.T) {
 		// A real agent, offered with -A: the target sees no agent. X11 with -X: refused.
-		dir := t.TempDir()
-		sock := filepath.Join(dir, "agent.sock")
-		agent := exec.Command("ssh-agent", "-D", "-a", sock)
-		if err := agent.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-		for i := 0; i < 200; i++ {
-			if _, err := os.Stat(sock); err == nil {
-				break
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
+		sock := startSSHAgent(t)
 		since := time.Now()
-		args := f.c.opts("alice:web-1", f.st.AliceKey)
-		for i, a := range args {
-			if a == "IdentityAgent=none" {
-				args[i] = "IdentityAgent=" + sock
-			}
-		}
+		args := withAgent(f.c.opts("alice:web-1", f.st.AliceKey), sock)
 		r := run(time.Minute, f.c.env("DISPLAY=:0"), nil, "ssh", append(args, "-A", "-X", "-p", port, "127.0.0.1",
 			"echo agent=${SSH_AUTH_SOCK:-none} display=${DISPLAY:-none}")...)
 		if r.Code != 0 || !strings.Contains(r.Stdout, "agent=none display=none") {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +283,45 @@ func startSSHGateway(t testing.TB) (*sshTarget, *gateway) {
 	users := defaultUsers()
 	users[0].SSHKeys = []string{st.AlicePub}
 	return st, startGateway(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+}
+
+// seqText is what `seq 1 n` prints.
+func seqText(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// startSSHAgent starts the stock ssh-agent on a socket of its own, stopped at the end of the
+// test, and returns the socket's path.
+func startSSHAgent(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ag := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := ag.Start(); err != nil {
+		t.Fatalf("ssh-agent: %v", err)
+	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(25 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ssh-agent did not create its socket")
+		}
+	}
+}
+
+// withAgent is opts with the client using (and so able to forward, with -A) the agent at
+// sock instead of none: OpenSSH forwards only the agent it uses itself.
+func withAgent(opts []string, sock string) []string {
+	for i, a := range opts {
+		if a == "IdentityAgent=none" {
+			opts[i] = "IdentityAgent=" + sock
+		}
+	}
+	return opts
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,18 +144,10 @@ func testSSHBulkOutput(t *testing.T, f *sshFixture) {
 	if r.Code != 7 {
 		t.Fatalf("want exit status 7, got %d (stderr %s)", r.Code, clip(r.Stderr, 500))
 	}
-	seq := func(n int) string {
-		var b strings.Builder
-		for i := 1; i <= n; i++ {
-			b.WriteString(strconv.Itoa(i))
-			b.WriteByte('\n')
-		}
-		return b.String()
-	}
-	if want := seq(1500000); r.Stdout != want {
+	if want := seqText(1500000); r.Stdout != want {
 		t.Fatalf("stdout: %d bytes, want %d (same: %v)", len(r.Stdout), len(want), strings.HasPrefix(want, r.Stdout))
 	}
-	if want := seq(300000); r.Stderr != want {
+	if want := seqText(300000); r.Stderr != want {
 		t.Fatalf("stderr: %d bytes, want %d", len(r.Stderr), len(want))
 	}
 	_, ev := f.g.waitSSHSessionSlack(t, "alice", "web-1", since, 0)
