@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 )
 
@@ -27,11 +26,25 @@ type Token struct {
 	Secret string `json:"secret"`
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 // ValidName reports whether n may name an agent: 1 to 63 letters, digits, '.', '_' or '-',
-// starting with a letter or digit (so that globs like "dc1-*" select agents).
-func ValidName(n string) bool { return nameRE.MatchString(n) }
+// starting with a letter or digit (so that globs like "dc1-*" select agents). (A loop, not the
+// regexp ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$: compiling that one took 0.3 ms of every start of the
+// airlock binary, kubectl's credential plugin included.)
+func ValidName(n string) bool {
+	if len(n) == 0 || len(n) > 63 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // String encodes the token.
 func (t Token) String() string {

@@ -49,10 +49,10 @@ func binRecord(fs ...field) []byte {
 func numeric(t *testing.T, s string) []byte {
 	t.Helper()
 	var n pgtype.Numeric
-	if err := numMap.Scan(oidNumeric, pgtype.TextFormatCode, []byte(s), &n); err != nil {
+	if err := numMap().Scan(oidNumeric, pgtype.TextFormatCode, []byte(s), &n); err != nil {
 		t.Fatal(err)
 	}
-	b, err := numMap.Encode(oidNumeric, pgtype.BinaryFormatCode, n, nil)
+	b, err := numMap().Encode(oidNumeric, pgtype.BinaryFormatCode, n, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +62,10 @@ func numeric(t *testing.T, s string) []byte {
 func numericText(t *testing.T, b []byte) string {
 	t.Helper()
 	var n pgtype.Numeric
-	if err := numMap.Scan(oidNumeric, pgtype.BinaryFormatCode, b, &n); err != nil {
+	if err := numMap().Scan(oidNumeric, pgtype.BinaryFormatCode, b, &n); err != nil {
 		t.Fatal(err)
 	}
-	out, err := numMap.Encode(oidNumeric, pgtype.TextFormatCode, n, nil)
+	out, err := numMap().Encode(oidNumeric, pgtype.TextFormatCode, n, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
