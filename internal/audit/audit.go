@@ -38,6 +38,7 @@ const (
 	ActionSessionTerminate = "session.terminate" // an admin ended a running session (with a reason the user sees)
 	ActionGatewayStart     = "gateway.start"
 	ActionGatewayStop      = "gateway.stop"
+	ActionConfigChange     = "config.change" // the gateway started with a configuration other than the last start's
 )
 
 // ErrClosed is returned by Record once the log has ended.

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/target"
 	"github.com/airlock-gw/airlock/internal/ui"
 	"github.com/airlock-gw/airlock/internal/version"
+	"gopkg.in/yaml.v3"
 )
 
 // Gateway is a running server.
@@ -189,8 +192,14 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	if g.audit, err = audit.Open(context.Background(), rec); err != nil {
 		return nil, err
 	}
+	digest := configDigest(cfg)
 	if err := g.audit.Record(context.Background(), audit.Entry{Action: audit.ActionGatewayStart, Actor: audit.User, Outcome: audit.OK,
-		Detail: map[string]string{"version": version.String(), "pid": strconv.Itoa(os.Getpid())}}); err != nil {
+		Detail: map[string]string{"version": version.String(), "pid": strconv.Itoa(os.Getpid()),
+			"config_file": cfg.Path(), "config_sha256": digest, "signing_key_id": keys.KeyID()}}); err != nil {
+		g.audit.End(context.Background())
+		return nil, err
+	}
+	if err := auditConfigChange(context.Background(), st, g.audit, cfg.Path(), digest); err != nil {
 		g.audit.End(context.Background())
 		return nil, err
 	}
@@ -474,4 +483,39 @@ func (a lateAudit) Record(ctx context.Context, e audit.Entry) error {
 		return errors.New("audit log not open")
 	}
 	return a.g.audit.Record(ctx, e)
+}
+
+// kvConfigDigest holds the configuration digest of the last start (configDigest).
+const kvConfigDigest = "gateway/config_sha256"
+
+// configDigest is the SHA-256 (hex) of the effective configuration, defaults and environment
+// overrides applied, as YAML: what gateway.start and config.change audit entries name.
+func configDigest(cfg *config.Config) string {
+	b, err := yaml.Marshal(cfg)
+	if err != nil { // the config package's own types; cannot happen
+		b = []byte(err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// auditConfigChange writes a config.change entry when the gateway starts with another
+// configuration than the last start against this store (edits to the file between runs, or
+// another file), then remembers the new digest. The first start records none: gateway.start
+// names the digest.
+func auditConfigChange(ctx context.Context, st store.KV, log *audit.Log, file, digest string) error {
+	prev, err := st.GetKV(ctx, kvConfigDigest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return st.PutKV(ctx, kvConfigDigest, []byte(digest))
+	case err != nil:
+		return fmt.Errorf("read the last configuration digest: %w", err)
+	case string(prev) == digest:
+		return nil
+	}
+	if err := log.Record(ctx, audit.Entry{Action: audit.ActionConfigChange, Actor: audit.User, Outcome: audit.OK,
+		Detail: map[string]string{"config_file": file, "previous_sha256": string(prev), "config_sha256": digest}}); err != nil {
+		return err
+	}
+	return st.PutKV(ctx, kvConfigDigest, []byte(digest))
 }
