@@ -151,6 +151,10 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	if created {
 		log.Info("generated the recording signing key", "key_id", keys.KeyID(), "dir", filepath.Join(cfg.DataDir, "signing"))
 	}
+	if cfg.Store != "" && cfg.Store != "file" && cfg.Recording.SigningKeyFile == "" {
+		log.Warn("the store is shared but this gateway signs with a key of its own data_dir: replicas sharing the store must share recording.signing_key_file, or verifying one replica's recordings on another reports unknown_key (docs/storage-postgres.md)",
+			"key_id", keys.KeyID())
+	}
 	sealer, created, err := sealbox.Load(filepath.Join(cfg.DataDir, "keys"), cfg.Recording.EncryptionKeyFile)
 	if err != nil {
 		return nil, err
