@@ -11,14 +11,46 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestKillDuringStreamingResult kills the gateway with SIGKILL while pgx streams a large result,
 // restarts it on the same data directory and checks crash recovery: the session is listed as
 // ended "interrupted", its recording verifies intact (chain and signatures), and every row the
-// client received is in it.
+// client received is in it. Once with the embedded store, once with `store: postgres://` (a
+// database of its own on the machine's PostgreSQL, dropped afterwards).
 func TestKillDuringStreamingResult(t *testing.T) {
-	g := startGateway(t, gwConfig{})
+	t.Run("embedded", func(t *testing.T) { killDuringStreamingResult(t, gwConfig{}) })
+	t.Run("postgres_store", func(t *testing.T) {
+		db := uniq("airlock_store")
+		ensureDatabase(t, db)
+		t.Cleanup(func() {
+			ctx := context.Background()
+			c, err := pgx.Connect(ctx, directDSN("postgres"))
+			if err == nil {
+				_, err = c.Exec(ctx, "drop database if exists "+pgx.Identifier{db}.Sanitize()+" with (force)")
+				c.Close(ctx)
+			}
+			if err != nil {
+				t.Logf("drop %s: %v", db, err)
+			}
+		})
+		id, events := killDuringStreamingResult(t, gwConfig{Extra: "store: " + yq("postgres://postgres@"+pgAddr+"/"+db+"?sslmode=disable") + "\n"})
+		var n int
+		var reason string
+		c := directConn(t, db)
+		if err := c.QueryRow(context.Background(), "select (select count(*) from airlock.events where session_id = $1), end_reason from airlock.sessions where id = $1", id).Scan(&n, &reason); err != nil {
+			t.Fatalf("the recording is not in the PostgreSQL store: %v", err)
+		}
+		if n != events || reason != "interrupted" {
+			t.Fatalf("the PostgreSQL store holds %d events ending %q; the API gave %d", n, reason, events)
+		}
+	})
+}
+
+func killDuringStreamingResult(t *testing.T, cfg gwConfig) (session string, events int) {
+	g := startGateway(t, cfg)
 	app := uniq("kill9")
 	c := g.connect(t, "alice", alicePassword, "pg", app)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -123,4 +155,5 @@ func TestKillDuringStreamingResult(t *testing.T) {
 	if again := g.events(t, g.adminToken(t), s.ID); len(again) != len(ev) || again[len(again)-1].Hash != ev[len(ev)-1].Hash {
 		t.Errorf("the recording changed on the next start: %d events, was %d", len(again), len(ev))
 	}
+	return s.ID, len(ev)
 }
