@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ import (
 // database of its own on the machine's PostgreSQL, dropped afterwards).
 func TestKillDuringStreamingResult(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) { killDuringStreamingResult(t, gwConfig{}) })
+	t.Run("psql", killPsqlDuringStreamingResult)
 	t.Run("postgres_store", func(t *testing.T) {
 		db := uniq("airlock_store")
 		ensureDatabase(t, db)
@@ -156,4 +159,75 @@ func killDuringStreamingResult(t *testing.T, cfg gwConfig) (session string, even
 		t.Errorf("the recording changed on the next start: %d events, was %d", len(again), len(ev))
 	}
 	return s.ID, len(ev)
+}
+
+// killPsqlDuringStreamingResult is the same proof with psql, which with FETCH_COUNT prints each
+// batch of a cursor as it arrives: every line it printed before the gateway died must be a row
+// in the recording.
+func killPsqlDuringStreamingResult(t *testing.T) {
+	requireTool(t, "psql")
+	g := startGateway(t, gwConfig{})
+	app := uniq("kill9_psql")
+	cmd := exec.Command("psql", "-X", "-At", "-v", "FETCH_COUNT=1000", "-c",
+		"select g, repeat('k', 200) from generate_series(1, 20000000) g")
+	cmd.Env = g.psqlEnv("alice", alicePassword, "pg", app)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	received, killed := 0, false
+	for sc.Scan() {
+		n, err := strconv.Atoi(strings.SplitN(sc.Text(), "|", 2)[0])
+		if err != nil || n != received+1 {
+			t.Fatalf("line %q after row %d", clip(sc.Text(), 80), received)
+		}
+		received = n
+		if received == 50000 && !killed {
+			if _, exited := g.signal(syscall.SIGKILL, 10*time.Second); !exited {
+				t.Fatal("gateway did not die on SIGKILL")
+			}
+			killed = true
+		}
+	}
+	werr := cmd.Wait()
+	if !killed || werr == nil {
+		t.Fatalf("psql printed %d rows, killed %v, exit %v, stderr %s", received, killed, werr, stderr.String())
+	}
+	t.Logf("psql printed %d rows; the gateway was killed after row 50000; psql said %q", received, strings.TrimSpace(stderr.String()))
+
+	g.start(t)
+	s, ev := g.waitSession(t, app)
+	if s.EndReason != "interrupted" {
+		t.Errorf("session end_reason %q, want interrupted", s.EndReason)
+	}
+	recorded := map[string]bool{}
+	for _, e := range ofType(ev, "rows") {
+		for _, r := range e.Rows {
+			var vals []any
+			if err := json.Unmarshal(r, &vals); err != nil || len(vals) != 2 {
+				t.Fatalf("row %s: %v", r, err)
+			}
+			v, _ := vals[0].(string)
+			recorded[v] = true
+		}
+	}
+	for n := 1; n <= received; n++ {
+		if !recorded[strconv.Itoa(n)] {
+			t.Fatalf("psql printed row %d but it is not in the recording (%d rows recorded)", n, len(recorded))
+		}
+	}
+	code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/verify", nil)
+	var res struct {
+		Intact bool `json:"intact"`
+	}
+	if code != 200 || json.Unmarshal(body, &res) != nil || !res.Intact {
+		t.Fatalf("verify after recovery: HTTP %d %s", code, clip(string(body), 2000))
+	}
 }
