@@ -455,6 +455,8 @@ func TestTargets(t *testing.T) {
 		{"kubernetes", "root", `{"name":"k","type":"kubernetes","address":"https://k:6443","token":"hunter2","impersonate":true}`, 201, ""},
 		{"kubernetes without https", "root", `{"name":"k2","type":"kubernetes","address":"k:6443"}`, 400, "invalid_target"},
 		{"ssh settings on postgres", "root", `{"name":"m","type":"postgres","address":"x:1","host_key":"ssh-ed25519 AAAA"}`, 400, "invalid_target"},
+		{"best-effort", "root", `{"name":"be","type":"postgres","address":"x:1","recording_mode":"best-effort","retention_days":30}`, 201, ""},
+		{"bad recording mode", "root", `{"name":"m","type":"postgres","address":"x:1","recording_mode":"lazy"}`, 400, "invalid_target"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, b := f.do(t, "POST", "/api/v1/targets", tt.user, tt.body)
@@ -472,6 +474,9 @@ func TestTargets(t *testing.T) {
 	stored, err := f.st.GetTarget(context.Background(), "pg2")
 	if err != nil || stored.Password != "hunter2" || stored.Source != "api" || stored.CreatedBy != "root" || stored.CreatedAt.IsZero() {
 		t.Fatalf("stored: %+v %v", stored, err)
+	}
+	if be, err := f.st.GetTarget(context.Background(), "be"); err != nil || be.RecordingMode != "best-effort" || be.RetentionDays != 30 {
+		t.Fatalf("stored best-effort target: %+v %v", be, err)
 	}
 	if k, err := f.st.GetTarget(context.Background(), "k"); err != nil || k.Token != "hunter2" || !k.Impersonate {
 		t.Fatalf("stored kubernetes target: %+v %v", k, err)

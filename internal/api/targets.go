@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -64,6 +65,8 @@ type targetRequest struct {
 	ClientCertFile string `json:"client_cert_file"`
 	ClientKeyFile  string `json:"client_key_file"`
 	Impersonate    bool   `json:"impersonate"`
+	// RecordingMode: strict (default) or best-effort, as recording.mode in the config file.
+	RecordingMode string `json:"recording_mode"`
 	// RetentionDays: see target.Target; 0 keeps recordings forever.
 	RetentionDays int `json:"retention_days"`
 	// KeepPassword, with no password (or token) given, keeps the password (token) of the target
@@ -91,7 +94,7 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 		Username: req.Username, Password: req.Password, TLS: req.TLS, CAFile: req.CAFile, Labels: req.Labels,
 		PrivateKeyFile: req.PrivateKeyFile, HostKey: strings.TrimSpace(req.HostKey), Token: req.Token, TokenFile: req.TokenFile,
 		ClientCertFile: req.ClientCertFile, ClientKeyFile: req.ClientKeyFile, Impersonate: req.Impersonate,
-		RetentionDays: req.RetentionDays, Source: "api", CreatedAt: time.Now().UTC().Truncate(time.Second), CreatedBy: id.User}
+		RecordingMode: req.RecordingMode, RetentionDays: req.RetentionDays, Source: "api", CreatedAt: time.Now().UTC().Truncate(time.Second), CreatedBy: id.User}
 	if err := t.Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "invalid_target", "%v", err)
 	}
@@ -116,7 +119,7 @@ func (s *Server) createTarget(w http.ResponseWriter, r *http.Request) error {
 	// What changed, never the password.
 	entry := audit.Entry{Action: audit.ActionTargetPut, Actor: id.User, Outcome: audit.OK, Subject: t.Name,
 		Detail: map[string]string{"type": t.Type, "address": t.Address, "database": t.Database,
-			"username": t.Username, "tls": t.TLS, "retention_days": strconv.Itoa(t.RetentionDays), "replaced": strconv.FormatBool(status == http.StatusOK)}}
+			"username": t.Username, "tls": t.TLS, "recording_mode": cmp.Or(t.RecordingMode, target.RecordingStrict), "retention_days": strconv.Itoa(t.RetentionDays), "replaced": strconv.FormatBool(status == http.StatusOK)}}
 	for k, v := range map[string]string{"host_key": t.HostKey, "private_key_file": t.PrivateKeyFile, "ca_file": t.CAFile,
 		"token_file": t.TokenFile, "client_cert_file": t.ClientCertFile} {
 		if v != "" {

@@ -86,6 +86,8 @@ func runTargetsAdd(e *env, args []string) int {
 	passwordEnv := fs.String("password-env", "", "read the target password from this environment variable")
 	tls := fs.String("tls", "", "upstream TLS: disable, prefer (default), require, verify-ca, verify-full")
 	caFile := fs.String("ca-file", "", "CA bundle (on the gateway host) for verify-ca/verify-full")
+	recording := fs.String("recording-mode", "", "strict (default: fail closed when the store cannot write) or best-effort")
+	retention := fs.Int("retention-days", 0, "days recordings are kept after their session ended (0: forever)")
 	labels := labelFlag{}
 	fs.Var(labels, "label", "KEY=VALUE label (repeatable)")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
@@ -120,7 +122,8 @@ func runTargetsAdd(e *env, args []string) int {
 		}
 	}
 	body := map[string]any{"name": pos[0], "type": *typ, "address": *address, "database": *database,
-		"username": *username, "password": password, "tls": *tls, "ca_file": *caFile}
+		"username": *username, "password": password, "tls": *tls, "ca_file": *caFile,
+		"recording_mode": *recording, "retention_days": *retention}
 	if len(labels) > 0 {
 		body["labels"] = map[string]string(labels)
 	}
