@@ -47,6 +47,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"GET /api/v1/auth/oidc/web/start", "GET", "/api/v1/auth/oidc/web/start?provider=none", "", public, 404},
 		{"GET /api/v1/auth/oidc/callback", "GET", "/api/v1/auth/oidc/callback", "", public, 303}, // back to the sign-in page
 		{"GET /api/v1/whoami", "GET", "/api/v1/whoami", "", user, 200},
+		{"GET /api/v1/listeners", "GET", "/api/v1/listeners", "", user, 200},
 		{"POST /api/v1/ssh/certificate", "POST", "/api/v1/ssh/certificate", `{}`, user, 400},
 		{"GET /api/v1/auth/session", "GET", "/api/v1/auth/session", "", public, 200},
 		{"POST /api/v1/auth/session", "POST", "/api/v1/auth/session", `{}`, public, 403}, // no CSRF header

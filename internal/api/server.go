@@ -34,6 +34,10 @@ type Server struct {
 	Metrics *metrics.Metrics // may be nil: nothing is counted and /metrics answers 404
 	Log     *slog.Logger     // discards when nil
 	Ready   func() bool      // healthz answers 200 only when it returns true; always ready when nil
+	// Listeners returns the protocol listeners' bound addresses by protocol; TLSCertificate is
+	// the PEM certificate chain they present. GET /api/v1/listeners reports both.
+	Listeners      func() map[string]string
+	TLSCertificate []byte
 	// SigningKeys are the public keys of recording checkpoints; with none, every recording
 	// verifies with unknown_key findings.
 	SigningKeys SigningKeys
@@ -174,6 +178,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/auth/oidc/web/start", public, "", s.oidcWebStart},
 		{"GET /api/v1/auth/oidc/callback", public, "", s.oidcWebCallback},
 		{"GET /api/v1/whoami", user, "", s.whoami},
+		{"GET /api/v1/listeners", user, "", s.listeners},
 		{"POST /api/v1/ssh/certificate", user, "", s.sshCertificate},
 		// The web UI's sign-in by cookie (websession.go).
 		{"GET /api/v1/auth/session", public, "", s.getWebSession},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/target"
 	"gopkg.in/yaml.v3"
 )
 
@@ -83,7 +85,44 @@ func TestKubeconfig(t *testing.T) {
 		t.Errorf("context: %+v", kc.Contexts)
 	}
 	e, _, _ = kubeEnv(t, vars, time.Now())
-	if code := runKubeconfig(e, []string{"kind-1"}); code != exitUsage {
-		t.Errorf("no --server: exit %d", code)
+	if code := runKubeconfig(e, []string{"kind-1", "--server", "http://gw.example:16443"}); code != exitUsage {
+		t.Errorf("--server http://: exit %d, want usage", code)
+	}
+}
+
+// Without --server the command asks the gateway it is logged in to.
+func TestKubeconfigFromGateway(t *testing.T) {
+	h := newHarness(t).as(t, "alice")
+	h.srv.Targets.Static["kind-1"] = target.Target{Name: "kind-1", Type: "kubernetes", Address: "https://k:6443", Source: "config"}
+	pemCert := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	h.srv.TLSCertificate = []byte(pemCert)
+	h.srv.Listeners = func() map[string]string {
+		return map[string]string{"kubernetes": "0.0.0.0:16443", "postgres": "127.0.0.1:15432"}
+	}
+
+	code, out, errs := h.run(t, runKubeconfig, "kind-1")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var kc kubeconfig
+	if err := yaml.Unmarshal([]byte(out), &kc); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(h.url, "http://")
+	host = host[:strings.LastIndex(host, ":")]
+	ca, _ := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster.CertificateAuthorityData)
+	if got := kc.Clusters[0].Cluster.Server; got != "https://"+host+":16443/k8s/kind-1" || string(ca) != pemCert {
+		t.Errorf("cluster: server %q, CA %q", got, ca)
+	}
+
+	if code, _, errs = h.run(t, runKubeconfig, "pg"); code == exitOK || !strings.Contains(errs, "postgres target, not kubernetes") {
+		t.Errorf("a postgres target: exit %d, %q", code, errs)
+	}
+	if code, _, errs = h.run(t, runKubeconfig, "nope"); code == exitOK || !strings.Contains(errs, "nope") {
+		t.Errorf("an unknown target: exit %d, %q", code, errs)
+	}
+	h.srv.Listeners = func() map[string]string { return map[string]string{"postgres": "127.0.0.1:15432"} }
+	if code, _, errs = h.run(t, runKubeconfig, "kind-1"); code == exitOK || !strings.Contains(errs, "no kubernetes listener") {
+		t.Errorf("no kubernetes listener: exit %d, %q", code, errs)
 	}
 }

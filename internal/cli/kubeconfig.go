@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -16,14 +18,19 @@ func init() {
 	})
 }
 
-const kubeconfigUsage = `kubeconfig TARGET --server https://HOST:PORT [--ca-file FILE | --insecure-skip-tls-verify] [--namespace NS]
+const kubeconfigUsage = `kubeconfig TARGET [--server https://HOST:PORT] [--ca-file FILE | --insecure-skip-tls-verify] [--namespace NS]
 
 Prints a kubeconfig whose only context reaches TARGET through the gateway's kubernetes
-listener (--server, or $AIRLOCK_KUBE_SERVER). Its user runs ` + "`airlock kube-credential`" + `, which
-hands kubectl the token that ` + "`airlock login`" + ` saved:
+listener. Its user runs ` + "`airlock kube-credential`" + `, which hands kubectl the token that
+` + "`airlock login`" + ` saved. Without --server (or $AIRLOCK_KUBE_SERVER) it asks the gateway you logged
+in to (GET /api/v1/listeners) where the listener is and which certificate it presents, and
+checks that TARGET is a kubernetes target:
 
-    airlock kubeconfig kind-1 --server https://gw.example:16443 --ca-file gw.crt > kind-1.yaml
-    kubectl --kubeconfig kind-1.yaml get pods`
+    airlock kubeconfig kind-1 > kind-1.yaml
+    kubectl --kubeconfig kind-1.yaml get pods
+
+With --server it works offline: --ca-file names the certificate the listener's chains to
+(default: the system's roots).`
 
 // kubeconfig is the subset of the kubeconfig format the command writes.
 type kubeconfig struct {
@@ -87,9 +94,17 @@ func runKubeconfig(e *env, args []string) int {
 	if srv == "" {
 		srv = e.getenv("AIRLOCK_KUBE_SERVER")
 	}
+	var apiCA []byte // the listener's certificate, as the gateway's API reported it
+	if srv == "" {
+		// Ask the gateway (airlock login saved where it is): where its kubernetes listener is,
+		// the certificate it presents, and whether TARGET is a kubernetes target.
+		if srv, apiCA, err = kubeListener(e, tname); err != nil {
+			return e.fail(err)
+		}
+	}
 	u, err := url.Parse(srv)
-	if srv == "" || err != nil || u.Scheme != "https" || u.Host == "" {
-		fmt.Fprintln(e.stderr, "airlock kubeconfig: --server https://HOST:PORT (the gateway's kubernetes listener) is required")
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		fmt.Fprintln(e.stderr, "airlock kubeconfig: --server must be https://HOST:PORT (the gateway's kubernetes listener)")
 		return exitUsage
 	}
 	saved, err := e.loadCredentials()
@@ -113,6 +128,8 @@ func runKubeconfig(e *env, args []string) int {
 		cl.Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString(pem)
 	case *insecure:
 		cl.Cluster.InsecureSkipTLSVerify = true
+	case apiCA != nil:
+		cl.Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString(apiCA)
 	}
 	var us namedUser
 	us.Name = name
@@ -132,4 +149,44 @@ func runKubeconfig(e *env, args []string) int {
 	}
 	e.stdout.Write(b)
 	return exitOK
+}
+
+// kubeListener asks the gateway's API for its kubernetes listener (https://HOST:PORT), the PEM
+// certificate chain it presents, and checks that tname is a kubernetes target.
+func kubeListener(e *env, tname string) (server string, ca []byte, err error) {
+	c, err := e.newClient()
+	if err != nil {
+		return "", nil, fmt.Errorf("%w (or give --server https://HOST:PORT)", err)
+	}
+	ctx := context.Background()
+	var tg struct {
+		Target struct {
+			Type string `json:"type"`
+		} `json:"target"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/targets/"+url.PathEscape(tname), nil, &tg, nil); err != nil {
+		return "", nil, fmt.Errorf("target %s: %w", tname, err)
+	}
+	if tg.Target.Type != "kubernetes" {
+		return "", nil, fmt.Errorf("target %s is a %s target, not kubernetes", tname, tg.Target.Type)
+	}
+	var ls struct {
+		Listeners []struct {
+			Protocol string `json:"protocol"`
+			Address  string `json:"address"`
+		} `json:"listeners"`
+		Certificate string `json:"certificate"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/listeners", nil, &ls, nil); err != nil {
+		return "", nil, err
+	}
+	for _, l := range ls.Listeners {
+		if l.Protocol == "kubernetes" {
+			if ls.Certificate != "" {
+				ca = []byte(ls.Certificate)
+			}
+			return "https://" + l.Address, ca, nil
+		}
+	}
+	return "", nil, errors.New("the gateway has no kubernetes listener (listen.kubernetes is off)")
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -214,6 +215,21 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 		SigningKeys: keys, Sealer: sealer, Audit: g.audit, ConfigPolicies: cfg.Policies, Approvals: approvals,
 		OIDC: idps, Terminator: rec, Connector: conn, UI: ui.Handler()}
 	srv.SSHCA = sshCA(g.engines["ssh"])
+	srv.Listeners = func() map[string]string {
+		m := map[string]string{}
+		for name := range g.addrs {
+			if a := g.Addr(name); a != "" {
+				m[name] = a
+			}
+		}
+		if a := g.Addr("agents"); a != "" {
+			m["agents"] = a
+		}
+		return m
+	}
+	for _, der := range cert.Certificate {
+		srv.TLSCertificate = append(srv.TLSCertificate, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
 	if g.agents != nil {
 		srv.Agents = g.agents
 	}
