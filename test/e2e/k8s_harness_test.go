@@ -67,6 +67,10 @@ type kubeCluster struct {
 	// GatewayTokenFile holds the gateway's credential for the cluster (a static token of a
 	// user in system:masters, so it may impersonate).
 	GatewayTokenFile string
+	// GatewayCertFile and GatewayKeyFile are the same identity as a client certificate (CN
+	// airlock-gateway-cert, O system:masters), which the API server accepts through
+	// --client-ca-file.
+	GatewayCertFile, GatewayKeyFile string
 	// Kubeconfig reaches the API server directly as an administrator.
 	Kubeconfig string
 	kubectl    string
@@ -101,6 +105,9 @@ func startKubeCluster(t testing.TB) *kubeCluster {
 	kwokCert, kwokKey := newLeaf(t, ca, caKey, "kwok", []string{"localhost", kubeNode}, []net.IP{net.IPv4(127, 0, 0, 1)})
 	kubePEM(t, dir, "kwok.crt", "CERTIFICATE", kwokCert)
 	kubePEM(t, dir, "kwok.key", "EC PRIVATE KEY", kwokKey)
+	gwCert, gwKey := newClientLeaf(t, ca, caKey, "airlock-gateway-cert", "system:masters")
+	c.GatewayCertFile = kubePEM(t, dir, "gateway-client.crt", "CERTIFICATE", gwCert)
+	c.GatewayKeyFile = kubePEM(t, dir, "gateway-client.key", "EC PRIVATE KEY", gwKey)
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +136,7 @@ func startKubeCluster(t testing.TB) *kubeCluster {
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort), "--advertise-address=127.0.0.1",
 		"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
 		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
-		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"), "--client-ca-file="+c.CAFile,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+filepath.Join(dir, "sa.key"),
@@ -491,6 +498,27 @@ func newLeaf(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn str
 	return der, kd
 }
 
+// newClientLeaf issues a client certificate for user cn in group org, as the API server reads
+// them (CN the user name, O the groups).
+func newClientLeaf(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn, org string) ([]byte, []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{org}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(key)
+	return der, kd
+}
+
 // kubePEM writes a PEM file into dir and returns its path.
 func kubePEM(t testing.TB, dir, name, typ string, der []byte) string {
 	p := filepath.Join(dir, name)
@@ -546,9 +574,8 @@ func (kg *kubeGateway) kubeEnv(t testing.TB, user, password string) []string {
 		t.Fatal(err)
 	}
 	env = withPath(env, bin)
-	kr := run(time.Minute, env, nil, airlockBin, "kubeconfig", "kind-1",
-		"--server", fmt.Sprintf("https://127.0.0.1:%d", kg.Port("kubernetes")),
-		"--ca-file", filepath.Join(kg.DataDir, "tls", "cert.pem"), "--namespace", "default")
+	// No --server: the CLI asks the gateway for its kubernetes listener and certificate.
+	kr := run(time.Minute, env, nil, airlockBin, "kubeconfig", "kind-1", "--namespace", "default")
 	if kr.Code != 0 {
 		t.Fatalf("airlock kubeconfig: %s", kr)
 	}
