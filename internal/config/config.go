@@ -4,11 +4,13 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
@@ -192,8 +194,12 @@ type Target struct {
 	Password     string `yaml:"password"`
 	PasswordEnv  string `yaml:"password_env"`  // read the password from this env var
 	PasswordFile string `yaml:"password_file"` // read the password from this file
-	TLS          string `yaml:"tls"`           // disable | prefer (default) | require | verify-ca | verify-full
-	CAFile       string `yaml:"ca_file"`       // CA bundle for verify-ca / verify-full
+	// PasswordCommand is a secret reference: a command (argv, no shell) whose standard output
+	// is the password, run once at start, e.g. [vault, kv, get, -field=password, secret/db]
+	// or [op, read, "op://prod/db/password"].
+	PasswordCommand []string `yaml:"password_command"`
+	TLS             string   `yaml:"tls"`     // disable | prefer (default) | require | verify-ca | verify-full
+	CAFile          string   `yaml:"ca_file"` // CA bundle for verify-ca / verify-full
 	// PrivateKeyFile is the gateway's SSH private key for an ssh target (PEM or OpenSSH form).
 	PrivateKeyFile string `yaml:"private_key_file"`
 	// HostKey pins an ssh target's public host key ("ssh-ed25519 AAAA..."): any other key
@@ -473,13 +479,16 @@ func (c *Config) Validate() error {
 		}
 		seen[t.Name] = true
 		n := 0
-		for _, s := range []string{t.Password, t.PasswordEnv, t.PasswordFile} {
+		for _, s := range []string{t.Password, t.PasswordEnv, t.PasswordFile, strings.Join(t.PasswordCommand, " ")} {
 			if s != "" {
 				n++
 			}
 		}
 		if n > 1 {
-			return fmt.Errorf("config: target %q: set at most one of password, password_env, password_file", t.Name)
+			return fmt.Errorf("config: target %q: set at most one of password, password_env, password_file, password_command", t.Name)
+		}
+		if len(t.PasswordCommand) > 0 && t.PasswordCommand[0] == "" {
+			return fmt.Errorf("config: target %q: password_command needs a command", t.Name)
 		}
 		if t.Token != "" && t.TokenFile != "" {
 			return fmt.Errorf("config: target %q: set at most one of token, token_file", t.Name)
@@ -522,9 +531,34 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ResolvePassword returns a target's password from password, password_env or password_file.
+// passwordCommandTimeout bounds a password_command.
+const passwordCommandTimeout = 30 * time.Second
+
+// ResolvePassword returns a target's password from password, password_env, password_file or
+// password_command.
 func (t *Target) ResolvePassword() (string, error) {
 	switch {
+	case len(t.PasswordCommand) > 0:
+		ctx, cancel := context.WithTimeout(context.Background(), passwordCommandTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, t.PasswordCommand[0], t.PasswordCommand[1:]...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			// Its stderr may explain (not logged in to the secret manager, ...); its stdout is
+			// never quoted: it may hold the secret.
+			msg := strings.TrimSpace(stderr.String())
+			if len(msg) > 300 {
+				msg = msg[:300] + "..."
+			}
+			return "", fmt.Errorf("target %q: password_command %s: %v: %s", t.Name, t.PasswordCommand[0], err, msg)
+		}
+		pw := strings.TrimRight(string(out), "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("target %q: password_command %s printed no password", t.Name, t.PasswordCommand[0])
+		}
+		return pw, nil
 	case t.PasswordEnv != "":
 		v, ok := os.LookupEnv(t.PasswordEnv)
 		if !ok {

@@ -114,6 +114,7 @@ func TestResolvePassword(t *testing.T) {
 		{Target{Password: "inline"}, "inline"},
 		{Target{PasswordEnv: "AIRLOCK_TEST_PW"}, "from-env"},
 		{Target{PasswordFile: f}, "from-file"},
+		{Target{PasswordCommand: []string{"printf", "%s\n", "from command"}}, "from command"},
 	} {
 		got, err := tt.t.ResolvePassword()
 		if err != nil || got != tt.want {
@@ -122,6 +123,28 @@ func TestResolvePassword(t *testing.T) {
 	}
 	if _, err := (&Target{Name: "x", PasswordEnv: "AIRLOCK_TEST_UNSET_VAR"}).ResolvePassword(); err == nil {
 		t.Error("unset env var accepted")
+	}
+	// A failing command: its stderr explains, its stdout (maybe a secret) is never quoted.
+	_, err := (&Target{Name: "x", PasswordCommand: []string{"sh", "-c", "echo s3cret; echo not logged in >&2; exit 3"}}).ResolvePassword()
+	if err == nil || !strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("failing password_command: %v", err)
+	}
+	if _, err := (&Target{Name: "x", PasswordCommand: []string{"true"}}).ResolvePassword(); err == nil {
+		t.Error("a password_command that printed nothing was accepted")
+	}
+	if _, err := (&Target{Name: "x", PasswordCommand: []string{"/nonexistent/secret-tool"}}).ResolvePassword(); err == nil {
+		t.Error("a missing password_command was accepted")
+	}
+	// One source only, and the YAML shape.
+	c, err := Load(write(t, "targets:\n  - name: pg\n    type: postgres\n    address: 127.0.0.1:5432\n    password_command: [printf, cmd-pw]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := c.Targets[0].ResolvePassword(); err != nil || pw != "cmd-pw" {
+		t.Errorf("password_command from YAML: %q, %v", pw, err)
+	}
+	if _, err := Load(write(t, "targets:\n  - name: pg\n    type: postgres\n    address: 127.0.0.1:5432\n    password: a\n    password_command: [printf, b]\n")); err == nil || !strings.Contains(err.Error(), "at most one") {
+		t.Errorf("password and password_command both accepted: %v", err)
 	}
 }
 
