@@ -38,6 +38,7 @@ func Run(t *testing.T, open Opener) {
 		{"CreateDuplicate", testCreateDuplicate},
 		{"EndOnce", testEndOnce},
 		{"Reopen", testReopen},
+		{"Resume", testResume},
 		{"Targets", testTargets},
 		{"KV", testKV},
 		{"Closed", testClosed},
@@ -565,6 +566,64 @@ func testReopen(t *testing.T, open Opener) {
 	}
 	if v, err := s.GetKV(ctx, "k"); err != nil || string(v) != "v" {
 		t.Fatalf("GetKV after reopen = %q, %v", v, err)
+	}
+}
+
+// Resumer is how crash recovery (recorder.Recover) continues a recording a stopped process left
+// running; every backend must have it.
+type Resumer interface {
+	Resume(ctx context.Context, id string) (w store.Writer, seq uint64, head [32]byte, err error)
+}
+
+// testResume is crash recovery at the store: a session left running by a process that stopped
+// without ending it is resumed after its last event, continued with the chain and ended; a
+// resume of an ended or unknown session is refused.
+func testResume(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir)
+	if _, ok := s.(Resumer); !ok {
+		t.Fatalf("%T cannot resume recordings: crash recovery needs Resume", s)
+	}
+	c := &Chain{Session: "s-crashed"}
+	w := create(t, s, session("s-crashed", t0))
+	before := c.NextN(5)
+	appendOK(t, w, before...)
+	ended := &Chain{Session: "s-ended"}
+	we := create(t, s, session("s-ended", t0))
+	appendOK(t, we, ended.NextN(2)...)
+	if err := we.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Minute), Reason: "client_terminated", Events: 2, Head: ended.prev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // the process stops; s-crashed was never ended
+		t.Fatal(err)
+	}
+
+	s = mustOpen(t, open, dir)
+	r := s.(Resumer)
+	w, seq, head, err := r.Resume(ctx, "s-crashed")
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if seq != 5 || head != c.prev {
+		t.Fatalf("Resume = seq %d head %x, want 5 and the last event's hash", seq, head[:4])
+	}
+	after := c.NextN(2)
+	appendOK(t, w, after...)
+	if err := w.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Hour), Reason: "interrupted", Events: 7, Head: c.prev}); err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, readAll(t, s, "s-crashed", 0), append(before, after...))
+	got, err := s.Session(ctx, "s-crashed")
+	if err != nil || got.EndedAt == nil || got.EndReason != "interrupted" || got.Events != 7 {
+		t.Fatalf("after resume and end: %+v, %v", got, err)
+	}
+	// Only a running session can be resumed.
+	for _, id := range []string{"s-crashed", "s-ended", "s-unknown"} {
+		if w, _, _, err := r.Resume(ctx, id); err == nil {
+			w.End(ctx, store.SessionEnd{})
+			t.Errorf("Resume(%s) succeeded; only a session left running may be resumed", id)
+		}
 	}
 }
 
