@@ -43,7 +43,8 @@ func KubeCredentialResource(group, resource, subresource string) bool {
 //
 // A null value is kept: it reveals nothing (in a patch it removes a key). ok is false when
 // body is not JSON: the caller must then not keep it. When nothing is masked, body is
-// returned as it is.
+// returned as it is, unless an object in it has a key twice (`{"data":{...},"data":null}`):
+// out is then body as decoded, each key with its last value.
 func MaskKubeSecrets(body []byte, sensitive bool) (out []byte, n int, ok bool) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -56,13 +57,15 @@ func MaskKubeSecrets(body []byte, sensitive bool) (out []byte, n int, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
-		return nil, 0, false
+	if err := dec.Decode(&v); err != nil || len(bytes.TrimSpace(trimmed[dec.InputOffset():])) > 0 {
+		return nil, 0, false // not JSON, or more than one document (dec.More misses a "]" after it)
 	}
 	n = maskKube(v, sensitive)
-	if n == 0 {
+	if n == 0 && !hasDuplicateKey(trimmed) {
 		return body, 0, true
 	}
+	// Masked, or a key given twice: what was decoded (the last value of each key) is kept,
+	// never a value the masking did not see.
 	out, err := json.Marshal(v)
 	if err != nil {
 		return nil, 0, false
@@ -223,4 +226,49 @@ func pointerTokens(p string) ([]string, bool) {
 		tokens[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
 	}
 	return tokens, true
+}
+
+// hasDuplicateKey reports whether an object in the JSON document b has a key twice. b is
+// valid JSON.
+func hasDuplicateKey(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type frame struct {
+		keys  map[string]bool // nil for an array
+		isKey bool            // the next token of an object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false // io.EOF: the end
+		}
+		if len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.keys != nil && top.isKey {
+				if d, ok := tok.(json.Delim); ok && d == '}' {
+					stack = stack[:len(stack)-1]
+					continue
+				}
+				k, _ := tok.(string)
+				if top.keys[k] {
+					return true
+				}
+				top.keys[k] = true
+				top.isKey = false
+				continue
+			}
+			if top.keys != nil {
+				top.isKey = true // this token is the value
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, isKey: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }

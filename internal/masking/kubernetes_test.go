@@ -1,6 +1,8 @@
 package masking
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -73,6 +75,13 @@ func TestMaskKubeSecrets(t *testing.T) {
 		{"token field of another kind untouched", `{"kind":"ConfigMap","data":{"token":"v"},"spec":{"token":"w"}}`, false, 0, true, nil, []string{`"token":"v"`, `"token":"w"`}},
 		{"certificate signing request untouched", `{"kind":"CertificateSigningRequest","status":{"certificate":"LS0tLS1CRUdJTg=="}}`, false, 0, true, nil, []string{"LS0tLS1CRUdJTg=="}},
 
+		{"secret whose data is given twice", `{"kind":"Secret","data":{"k":"eHg="},"data":null}`, false, 0, true, []string{"eHg="}, []string{`"data":null`}},
+		{"secret patch whose key is given twice", `{"data":{"k":"eHg=","k":null}}`, true, 0, true, []string{"eHg="}, []string{`"k":null`}},
+		{"key twice elsewhere", `{"kind":"SecretList","metadata":{"a":1,"a":2},"items":[]}`, false, 0, true, nil, []string{`"a":2`}},
+		{"same key in two objects is no duplicate", `{"kind":"SecretList","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}],"metadata":{}}`, false, 0, true,
+			nil, []string{`"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}],"metadata":{}}`}},
+		{"a closing bracket and a second document", `{"a":1}]{"data":{"k":"eHg="}}`, true, 0, false, nil, nil},
+		{"two documents", `{"kind":"ConfigMap"} {"kind":"Secret","data":{"k":"eHg="}}`, false, 0, false, nil, nil},
 		{"not JSON", `kind: Secret`, false, 0, false, nil, nil},
 		{"empty", ``, false, 0, true, nil, nil},
 	}
@@ -100,10 +109,17 @@ func FuzzMaskKubeSecrets(f *testing.F) {
 	f.Add([]byte(`{"kind":"Secret","data":{"a":"b"}}`), false)
 	f.Add([]byte(`{"items":[{"data":{"a":"b"}}]}`), true)
 	f.Add([]byte(`[{"op":"add","path":"/data/a","value":"b"}]`), true)
+	f.Add([]byte(`{"kind":"Secret","data":{"a":"b"},"data":null,"x":[{"y":1,"y":2}]}`), false)
 	f.Fuzz(func(t *testing.T, in []byte, secret bool) {
 		out, n, ok := MaskKubeSecrets(in, secret)
 		if ok && n > 0 && strings.Contains(string(out), `"data":{"a":"b"}`) {
 			t.Errorf("masked %d values but kept data in %s", n, out)
+		}
+		if doc := bytes.TrimSpace(out); ok && len(doc) > 0 && !json.Valid(doc) {
+			t.Errorf("ok but not JSON: %q", out)
+		}
+		if ok && secret && strings.Contains(string(out), `"data":{"a":"b"}`) {
+			t.Errorf("a body of a credential resource kept data in %s", out)
 		}
 	})
 }
