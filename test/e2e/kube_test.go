@@ -163,6 +163,8 @@ stringData: {password: %s}
 		}
 	})
 
+	t.Run("secret patches and tokens masked", func(t *testing.T) { testKubeCredentialsMasked(t, c, kg, never) })
+
 	t.Run("watch", func(t *testing.T) {
 		since := time.Now()
 		cmd := exec.Command(c.kubectl, "get", "configmaps", "-w", "--output-watch-events", "-o", "name")

@@ -43,7 +43,9 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 	rd := event.KubeRequestData{ID: id, Method: r.Method, Path: apiPath, Query: r.URL.RawQuery, Verb: ri.Verb,
 		APIGroup: ri.Group, APIVersion: ri.Version, Resource: ri.Resource, Subresource: ri.Subresource,
 		Namespace: ri.Namespace, Name: ri.Name, UserAgent: r.UserAgent(), ContentType: r.Header.Get("Content-Type")}
-	secret := ri.Resource == "secrets"
+	// Bodies to and from a credential resource (secrets, a service account's token, token
+	// reviews) are masked whole: a patch has no kind.
+	secret := masking.KubeCredentialResource(ri.Group, ri.Resource, ri.Subresource)
 	upgrade := isUpgrade(r.Header)
 
 	// The request body is read whole (up to a bound) so that it is recorded before the API
@@ -485,7 +487,7 @@ func (s *session) watchRecord(id uint64, ev json.RawMessage, secret bool) (event
 	json.Unmarshal(ev, &head)
 	wd := event.KubeWatchData{ID: id, Type: head.Type, Kind: head.Object.Kind, Namespace: head.Object.Metadata.Namespace,
 		Name: head.Object.Metadata.Name, ResourceVersion: head.Object.Metadata.ResourceVersion, Bytes: len(ev)}
-	raw, n, ok := masking.MaskKubeSecrets(ev, false)
+	raw, n, ok := masking.MaskKubeSecrets(ev, secret)
 	if !ok {
 		return wd, nil
 	}
