@@ -301,8 +301,8 @@ func (v *Verifier) checkpoint(e *event.Event, inPlace bool) {
 		covers = false
 		fallthrough
 	case inPlace && (d.Seq != v.head || !bytes.Equal(head, v.headTrue[:])):
-		if v.started && d.Seq == v.head && bytes.Equal(head, v.headHash[:]) && v.headHash != v.headTrue {
-			covers = false
+		if v.started && d.Seq == v.head && bytes.Equal(head, v.headHash[:]) && v.headHash != v.headTrue || v.has(Altered, e.Seq) {
+			covers = false // one finding per event
 			break
 		}
 		v.add(Altered, e.Seq, "checkpoint %d signs event %d with head %.16s…, but the chain before it is event %d with hash %.16s…",
