@@ -17,15 +17,15 @@ import (
 type Kind string
 
 const (
-	// Altered: an event's hash does not recompute from its content and its prev, or a
-	// checkpoint signs a head that is not the chain's.
+	// Altered: an event's hash does not recompute from its content and its prev, the store
+	// found its record damaged, or a checkpoint signs a head that is not the chain's.
 	Altered Kind = "altered"
-	// Missing: sequence numbers skip; the events in between are gone.
+	// Missing: sequence numbers skip, and no later event fills the gap: the events are gone.
 	Missing Kind = "missing"
 	// Inserted: an event that does not chain to its predecessor (prev differs), belongs to
 	// another session, repeats a sequence number, or follows the final checkpoint.
 	Inserted Kind = "inserted"
-	// Reordered: an event's sequence number is lower than its predecessor's.
+	// Reordered: an event comes after a later one: it fills a gap an event further on left.
 	Reordered Kind = "reordered"
 	// Truncated: the recording does not end with a valid final checkpoint; the events after the
 	// last valid checkpoint are not covered by any signature.
@@ -34,8 +34,8 @@ const (
 	BadSignature Kind = "bad_signature"
 	// UnknownKey: a checkpoint names a key that is not among the trusted public keys.
 	UnknownKey Kind = "unknown_key"
-	// Unreadable: the recording could not be read to its end (the store refused a record, or a
-	// line of an export does not parse).
+	// Unreadable: the recording could not be read to its end (bytes the store cannot frame as a
+	// record, or a line of an export that does not parse).
 	Unreadable Kind = "unreadable"
 )
 
