@@ -79,18 +79,18 @@ type Verifier struct {
 
 	n, checkpoints int
 	started        bool
-	head           uint64     // the highest sequence number placed
-	headHash       [32]byte   // its hash as stored: a single edit yields one finding, not a cascade
-	headTrue       [32]byte   // as recomputed
-	headPrev       [32]byte   // the stored hash of the event before it
-	headType       event.Type // its type
-	dup            bool       // another event repeated head's number...
-	dupHash        [32]byte   // ...with this stored hash
-	dupTrue        [32]byte   // and this one recomputed
-	gaps           []gap      // sequence numbers skipped and not (yet) seen, in order
-	holders        map[int]bool
-	signed         uint64 // covered by the last valid checkpoint
-	final          bool   // a valid final checkpoint was seen
+	head           uint64       // the highest sequence number placed
+	headHash       [32]byte     // its hash as stored: a single edit yields one finding, not a cascade
+	headTrue       [32]byte     // as recomputed
+	headPrev       [32]byte     // the stored hash of the event before it
+	headType       event.Type   // its type
+	dup            bool         // another event repeated head's number...
+	dupHash        [32]byte     // ...with this stored hash
+	dupTrue        [32]byte     // and this one recomputed
+	gaps           []gap        // sequence numbers skipped and not (yet) seen, in order
+	holders        map[int]bool // indexes in findings that stand for gaps (Finish fills them in)
+	signed         uint64       // covered by the last valid checkpoint
+	final          bool         // a valid final checkpoint was seen
 	afterFinal     bool
 	findings       []Finding
 	scratch        []byte
@@ -131,7 +131,7 @@ func (v *Verifier) AddDamaged(e *event.Event, damage string) { v.add1(e, damage)
 func (v *Verifier) Undecodable(hash [32]byte, damage string) {
 	v.n++
 	seq := v.head + 1
-	v.add(Altered, seq, "event %d: the stored record does not decode (%s): its content was changed", seq, damage)
+	v.add(Altered, seq, "event %d: the stored record is damaged (%s): its content was changed", seq, damage)
 	v.started = true
 	v.headPrev, v.head, v.headHash, v.headTrue, v.headType, v.dup = v.headHash, seq, hash, hash, "", false
 }
