@@ -37,8 +37,13 @@ func (s *Server) exportAsciicast(w http.ResponseWriter, r *http.Request) error {
 	if werr == nil {
 		werr = bw.Flush()
 	}
-	if err != nil && r.Context().Err() == nil && werr == nil {
-		s.log().Error("api: asciicast export stopped", "session", sess.ID, "err", err)
+	if err != nil || werr != nil {
+		if err != nil && r.Context().Err() == nil && werr == nil {
+			s.log().Error("api: asciicast export stopped; response aborted", "session", sess.ID, "err", err)
+		}
+		// As exportSession: the client must see a failed download, not a complete-looking
+		// cast of part of the session.
+		panic(http.ErrAbortHandler)
 	}
 	return nil
 }

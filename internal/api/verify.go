@@ -8,11 +8,17 @@ import (
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/verify"
 )
 
 // verifySession recomputes a session's chain and checks its checkpoints with the gateway's
 // public keys. Visibility is that of the session's events.
+//
+// It reads the recording in the store's verification mode (store.RecordReader) when the store
+// has one: every record reaches the verifier, damaged or not, so that each problem gets its own
+// typed finding, as offline verification of an export gives. Only bytes the store cannot frame
+// as a record at all end the read, as unreadable.
 func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
 	sess, err := s.readRecording(r, "verify")
 	if err != nil {
@@ -23,10 +29,25 @@ func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
 		keys[k.ID] = k.Key
 	}
 	v := &verify.Verifier{Keys: keys, Session: sess.ID, Live: sess.EndedAt == nil}
-	err = s.Store.Events(r.Context(), sess.ID, 0, func(e *event.Event) error {
-		v.Add(e)
-		return nil
-	})
+	if rr, ok := s.Store.(store.RecordReader); ok {
+		v.NoPrev = true
+		err = rr.Records(r.Context(), sess.ID, func(rec *store.Record) error {
+			switch {
+			case rec.Event == nil:
+				v.Undecodable(rec.Hash, rec.Damage)
+			case rec.Damage != "":
+				v.AddDamaged(rec.Event, rec.Damage)
+			default:
+				v.Add(rec.Event)
+			}
+			return nil
+		})
+	} else {
+		err = s.Store.Events(r.Context(), sess.ID, 0, func(e *event.Event) error {
+			v.Add(e)
+			return nil
+		})
+	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			return r.Context().Err()
@@ -41,8 +62,11 @@ func (s *Server) verifySession(w http.ResponseWriter, r *http.Request) error {
 }
 
 // exportSession streams a session as JSON Lines (see verify.Encoder): what `airlock export`
-// writes and `airlock verify --file` checks offline. A read error ends the stream early; the
-// export then fails verification as truncated.
+// writes and `airlock verify --file` checks offline. The store's own checks apply: a record
+// that is not what was written stops the read. The status line has gone out by then, so the
+// response is aborted (the connection closed without the end of the chunked body, or the
+// HTTP/2 stream reset): the client sees a failed download, never a complete-looking export of
+// part of the recording.
 func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.Query().Get("format") {
 	case "", "jsonl":
@@ -76,8 +100,11 @@ func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) error {
 		}
 		return enc.Event(e)
 	})
-	if err != nil && r.Context().Err() == nil {
-		s.log().Error("api: export stopped", "session", sess.ID, "after_events", n, "err", err)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.log().Error("api: export stopped; response aborted", "session", sess.ID, "after_events", n, "err", err)
+		}
+		panic(http.ErrAbortHandler)
 	}
 	return nil
 }

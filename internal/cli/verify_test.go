@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -166,5 +167,28 @@ func TestExportAsciicast(t *testing.T) {
 	}
 	if last < 1.5 {
 		t.Errorf("timing lost: last output at %.3fs", last)
+	}
+}
+
+// An export that the gateway cannot finish (its store stops reading the recording part way)
+// fails: exit 1, and no file at -o, not even the temporary one.
+func TestExportFailsWhenTheStoreStops(t *testing.T) {
+	h, id := signedHarness(t)
+	h.as(t, "alice")
+	h.st.EventsErr[id] = errors.New("recording is corrupt at event 5: checksum mismatch")
+	for _, format := range []string{"jsonl", "asciicast"} {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "s.out")
+		code, _, errs := h.run(t, runExport, id, "--format", format, "-o", file)
+		if code != exitFailure {
+			t.Errorf("%s: export of a recording the store could not read to its end = %d %s", format, code, errs)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("%s: failed export left %v", format, left)
+		}
+	}
+	// To stdout: the failure is reported, the exit status says so.
+	if code, _, errs := h.run(t, runExport, id); code != exitFailure || !strings.Contains(errs, "incomplete") {
+		t.Errorf("export to stdout = %d %s", code, errs)
 	}
 }

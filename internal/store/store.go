@@ -142,6 +142,31 @@ type Recordings interface {
 	Expire(ctx context.Context, target string, cutoff time.Time) (expired []string, err error)
 }
 
+// Record is one stored event of a recording as RecordReader reads it.
+type Record struct {
+	// Event is the event as stored, nil when the record does not decode. Its Prev is not set:
+	// no store keeps it (it is the hash of the event before).
+	Event *event.Event
+	// Hash is the hash stored with the record (Event.Hash when it decodes).
+	Hash [32]byte
+	// Damage says what the store found wrong with the record itself (a checksum that does not
+	// match its bytes, an encoding that does not decode); "" when nothing. The chain is not
+	// checked: that is the verifier's job.
+	Damage string
+}
+
+// RecordReader is the verification mode of reading a recording: Events stops at the first
+// event that is not what was written, while a verifier must see every record, damaged or not,
+// to say what is wrong with each (internal/verify).
+type RecordReader interface {
+	// Records calls fn for every record of session id in the order the store keeps them,
+	// checking nothing but that a record can be told apart from the next. A running session is
+	// read up to what its writer completed. It returns an error when it cannot go on: bytes that
+	// cannot be framed as a record (a recording cut inside one included), or a read error; the
+	// records before were passed to fn. The Record and its Event are valid only during fn.
+	Records(ctx context.Context, id string, fn func(*Record) error) error
+}
+
 // Writer appends one session's events. It is not safe for concurrent use; the recorder
 // serializes a session's events.
 type Writer interface {

@@ -52,31 +52,72 @@ func (h *Header) SessionID() string {
 }
 
 // CheckHeader compares what the header says about the session with the chain, after the last
-// Add: the header is outside the chain, so its claims count only where the chain confirms them
-// (id, user, target, end reason, number of events, head). exported_at and signing_keys are
-// not evidence and are not checked.
+// Add. The header is outside the chain, so its claims count only where the chain confirms them:
+//   - id, user, target, type (session.start's target_type) and client_addr must equal what
+//     session.start recorded (a field session.start left empty is not compared);
+//   - started_at must not be after session.start's time (the index entry is made just before
+//     the first event; how long before is not recorded, so only this bound is checked);
+//   - status and ended_at: "ended" with an ended_at exactly when the chain has a session.end;
+//     ended_at must equal session.end's time (to the microsecond a store may round to), or, for
+//     a session ended by crash recovery ("interrupted"), not be after it;
+//   - end_reason must be session.end's reason (the index says "error" for some reasons the
+//     event spells out), events and head must be the chain's last event (see ExpectEnd).
+//
+// hold, exported_at and signing_keys are not covered: nothing in the chain records them. A
+// verifier must not trust them.
 func (v *Verifier) CheckHeader(h *Header) {
 	var s struct {
-		ID        string     `json:"id"`
-		User      string     `json:"user"`
-		Target    string     `json:"target"`
-		EndedAt   *time.Time `json:"ended_at"`
-		EndReason string     `json:"end_reason"`
-		Events    uint64     `json:"events"`
-		Head      string     `json:"head"`
+		ID         string     `json:"id"`
+		User       string     `json:"user"`
+		Target     string     `json:"target"`
+		Type       string     `json:"type"`
+		ClientAddr string     `json:"client_addr"`
+		StartedAt  time.Time  `json:"started_at"`
+		EndedAt    *time.Time `json:"ended_at"`
+		Status     string     `json:"status"`
+		EndReason  string     `json:"end_reason"`
+		Events     uint64     `json:"events"`
+		Head       string     `json:"head"`
 	}
 	if err := json.Unmarshal(h.Session, &s); err != nil {
 		v.add(Altered, 0, "the export header's session does not decode: %v", err)
 		return
 	}
-	if v.start != nil && (s.User != v.start.User || s.Target != v.start.Target) {
-		v.add(Altered, 1, "the export header says user %q, target %q; session.start says %q, %q", s.User, s.Target, v.start.User, v.start.Target)
+	if s.ID != v.Session {
+		v.add(Altered, 0, "the export header says session %q; the events are session %q's", s.ID, v.Session)
+	}
+	if st := v.start; st != nil {
+		differs := func(header, chain string) bool { return chain != "" && header != chain }
+		if s.User != st.User || s.Target != st.Target || differs(s.Type, st.TargetType) || differs(s.ClientAddr, st.ClientAddr) {
+			v.add(Altered, 1, "the export header says user %q, target %q, type %q, client %q; session.start says %q, %q, %q, %q",
+				s.User, s.Target, s.Type, s.ClientAddr, st.User, st.Target, st.TargetType, st.ClientAddr)
+		}
+		if s.StartedAt.Sub(v.startAt) >= time.Microsecond {
+			v.add(Altered, 1, "the export header says the session started at %s, after its session.start event (%s)",
+				s.StartedAt.Format(time.RFC3339Nano), v.startAt.Format(time.RFC3339Nano))
+		}
+	}
+	ended := s.EndedAt != nil || s.Status == "ended"
+	switch {
+	case v.end == nil && ended:
+		// The chain has no session.end: Finish reports it as truncated.
+	case v.end != nil && !ended:
+		v.add(Altered, 0, "the export header says the session is still running (status %q); the chain ends with session.end", s.Status)
+	case v.end != nil && (s.EndedAt == nil || s.Status != "ended"):
+		v.add(Altered, 0, "the export header says status %q, ended_at %v: not a valid end", s.Status, s.EndedAt)
 	}
 	if s.EndedAt == nil {
 		return
 	}
-	if v.end != nil && s.EndReason != v.end.Reason && !(s.EndReason == "error" && v.end.Reason != "") {
-		v.add(Altered, 0, "the export header says the session ended %q; session.end says %q", s.EndReason, v.end.Reason)
+	if e := v.end; e != nil {
+		d := s.EndedAt.Sub(v.endAt)
+		if (e.Reason == "interrupted" && d >= time.Microsecond) || (e.Reason != "interrupted" && d.Abs() >= time.Microsecond) {
+			v.add(Altered, 0, "the export header says the session ended at %s; session.end was recorded at %s",
+				s.EndedAt.Format(time.RFC3339Nano), v.endAt.Format(time.RFC3339Nano))
+		}
+		if s.EndReason != e.Reason && !(s.EndReason == "error" && e.Reason != "") {
+			v.add(Altered, 0, "the export header says the session ended %q; session.end says %q", s.EndReason, e.Reason)
+		}
 	}
 	if s.Head != "" {
 		v.ExpectEnd(s.Events, s.Head)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -286,5 +287,154 @@ func TestExportRoundTrip(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+type kindSeq struct {
+	Kind Kind
+	Seq  uint64
+}
+
+func findings(r Result) []kindSeq {
+	out := []kindSeq{}
+	for _, f := range r.Findings {
+		out = append(out, kindSeq{f.Kind, f.Seq})
+	}
+	return out
+}
+
+// TestOneFindingPerProblem: events are placed by sequence number, each problem is reported once
+// where it is, both for export lines (which carry their prev) and for events read from a store
+// (NoPrev: the verifier chains each event to its predecessor's stored hash).
+func TestOneFindingPerProblem(t *testing.T) {
+	key := newKey()
+	// newChain(key, 4, 2): 1 start, 2 q0, 3 q1, 4 checkpoint, 5 q2, 6 q3, 7 checkpoint, 8 end, 9 final.
+	tests := []struct {
+		name   string
+		tamper func([]*event.Event) []*event.Event
+		want   []kindSeq
+	}{
+		{"intact", func(ev []*event.Event) []*event.Event { return ev }, []kindSeq{}},
+		{"missing", func(ev []*event.Event) []*event.Event { return slices.Delete(ev, 4, 5) }, []kindSeq{{Missing, 5}}},
+		{"two missing", func(ev []*event.Event) []*event.Event { return slices.Delete(ev, 1, 3) }, []kindSeq{{Missing, 2}}},
+		{"swapped", func(ev []*event.Event) []*event.Event { ev[4], ev[5] = ev[5], ev[4]; return ev }, []kindSeq{{Reordered, 5}}},
+		{"moved back", func(ev []*event.Event) []*event.Event {
+			e := ev[1]
+			ev = slices.Delete(ev, 1, 2)
+			return slices.Insert(ev, 4, e) // after the checkpoint that signs it
+		}, []kindSeq{{Reordered, 2}}},
+		{"gap half filled", func(ev []*event.Event) []*event.Event {
+			e := ev[2]
+			ev = slices.Delete(ev, 1, 3)
+			return slices.Insert(ev, 3, e) // 1 4 5 3 6 ...: 2 missing, 3 late
+		}, []kindSeq{{Missing, 2}, {Reordered, 3}}},
+		{"repeated", func(ev []*event.Event) []*event.Event { return slices.Insert(ev, 5, ev[4]) }, []kindSeq{{Inserted, 5}}},
+		{"forgery in front of the original", func(ev []*event.Event) []*event.Event {
+			x := *ev[4]
+			x.Data = []byte(`{"text":"drop table t","protocol":"simple"}`)
+			x.Seal(ev[3].Hash, nil)
+			return slices.Insert(ev, 4, &x)
+		}, []kindSeq{{Inserted, 5}}},
+		{"altered before a checkpoint", func(ev []*event.Event) []*event.Event {
+			ev[2].Data = []byte(`{"text":"select 9","protocol":"simple"}`)
+			return ev
+		}, []kindSeq{{Altered, 3}}},
+	}
+	for _, noPrev := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/noprev=%v", tt.name, noPrev), func(t *testing.T) {
+				c := newChain(key, 4, 2)
+				ev := tt.tamper(c.events)
+				v := &Verifier{Keys: key.keys(), Session: sid, NoPrev: noPrev}
+				for _, e := range ev {
+					if noPrev {
+						x := *e
+						x.Prev = [32]byte{}
+						e = &x
+					}
+					v.Add(e)
+				}
+				if got := findings(v.Finish()); !slices.Equal(got, tt.want) {
+					t.Fatalf("findings %v, want %v", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+func TestDamagedRecords(t *testing.T) {
+	key := newKey()
+	c := newChain(key, 4, 2)
+	// A record whose bytes changed where the hash does not cover them (its checksum): altered,
+	// once; one whose content changed too: altered, once.
+	v := &Verifier{Keys: key.keys(), Session: sid, NoPrev: true}
+	for i, e := range c.events {
+		switch i {
+		case 1:
+			v.AddDamaged(e, "checksum mismatch")
+		case 2:
+			x := *e
+			x.Data = []byte(`{"text":"select 9"}`)
+			v.AddDamaged(&x, "checksum mismatch")
+		case 4:
+			v.Undecodable(e.Hash, "does not decode: truncated")
+		default:
+			v.Add(e)
+		}
+	}
+	if got, want := findings(v.Finish()), []kindSeq{{Altered, 2}, {Altered, 3}, {Altered, 5}}; !slices.Equal(got, want) {
+		t.Fatalf("findings %v, want %v", got, want)
+	}
+}
+
+func TestCheckHeader(t *testing.T) {
+	key := newKey()
+	c := &chain{key: key}
+	c.add(event.SessionStart, event.SessionStartData{User: "alice", Target: "db", TargetType: "postgres", ClientAddr: "10.0.0.1:5000"})
+	c.add(event.Query, event.QueryData{Text: "select 1"})
+	c.add(event.SessionEnd, event.SessionEndData{Reason: "client_terminated"})
+	c.checkpoint(true)
+	started, ended := c.events[0].Time.Add(-time.Millisecond), c.events[2].Time
+	last := c.events[len(c.events)-1]
+	base := map[string]any{"id": sid, "user": "alice", "target": "db", "type": "postgres", "client_addr": "10.0.0.1:5000",
+		"started_at": started, "ended_at": ended, "status": "ended", "end_reason": "client_terminated",
+		"events": last.Seq, "head": hex.EncodeToString(last.Hash[:]), "hold": false}
+	tests := []struct {
+		name  string
+		field string
+		value any
+		want  []kindSeq
+	}{
+		{"as exported", "", nil, []kindSeq{}},
+		{"hold is not covered", "hold", true, []kindSeq{}},
+		{"user", "user", "bob", []kindSeq{{Altered, 1}}},
+		{"type", "type", "mysql", []kindSeq{{Altered, 1}}},
+		{"client_addr", "client_addr", "10.0.0.2:5000", []kindSeq{{Altered, 1}}},
+		{"started_at later", "started_at", c.events[0].Time.Add(time.Second), []kindSeq{{Altered, 1}}},
+		{"ended_at", "ended_at", ended.Add(-time.Second), []kindSeq{{Altered, 0}}},
+		{"status active", "status", "active", []kindSeq{{Altered, 0}}},
+		{"still running", "ended_at", nil, []kindSeq{{Altered, 0}}},
+		{"end_reason", "end_reason", "upstream_closed", []kindSeq{{Altered, 0}}},
+		{"events", "events", last.Seq + 1, []kindSeq{{Truncated, last.Seq + 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := maps.Clone(base)
+			if tt.field != "" {
+				m[tt.field] = tt.value
+			}
+			if tt.name == "still running" {
+				m["status"] = "active"
+			}
+			b, _ := json.Marshal(m)
+			v := &Verifier{Keys: key.keys(), Session: sid}
+			for _, e := range c.events {
+				v.Add(e)
+			}
+			v.CheckHeader(&Header{Session: b})
+			if got := findings(v.Finish()); !slices.Equal(got, tt.want) {
+				t.Fatalf("findings %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

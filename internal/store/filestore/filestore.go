@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -186,8 +187,27 @@ func (s *Store) Create(ctx context.Context, sess store.Session) (store.Writer, e
 }
 
 // Events streams a recording's events in order, verifying each record and the hash chain. A
-// recording still being written is read up to what was written. See ReadRecording for the errors.
+// recording still being written is read up to the end of its writer's last completed write.
+// See ReadRecording for the errors.
 func (s *Store) Events(ctx context.Context, id string, after uint64, fn func(*event.Event) error) error {
+	return s.read(ctx, id, after, fn, readOptions{})
+}
+
+// Records implements store.RecordReader: every record of the recording, damaged or not, up to
+// the first bytes that cannot be framed as a record (*CorruptError) or a torn tail
+// (*TornTailError; for a running session, an incomplete record at its writer's end is a
+// failed write and ends the read quietly).
+func (s *Store) Records(ctx context.Context, id string, fn func(*store.Record) error) error {
+	return s.read(ctx, id, 0, nil, readOptions{records: fn})
+}
+
+var _ store.RecordReader = (*Store)(nil)
+
+// read opens session id's recording and reads it with o. For a session this store is
+// recording, it reads only up to where the writer's last completed write ended: a record
+// there or later may be in the middle of being written, while one before it is complete and
+// must be intact.
+func (s *Store) read(ctx context.Context, id string, after uint64, fn func(*event.Event) error, o readOptions) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
@@ -195,16 +215,26 @@ func (s *Store) Events(ctx context.Context, id string, after uint64, fn func(*ev
 	if err != nil {
 		return err
 	}
-	// Check before opening: a recording that was live and ended meanwhile is complete.
+	// The end is taken before opening: the file only grows, so what was complete then is a
+	// prefix of what is read, and a recording that ended meanwhile is read to that prefix.
+	var end int64
 	s.mu.Lock()
-	_, live := s.open[id]
+	w, live := s.open[id]
+	if live {
+		end = w.t.end()
+	}
 	s.mu.Unlock()
 	f, err := os.Open(filepath.Join(s.dir, filepath.FromSlash(rel)))
 	if err != nil {
 		return fmt.Errorf("read recording %q: %w", id, err)
 	}
 	defer f.Close()
-	return readRecording(bufio.NewReaderSize(f, 64<<10), id, after, fn, readOptions{live: live, ctxErr: ctx.Err})
+	var r io.Reader = f
+	if live {
+		r = io.LimitReader(f, end)
+	}
+	o.live, o.ctxErr = live, ctx.Err
+	return readRecording(bufio.NewReaderSize(r, 64<<10), id, after, fn, o)
 }
 
 // syncer is the group commit of the "interval" policy.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
 
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/store"
@@ -112,11 +113,16 @@ func (e *CorruptError) Error() string {
 
 // readOptions tune ReadRecording for the store's own use.
 type readOptions struct {
-	// live: the file is still being appended to by this process, so an incomplete last record is
-	// a write in progress, not a torn tail.
+	// live: the file is being appended to by this store, and r ends where the writer's last
+	// completed write ended (Store.open). An incomplete record there is a write that failed
+	// part way (the writer refuses to go on after it), not a torn tail; any other damage before
+	// that offset is damage, never a write in progress.
 	live bool
 	// ctxErr is polled between records.
 	ctxErr func() error
+	// records, when set, gets every record as stored instead of fn getting verified events:
+	// only the framing is checked (store.RecordReader).
+	records func(*store.Record) error
 }
 
 // ReadRecording reads a recording file from r, verifying every record's checksum, its sequence
@@ -175,10 +181,9 @@ func readRecording(r io.Reader, sessionID string, after uint64, fn func(*event.E
 		bad := func(reason string) error {
 			// A file system may extend a file before its data reaches the disk, and a power
 			// loss then leaves zeros where the last records were going: that is a torn tail,
-			// not tampering. Anything else is corruption.
-			// A live reader (the recording is being written by this process) stops at a record
-			// still being copied in, whatever its bytes look like so far.
-			if o.live || (bytes.Equal(frame[:], make([]byte, frameLen)) && restIsZero(br)) {
+			// not tampering. Anything else is corruption. A live recording is read only up to
+			// what its writer completed, so zeros there are damage too.
+			if !o.live && bytes.Equal(frame[:], make([]byte, frameLen)) && restIsZero(br) {
 				return torn(off)
 			}
 			return &CorruptError{Session: id, Seq: seq + 1, Offset: off, Reason: reason}
@@ -193,16 +198,36 @@ func readRecording(r io.Reader, sessionID string, after uint64, fn func(*event.E
 		if err != nil {
 			return fmt.Errorf("read recording %s: %w", id, err)
 		}
+		damage := ""
 		if crc32.Checksum(payload, castagnoli) != sum {
 			// A record that was being copied into a mapped recording (as the store appended
 			// before it wrote every batch with write(2)) when the process died is complete up
-			// to some byte and zero from there to the end of the reserved window: torn. Its last byte (of its hash, the last copied) is then still zero.
-			if payload[len(payload)-1] == 0 && restIsZero(br) {
+			// to some byte and zero from there to the end of the reserved window: torn. Its
+			// last byte (of its hash, the last copied) is then still zero.
+			if !o.live && payload[len(payload)-1] == 0 && restIsZero(br) {
 				return torn(off)
 			}
-			return bad("checksum mismatch")
+			if o.records == nil {
+				return bad("checksum mismatch")
+			}
+			damage = "checksum mismatch"
 		}
 		canon, stored := payload[:len(payload)-hashLen], payload[len(payload)-hashLen:]
+		if o.records != nil {
+			rec := store.Record{Damage: damage}
+			copy(rec.Hash[:], stored)
+			if e, err := event.DecodeCanonical(canon); err != nil {
+				rec.Damage = strings.TrimPrefix(damage+", ", ", ") + "does not decode: " + err.Error()
+			} else {
+				e.Hash = rec.Hash
+				rec.Event = e
+			}
+			if err := o.records(&rec); err != nil {
+				return err
+			}
+			off += frameLen + int64(length)
+			continue
+		}
 		e, err := event.DecodeCanonical(canon)
 		if err != nil {
 			return &CorruptError{Session: id, Seq: seq + 1, Offset: off, Reason: err.Error()}

@@ -398,3 +398,69 @@ func TestIndexPathEscaped(t *testing.T) {
 		t.Fatal("the index went to a truncated path")
 	}
 }
+
+// A recording being written is read up to where its writer's last completed write ended: bytes
+// after that (a write in progress) are not read, and damage before it is damage, not the end.
+func TestLiveReadStopsAtTheWriterEnd(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const id = "live"
+	w, err := s.Create(context.Background(), store.Session{ID: id, StartedAt: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &storetest.Chain{Session: id}
+	evs := c.NextN(6)
+	if err := w.Append(evs...); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "recordings", "2026", "03", "14", id+".alr")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() (int, error) {
+		n := 0
+		err := s.Events(context.Background(), id, 0, func(*event.Event) error { n++; return nil })
+		return n, err
+	}
+	// Half of a next record, as a write in progress leaves it: not read, no error.
+	next, err := appendRecord(nil, c.Next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(next[:len(next)/2])
+	f.Close()
+	if n, err := count(); n != 6 || err != nil {
+		t.Fatalf("live read with a write in progress: %d events, %v", n, err)
+	}
+	// A byte changed in the third record: corrupt, even though the session is running.
+	third := int64(len(appendHeader(nil, id)))
+	for i := 0; i < 2; i++ {
+		third += frameLen + int64(binary.BigEndian.Uint32(b[third:]))
+	}
+	b[third+frameLen+20] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CorruptError
+	if n, err := count(); n != 2 || !errors.As(err, &ce) || ce.Seq != 3 {
+		t.Fatalf("live read of a damaged recording: %d events, %v; want 2 and corruption at event 3", n, err)
+	}
+	// Records hands every record over, the damaged one with what is wrong with it.
+	var damage []string
+	if err := s.Records(context.Background(), id, func(r *store.Record) error {
+		damage = append(damage, r.Damage)
+		return nil
+	}); err != nil || len(damage) != 6 || damage[2] == "" || damage[1] != "" || damage[3] != "" {
+		t.Fatalf("Records: %q, %v", damage, err)
+	}
+}

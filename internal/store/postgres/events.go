@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/store"
 )
 
 // CorruptError reports events that are not what was written: a missing, inserted, reordered or
@@ -153,3 +154,73 @@ type callbackError struct{ err error }
 
 func (e callbackError) Error() string { return e.err.Error() }
 func (e callbackError) Unwrap() error { return e.err }
+
+// Records implements store.RecordReader: every row of the recording in sequence order (the
+// only order the table keeps), without recomputing any hash. A running session is read up to
+// its last committed Append. A stored hash that is not 32 bytes is reported as the row's
+// damage.
+func (s *Store) Records(ctx context.Context, id string, fn func(*store.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := s.Session(ctx, id); err != nil {
+		return err
+	}
+	var seq int64
+	for {
+		n := 0
+		err := s.withPool(ctx, s.readPool, func(c *pgx.Conn) error {
+			rows, err := c.Query(ctx, `SELECT seq, type, offset_ns, time_ns, data, raw, hash FROM events
+				WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, id, seq, pageSize)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			var (
+				e         = event.Event{Session: id}
+				rec       store.Record
+				off, wall int64
+				typ       string
+				stored    []byte
+			)
+			for rows.Next() {
+				if err := rows.Scan(&seq, &typ, &off, &wall, &e.Data, &e.Raw, &stored); err != nil {
+					return err
+				}
+				n++
+				e.Seq, e.Type, e.Offset, e.Time = uint64(seq), event.Type(typ), time.Duration(off), time.Unix(0, wall).UTC()
+				if len(e.Raw) == 0 {
+					e.Raw = nil
+				}
+				rec = store.Record{Event: &e}
+				if len(stored) != len(rec.Hash) {
+					rec.Damage = fmt.Sprintf("stored hash is %d bytes, not 32", len(stored))
+				}
+				copy(rec.Hash[:], stored)
+				e.Hash = rec.Hash
+				if err := fn(&rec); err != nil {
+					return callbackError{err}
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		var cb callbackError
+		if errors.As(err, &cb) {
+			return cb.err
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if err != nil {
+			return wrap(fmt.Sprintf("read recording %q", id), err)
+		}
+		if n < pageSize {
+			return nil
+		}
+	}
+}
+
+var _ store.RecordReader = (*Store)(nil)
