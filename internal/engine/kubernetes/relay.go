@@ -115,6 +115,10 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 		if r.Context().Err() != nil {
 			return
 		}
+		if lost := s.agentLost(err); lost != nil {
+			s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost))
+			return
+		}
 		e.d.Metrics.Error("dial")
 		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("the gateway could not reach target %s: %v", s.t.Name, err))
 		return
@@ -286,6 +290,10 @@ func (s *session) relayResponse(w http.ResponseWriter, resp *http.Response, id u
 	ct := resp.Header.Get("Content-Type")
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBuffer+1))
 	if err != nil && !errors.Is(err, io.EOF) {
+		if lost := s.agentLost(err); lost != nil {
+			s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost))
+			return
+		}
 		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", "reading the target's answer failed: "+err.Error())
 		return
 	}
@@ -382,6 +390,9 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 				if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
 					end.Error = err.Error()
 				}
+				if lost := s.agentLost(err); lost != nil {
+					end.Error = lostEnd(lost)
+				}
 				break
 			}
 			wd, raw := s.watchRecord(id, ev, secret)
@@ -453,6 +464,9 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) && s.ctx.Err() == nil {
 				end.Error = rerr.Error()
+			}
+			if lost := s.agentLost(rerr); lost != nil {
+				end.Error = lostEnd(lost)
 			}
 			break
 		}
