@@ -129,30 +129,33 @@ func TestKubernetesAgent(t *testing.T) {
 		}
 	})
 
-	// The agent killed under a running exec: kubectl prints the gateway's Status naming the
-	// agent (sent on the exec's error channel or stream), the stream's kube.response.end says
-	// agent_lost, and so does the session's end; the chain verifies.
+	// The agent killed under a running exec or followed log: kubectl prints the gateway's
+	// message naming the agent (an exec's Status on its error channel or stream; the log's last
+	// line, then the stream fails), the stream's kube.response.end says agent_lost, and so does
+	// the session's end; the chain verifies.
 	top := t
-	for _, tc := range []struct{ name, env string }{
-		{"websocket", ""},
-		{"spdy", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"},
+	for _, tc := range []struct{ name, env, marker string }{
+		{"exec over websocket", "", uniq("kube_lost")},
+		{"exec over spdy", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", uniq("kube_lost")},
+		{"logs -f", "", "web: started"},
 	} {
-		t.Run("agent killed mid-exec over "+tc.name, func(t *testing.T) {
+		t.Run("agent killed mid-"+tc.name, func(t *testing.T) {
 			since := time.Now()
-			marker := uniq("kube_lost")
 			env := kg.kubeEnv(t, "alice", alicePassword)
 			if tc.env != "" {
 				env = append(env, tc.env)
 			}
-			wait := startBackground(t, env, c.kubectl, "exec", kubePod, "--", "sh", "-c", "echo "+marker+"; sleep 120")
-			id := g.waitRunningOutput(t, "alice", "kind-1", since, marker)
+			args := []string{"exec", kubePod, "--", "sh", "-c", "echo " + tc.marker + "; sleep 120"}
+			if tc.name == "logs -f" {
+				args = []string{"logs", "-f", kubePod}
+			}
+			wait := startBackground(t, env, c.kubectl, args...)
+			id := g.waitRunningOutput(t, "alice", "kind-1", since, tc.marker)
 			a.kill()
 			r := wait()
-			if r.Code == 0 || !strings.Contains(r.Stdout, marker) {
-				t.Errorf("kubectl exec when its agent was killed: %s (want the output, then a failure)", r)
-			}
-			if !strings.Contains(r.Stderr, "airlock: the connection to target kind-1 was lost with the agent serving it: the tunnel to agent k8s-agent was lost (disconnected)") {
-				t.Errorf("kubectl exec over %s when its agent was killed: %s (want the gateway's Status naming the agent)", tc.name, r)
+			if r.Code == 0 || !strings.Contains(r.Stdout, tc.marker) ||
+				!strings.Contains(r.Stdout+r.Stderr, "airlock: the connection to target kind-1 was lost with the agent serving it: the tunnel to agent k8s-agent was lost (disconnected)") {
+				t.Errorf("kubectl %s when its agent was killed: %s (want the output, then a failure with the gateway's message naming the agent)", tc.name, r)
 			}
 			var lost *kubeSession
 			for _, ks := range kg.waitKubeSessions(t, "alice", since, 1) {

@@ -89,3 +89,18 @@ func (s *session) tellLostSPDY(errStream io.Writer, lc *lostConn) {
 		errStream.Write(body)
 	}
 }
+
+// cutLost ends a streamed response (a watch, a followed log, a long body) whose agent was lost,
+// once its kube.response.end is recorded, so that the client sees the stream fail instead of
+// end as if the API server had finished it (kubectl logs -f would exit 0). A followed log, read
+// by a person, gets the gateway's message as its last line first (text: its writer). Nothing
+// happens when lost is nil.
+func (s *session) cutLost(text io.Writer, lost *connector.LostError) {
+	if lost == nil {
+		return
+	}
+	if text != nil {
+		io.WriteString(text, "\n"+s.lostMessage(lost)+"\n")
+	}
+	panic(http.ErrAbortHandler)
+}
