@@ -34,7 +34,8 @@ func TestKubernetesAgent(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, "", "k8s-agent", g.createAgent(t, "k8s-agent"), cfg)
+	agentTok := g.createAgent(t, "k8s-agent")
+	a := startAgent(t, "", "k8s-agent", agentTok, cfg)
 	g.waitAgent(t, "k8s-agent", "connected", func(v agentView) bool { return v.Connected })
 	tok, _ := os.ReadFile(c.GatewayTokenFile)
 	clusterToken := strings.TrimSpace(string(tok))
@@ -127,6 +128,57 @@ func TestKubernetesAgent(t *testing.T) {
 			t.Errorf("the cluster's address is in the gateway's files: %v", hits)
 		}
 	})
+
+	// The agent killed under a running exec or followed log: kubectl prints the gateway's
+	// message naming the agent (an exec's Status on its error channel or stream; the log's last
+	// line, then the stream fails), the stream's kube.response.end says agent_lost, and so does
+	// the session's end; the chain verifies.
+	top := t
+	for _, tc := range []struct{ name, env, marker string }{
+		{"exec over websocket", "", uniq("kube_lost")},
+		{"exec over spdy", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", uniq("kube_lost")},
+		{"logs -f", "", "web: started"},
+	} {
+		t.Run("agent killed mid-"+tc.name, func(t *testing.T) {
+			since := time.Now()
+			env := kg.kubeEnv(t, "alice", alicePassword)
+			if tc.env != "" {
+				env = append(env, tc.env)
+			}
+			args := []string{"exec", kubePod, "--", "sh", "-c", "echo " + tc.marker + "; sleep 120"}
+			if tc.name == "logs -f" {
+				args = []string{"logs", "-f", kubePod}
+			}
+			wait := startBackground(t, env, c.kubectl, args...)
+			id := g.waitRunningOutput(t, "alice", "kind-1", since, tc.marker)
+			a.kill()
+			r := wait()
+			if r.Code == 0 || !strings.Contains(r.Stdout, tc.marker) ||
+				!strings.Contains(r.Stdout+r.Stderr, "airlock: the connection to target kind-1 was lost with the agent serving it: the tunnel to agent k8s-agent was lost (disconnected)") {
+				t.Errorf("kubectl %s when its agent was killed: %s (want the output, then a failure with the gateway's message naming the agent)", tc.name, r)
+			}
+			var lost *kubeSession
+			for _, ks := range kg.waitKubeSessions(t, "alice", since, 1) {
+				if ks.ID == id {
+					lost = &ks
+				}
+			}
+			if lost == nil {
+				t.Fatalf("session %s not among those that ended", id)
+			}
+			if lost.EndReason != "agent_lost" || endReason(lost.ev) != "agent_lost" || !strings.Contains(endEvent(lost.ev).str("error"), "agent k8s-agent was lost") {
+				t.Errorf("session %s ended %q / %q (%v), want agent_lost naming the agent", id, lost.EndReason, endReason(lost.ev), endEvent(lost.ev).Data)
+			}
+			if findKube(lost.ev, "kube.response.end", func(e Event) bool {
+				return strings.HasPrefix(e.str("error"), "agent_lost: the tunnel to agent k8s-agent was lost")
+			}) == nil {
+				t.Errorf("no kube.response.end saying agent_lost: %v", ofType(lost.ev, "kube.response.end"))
+			}
+			g.verifyCLI(t, id)
+			a = startAgent(top, "", "k8s-agent", agentTok, cfg)
+			g.waitAgent(t, "k8s-agent", "connected again", func(v agentView) bool { return v.Connected })
+		})
+	}
 
 	t.Run("agent gone", func(t *testing.T) {
 		// SIGTERM drains: the gateway's idle connections (streams the agent counts as

@@ -40,7 +40,8 @@ func TestSSHAgent(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(y.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, "", "ssh-agent", g.createAgent(t, "ssh-agent"), cfg)
+	agentTok := g.createAgent(t, "ssh-agent")
+	a := startAgent(t, "", "ssh-agent", agentTok, cfg)
 	g.waitAgent(t, "ssh-agent", "connected", func(v agentView) bool { return v.Connected })
 	c := newSSHClient(t, g)
 
@@ -119,6 +120,34 @@ func TestSSHAgent(t *testing.T) {
 		}
 	})
 
+	// The agent killed under a running command: the client is told, on stderr (exec) or on
+	// the terminal (pty), that the target was lost with its agent, and the recording, whose
+	// chain verifies, ends agent_lost.
+	top := t
+	for _, tc := range []struct{ name, flag string }{{"exec", "-T"}, {"pty", "-tt"}} {
+		t.Run("agent killed mid-session: "+tc.name, func(t *testing.T) {
+			since := time.Now()
+			marker := uniq("ssh_lost")
+			args := append(c.opts("alice:web-a", st.AliceKey), "-p", fmt.Sprint(c.port), tc.flag, "127.0.0.1", "echo "+marker+"; sleep 120")
+			wait := startBackground(t, c.env(), "ssh", args...)
+			id := g.waitRunningOutput(t, "alice", "web-a", since, marker)
+			a.kill()
+			r := wait()
+			out := r.Stdout + r.Stderr
+			if r.Code != 255 || !strings.Contains(r.Stdout, marker) ||
+				!strings.Contains(out, "airlock: the connection to target web-a was lost with the agent serving it: the tunnel to agent ssh-agent was lost (disconnected)") {
+				t.Errorf("ssh %s when its agent was killed: %s (want exit 255 and the gateway's message naming the agent)", tc.flag, r)
+			}
+			s, ev := g.waitSSHSessionSlack(t, "alice", "web-a", since, 0)
+			if s.ID != id || s.EndReason != "agent_lost" || endReason(ev) != "agent_lost" || !strings.Contains(endEvent(ev).str("error"), "agent ssh-agent was lost") {
+				t.Errorf("session %s ended %q / %q (%v), want agent_lost naming the agent", s.ID, s.EndReason, endReason(ev), endEvent(ev).Data)
+			}
+			g.verifyCLI(t, s.ID)
+			a = startAgent(top, "", "ssh-agent", agentTok, cfg)
+			g.waitAgent(t, "ssh-agent", "connected again", func(v agentView) bool { return v.Connected })
+		})
+	}
+
 	t.Run("agent gone", func(t *testing.T) {
 		a.kill()
 		g.waitAgent(t, "ssh-agent", "disconnected", func(v agentView) bool { return !v.Connected })
@@ -127,4 +156,35 @@ func TestSSHAgent(t *testing.T) {
 			t.Errorf("ssh with the agent gone: %s", r)
 		}
 	})
+}
+
+// waitRunningOutput waits (30s) for the one running ssh session of user on target that started
+// after since to have recorded marker as output, and returns its id.
+func (g *gateway) waitRunningOutput(t testing.TB, user, target string, since time.Time, marker string) string {
+	t.Helper()
+	tok := g.adminToken(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, s := range g.sessions(t, tok, sessionFilter{User: user, Target: target}) {
+			if s.StartedAt.Before(since.Add(-time.Second)) || s.ended() {
+				continue
+			}
+			if strings.Contains(terminalText(g.events(t, tok, s.ID), "terminal.output", ""), marker) {
+				return s.ID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: no running session of %s on %s has output %q", user, target, marker)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// verifyCLI checks a recording with `airlock verify ID` through the gateway.
+func (g *gateway) verifyCLI(t testing.TB, id string) {
+	t.Helper()
+	env := append(cleanEnv(), "HOME="+t.TempDir(), "AIRLOCK_GATEWAY="+g.apiURL(), "AIRLOCK_TOKEN="+g.adminToken(t))
+	if r := run(time.Minute, env, nil, airlockBin, "verify", id); r.Code != 0 {
+		t.Errorf("airlock verify %s: %s", id, r)
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
@@ -201,7 +202,8 @@ type session struct {
 	nextID   atomic.Uint64
 	fromCli  atomic.Int64
 	toCli    atomic.Int64
-	failed   atomic.Pointer[error] // set when the recording failed: the session is over
+	failed   atomic.Pointer[error]               // set when the recording failed: the session is over
+	lost     atomic.Pointer[connector.LostError] // set when a request's agent was lost: the session ends agent_lost
 }
 
 // ServeHTTP authenticates a request, finds (or starts) its session and relays it.
@@ -392,6 +394,8 @@ func (c *clientConn) endSessions(reason string, cause error) {
 		end := event.SessionEndData{Reason: reason, Statements: s.requests.Load(), BytesFromClient: s.fromCli.Load(), BytesToClient: s.toCli.Load()}
 		if p := s.failed.Load(); p != nil {
 			end.Reason, end.Error = "error", (*p).Error()
+		} else if l := s.lost.Load(); l != nil {
+			end.Reason, end.Error = "agent_lost", l.Error()
 		} else if errors.Is(context.Cause(s.ctx), engine.ErrMaxDuration) {
 			end.Reason, end.Error = "error", context.Cause(s.ctx).Error()
 		} else if cause != nil && reason != "client_disconnected" {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine/guardrail"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
@@ -115,6 +116,10 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 	resp, err := s.up.rt.RoundTrip(out)
 	if err != nil {
 		if r.Context().Err() != nil {
+			return
+		}
+		if lost := s.agentLost(err); lost != nil {
+			s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost))
 			return
 		}
 		e.d.Metrics.Error("dial")
@@ -288,6 +293,10 @@ func (s *session) relayResponse(w http.ResponseWriter, resp *http.Response, id u
 	ct := resp.Header.Get("Content-Type")
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBuffer+1))
 	if err != nil && !errors.Is(err, io.EOF) {
+		if lost := s.agentLost(err); lost != nil {
+			s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost))
+			return
+		}
 		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", "reading the target's answer failed: "+err.Error())
 		return
 	}
@@ -328,11 +337,16 @@ func (s *session) relayResponse(w http.ResponseWriter, resp *http.Response, id u
 	total += m
 	s.toCli.Add(m)
 	end := event.KubeResponseEndData{ID: id, DurationNS: int64(time.Since(began)), Body: event.BodyInfo{Bytes: total, SHA256: hex.EncodeToString(h.Sum(nil)), Truncated: true, Withheld: rd.Body.Withheld}}
+	lost := s.agentLost(cerr)
 	if cerr != nil {
 		end.Error = cerr.Error()
 	}
+	if lost != nil {
+		end.Error = lostEnd(lost)
+	}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
+	s.cutLost(nil, lost)
 }
 
 func (s *session) e() *Engine { return s.eng }
@@ -367,6 +381,7 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 	var total int64
 	events := 0
 	end := event.KubeResponseEndData{ID: id}
+	var lost *connector.LostError
 	if !strings.Contains(ct, "json") {
 		// Not a JSON stream (the gateway asked for JSON; this should not happen): pass it on
 		// and say so.
@@ -383,6 +398,9 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 			if err := dec.Decode(&ev); err != nil {
 				if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
 					end.Error = err.Error()
+				}
+				if lost = s.agentLost(err); lost != nil {
+					end.Error = lostEnd(lost)
 				}
 				break
 			}
@@ -408,6 +426,7 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 	end.Body = event.BodyInfo{Bytes: total, SHA256: hex.EncodeToString(h.Sum(nil))}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
+	s.cutLost(nil, lost)
 }
 
 // relayFollow forwards a followed log (`kubectl logs -f`) as it comes: each piece the API
@@ -422,6 +441,7 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 	h := sha256.New()
 	var total int64
 	end := event.KubeResponseEndData{ID: id}
+	var lost *connector.LostError
 	emit := func(chunk []byte, hits []masking.Hit) error {
 		s.record(event.TerminalOutput, terminalOutput(uint32(id), "", chunk, hits), chunk)
 		if err := s.commit(); err != nil {
@@ -456,6 +476,9 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 			if !errors.Is(rerr, io.EOF) && s.ctx.Err() == nil {
 				end.Error = rerr.Error()
 			}
+			if lost = s.agentLost(rerr); lost != nil {
+				end.Error = lostEnd(lost)
+			}
 			break
 		}
 	}
@@ -469,6 +492,7 @@ func (s *session) relayFollow(w http.ResponseWriter, resp *http.Response, id uin
 	end.Body = event.BodyInfo{Bytes: total, SHA256: hex.EncodeToString(h.Sum(nil))}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
+	s.cutLost(flushWriter{w, rc}, lost)
 }
 
 // watchRecord describes one watch event and returns its object as recorded.

@@ -35,7 +35,8 @@ func isSPDY(upgrade string) bool {
 // and returns the bytes each way.
 func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool) (toUp, toCli int64, err error) {
 	var up, cli httpstream.Connection
-	up, err = spdy.NewClientConnection(upRaw)
+	lc := &lostConn{Conn: upRaw}
+	up, err = spdy.NewClientConnection(lc)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -70,6 +71,10 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool
 			if err != nil {
 				setFail(err)
 			}
+			if kind == "error" {
+				<-replySent
+				s.tellLostSPDY(cs, lc)
+			}
 			cs.Close()
 		}()
 		return nil
@@ -103,6 +108,9 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool
 	cli.Close()
 	up.Close()
 	wg.Wait()
+	if lost := lc.lost.Load(); lost != nil {
+		fail = lost // the end of the target's side, whatever the copiers saw
+	}
 	return n.up.Load(), n.cli.Load(), fail
 }
 

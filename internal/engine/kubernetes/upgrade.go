@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/event"
 )
 
@@ -31,6 +33,10 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	}))
 	resp, err := s.up.h1.RoundTrip(out)
 	if err != nil {
+		if lost := s.agentLost(err); lost != nil {
+			s.respondGateway(w, id, began, http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost))
+			return
+		}
 		s.eng.d.Metrics.Error("dial")
 		s.respondGateway(w, id, began, http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("the gateway could not reach target %s: %v", s.t.Name, err))
 		return
@@ -88,6 +94,9 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		toUp.Add(u)
 		toCli.Add(cl)
 		streamErr = err
+		if lost := s.agentLost(err); lost != nil {
+			streamErr = errors.New(lostEnd(lost))
+		}
 	} else {
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
@@ -107,20 +116,29 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 			toUp.Add(n)
 			closeWrite(upConn)
 		}()
+		// lost: the target's side ended with its agent.
+		var lost *connector.LostError
 		go func() { // targetToClient
 			defer wg.Done()
 			drain := &drainReader{r: bufio.NewReader(upConn), ra: ahead}
 			src := rec.fromTarget(drain)
+			var err error
 			if rec.rewrites() {
 				// Masked output: the tap writes the target's frames, re-encoded, itself.
 				rec.writeTo(cliConn)
-				io.Copy(io.Discard, src)
+				_, err = io.Copy(io.Discard, src)
 				rec.endOutput()
-				toCli.Add(rec.sent())
 			} else {
 				hc, _ := netConn(cliConn).(*holdConn)
-				n, _ := copyBulk(heldWriter{cliConn, hc}, src)
+				var n int64
+				n, err = copyBulk(heldWriter{cliConn, hc}, src)
 				toCli.Add(n)
+			}
+			if lost = s.agentLost(err); lost != nil {
+				rec.tellLost(cliConn, s.lostMessage(lost))
+			}
+			if rec.rewrites() {
+				toCli.Add(rec.sent())
 			}
 			s.log.Debug("upgraded stream: target side ended", "id", id, "bytes", toCli.Load(), "drained_reads", drain.drained)
 			closeWrite(cliConn)
@@ -129,6 +147,9 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		close(stop)
 		rec.end()
 		streamErr = rec.err()
+		if lost != nil {
+			streamErr = errors.New(lostEnd(lost))
+		}
 	}
 	s.fromCli.Add(toUp.Load())
 	s.toCli.Add(toCli.Load())

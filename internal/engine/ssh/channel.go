@@ -120,6 +120,14 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	for _, r := range exits {
 		cc.SendRequest(r.Type, false, r.Payload)
 	}
+	if len(exits) == 0 {
+		// No exit status: the program may have been cut off with the agent that carried it.
+		if lost := s.agentLost(nil); lost != nil {
+			ch.tell(s.lostMessage(lost))
+			cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+			ch.closed.Store(true)
+		}
+	}
 	ch.wmu.Unlock()
 	cc.CloseWrite()
 	cc.Close()
@@ -292,17 +300,22 @@ func (ch *channel) refuse(req *ssh.Request, msg string) {
 	ch.uc.Close()
 }
 
+// tell writes msg for the client's user: on the terminal, or on stderr. The caller holds wmu.
+func (ch *channel) tell(msg string) {
+	if ch.pty.Load() {
+		io.WriteString(ch.cc, "\r\n"+msg+"\r\n")
+	} else {
+		io.WriteString(ch.cc.Stderr(), msg+"\n")
+	}
+}
+
 // abort tells the client why the session ends and closes the channel.
 func (ch *channel) abort(msg string) {
 	ch.out.end()
 	ch.errOut.end()
 	ch.wmu.Lock()
 	if !ch.closed.Load() {
-		if ch.pty.Load() {
-			io.WriteString(ch.cc, "\r\n"+msg+"\r\n")
-		} else {
-			io.WriteString(ch.cc.Stderr(), msg+"\n")
-		}
+		ch.tell(msg)
 		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
 	}
 	ch.closed.Store(true)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/engine"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
@@ -123,12 +124,16 @@ func (s *session) run(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-c
 		st = endState{reason: "client_disconnected"}
 	case err := <-upGone:
 		st = endState{reason: "upstream_closed"}
-		// Let the channels pass on what the target sent before it went.
-		s.waitChannels(5 * time.Second)
-		if err != nil && !isClosedErr(err) {
+		msg := fmt.Sprintf("airlock: the connection to target %s was closed", s.c.target.Name)
+		if lost := s.agentLost(err); lost != nil {
+			st.reason, st.err, msg = "agent_lost", lost, s.lostMessage(lost)
+		} else if err != nil && !isClosedErr(err) {
 			st.err = err
 		}
-		s.abortAll(fmt.Sprintf("airlock: the connection to target %s was closed", s.c.target.Name))
+		// Let the channels pass on what the target sent before it went (a channel that ends
+		// with its agent says so itself: handleSession).
+		s.waitChannels(5 * time.Second)
+		s.abortAll(msg)
 	case <-ctx.Done():
 		cause := context.Cause(ctx)
 		st = endState{reason: "gateway_shutdown", err: cause}
@@ -159,6 +164,25 @@ func (s *session) run(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-c
 		d.Error = st.err.Error()
 	}
 	return d
+}
+
+// agentLost is the loss of the agent that carried the connection to the target, when err (the
+// upstream's end) or the connection says that is how it ended; nil otherwise.
+func (s *session) agentLost(err error) *connector.LostError {
+	var lost *connector.LostError
+	if errors.As(err, &lost) {
+		return lost
+	}
+	if f := s.c.upInfo.lost; f != nil {
+		return f()
+	}
+	return nil
+}
+
+// lostMessage is what a client is told when its session ends with its agent.
+func (s *session) lostMessage(lost *connector.LostError) string {
+	return fmt.Sprintf("airlock: the connection to target %s was lost with the agent serving it: %v; reconnect to be served by another agent (`airlock agents list`)",
+		s.c.target.Name, lost)
 }
 
 func isClosedErr(err error) bool {

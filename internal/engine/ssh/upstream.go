@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/target"
 )
 
@@ -60,6 +61,9 @@ type upstreamInfo struct {
 	Version string // the target's SSH version string
 	Login   string // the login name on the target
 	Via     string // the agent that carries it; "" for a direct target
+	// lost, for a target served by an agent, is the loss of that agent's tunnel under the
+	// connection, or nil while it holds; nil for a direct target. Not in session.start.
+	lost func() *connector.LostError
 }
 
 // connectTarget runs the SSH login to t over a stream from dial, where t's credentials are (the
