@@ -1,0 +1,153 @@
+package mysql
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/masking"
+)
+
+// scriptedRelay is a relay whose target answers with the packets of upstream, in order, and
+// whose client output is captured; specs are its masking specs (none: no masker).
+func scriptedRelay(t *testing.T, upstreamData []byte, specs ...string) (*relay, *scriptConn) {
+	t.Helper()
+	e := testEngine(t)
+	cl := &scriptConn{in: bytes.NewReader(nil)}
+	c := &client{conn: cl, r: bufio.NewReader(cl), target: "my", id: &auth.Identity{User: "alice"}}
+	up := &upstream{conn: &scriptConn{in: bytes.NewReader(nil)}}
+	var mk *masker
+	if len(specs) > 0 {
+		m, err := masking.New(specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mk = newMasker(m)
+	}
+	r := newRelay(e, e.d.Log, c, up, nil, mk, nil, false)
+	r.ur = bufio.NewReader(bytes.NewReader(upstreamData))
+	return r, cl
+}
+
+func mustField(t *testing.T, p []byte) *gomysql.Field {
+	t.Helper()
+	f, err := parseField(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func lenencStr(s string) []byte { return gomysql.PutLengthEncodedString([]byte(s)) }
+
+// clientPackets splits what the client received into payloads.
+func clientPackets(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		if len(b) < headerLen {
+			t.Fatalf("client got a truncated header: %x", b)
+		}
+		n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+		if len(b) < headerLen+n {
+			t.Fatalf("client got a truncated packet: %x", b)
+		}
+		out = append(out, b[headerLen:headerLen+n])
+		b = b[headerLen+n:]
+	}
+	return out
+}
+
+const card = "4111 1111 1111 1111"
+
+// TestCursorFetchUsesExecuteColumns: MariaDB's PREPARE of `select ?, card ...` reports the
+// parameter's column as type NULL; the EXECUTE that opens a cursor reports it as a string, and
+// the rows COM_STMT_FETCH returns follow the execute's layout. They must be parsed, and masked,
+// with that layout.
+func TestCursorFetchUsesExecuteColumns(t *testing.T) {
+	eof := func(status uint16) []byte { return []byte{0xfe, 0, 0, byte(status), byte(status >> 8)} }
+	execResp := frames(1, []byte{2}, fieldDef("", "?", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0),
+		fieldDef("t", "card", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0),
+		eof(gomysql.SERVER_STATUS_AUTOCOMMIT|gomysql.SERVER_STATUS_CURSOR_EXISTS))
+	fetchResp := frames(1, appendBinaryRow(nil, [][]byte{lenencStr("x"), lenencStr(card)}),
+		eof(gomysql.SERVER_STATUS_AUTOCOMMIT|gomysql.SERVER_STATUS_LAST_ROW_SEND))
+	r, cl := scriptedRelay(t, append(execResp, fetchResp...), "credit_card")
+	r.stmts[1] = &stmtInfo{sql: "select ?, card from t", params: 1, columns: []*gomysql.Field{
+		mustField(t, fieldDef("", "?", gomysql.MYSQL_TYPE_NULL, 63, 0)),
+		mustField(t, fieldDef("t", "card", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0)),
+	}}
+	exec := []byte{gomysql.COM_STMT_EXECUTE, 1, 0, 0, 0, 1 /* CURSOR_TYPE_READ_ONLY */, 1, 0, 0, 0, 0, 1, gomysql.MYSQL_TYPE_VAR_STRING, 0}
+	exec = append(exec, lenencStr("x")...)
+	if st, done := r.command(exec); done {
+		t.Fatalf("execute ended the session: %v", st)
+	}
+	if st, done := r.command([]byte{gomysql.COM_STMT_FETCH, 1, 0, 0, 0, 10, 0, 0, 0}); done {
+		t.Fatalf("fetch ended the session: %v", st)
+	}
+	out := cl.out.Bytes()
+	if bytes.Contains(out, []byte(card)) {
+		t.Fatalf("the card number reached the client unmasked: %q", out)
+	}
+	if !bytes.Contains(out, []byte("**** **** **** 1111")) {
+		t.Fatalf("the client did not get the masked card number: %q", out)
+	}
+}
+
+// TestUnparsableRowFailsClosed: a row masking applies to that cannot be parsed never reaches the
+// client; an ERR takes its place, the rest of the response is swallowed, and the session goes on.
+func TestUnparsableRowFailsClosed(t *testing.T) {
+	eof := []byte{0xfe, 0, 0, 2, 0}
+	// Two rows laid out as (string, string) for columns the relay believes are (NULL, string).
+	rows := frames(1, appendBinaryRow(nil, [][]byte{lenencStr("x"), lenencStr(card)}),
+		appendBinaryRow(nil, [][]byte{lenencStr("y"), lenencStr(card)}), eof)
+	ok := frames(1, okPacket(gomysql.SERVER_STATUS_AUTOCOMMIT))
+	fields := []*gomysql.Field{
+		mustField(t, fieldDef("", "?", gomysql.MYSQL_TYPE_NULL, 63, 0)),
+		mustField(t, fieldDef("t", "card", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0)),
+	}
+	for _, tt := range []struct {
+		name  string
+		specs []string
+		raw   bool // the row is forwarded as the target sent it
+	}{
+		{"masking", []string{"credit_card"}, false},
+		{"no masking", nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, cl := scriptedRelay(t, append(append([]byte{}, rows...), ok...), tt.specs...)
+			r.stmts[1] = &stmtInfo{sql: "select ?, card from t", params: 1, cursor: fields}
+			if st, done := r.command([]byte{gomysql.COM_STMT_FETCH, 1, 0, 0, 0, 10, 0, 0, 0}); done {
+				t.Fatalf("fetch ended the session: %v", st)
+			}
+			pkts := clientPackets(t, cl.out.Bytes())
+			if tt.raw {
+				if len(pkts) != 3 || !bytes.Contains(pkts[0], []byte(card)) {
+					t.Fatalf("without masking, the rows should pass as they are: %q", pkts)
+				}
+				return
+			}
+			if bytes.Contains(cl.out.Bytes(), []byte(card)) {
+				t.Fatalf("an unparsable row reached the client raw: %q", pkts)
+			}
+			if len(pkts) != 1 {
+				t.Fatalf("client got %d packets, want only the ERR: %q", len(pkts), pkts)
+			}
+			code, _, msg, isErr := decodeErr(pkts[0])
+			if !isErr || code != codeMasking || !strings.Contains(msg, "could not parse a result row") {
+				t.Fatalf("client got %q, want an ERR %d about the row", pkts[0], codeMasking)
+			}
+			// The rest of the response was swallowed: the next command gets its own answer.
+			cl.out.Reset()
+			if st, done := r.command([]byte{gomysql.COM_PING}); done {
+				t.Fatalf("ping ended the session: %v", st)
+			}
+			if pkts := clientPackets(t, cl.out.Bytes()); len(pkts) != 1 || pkts[0][0] != gomysql.OK_HEADER {
+				t.Fatalf("ping after the withheld result got %q, want its OK", pkts)
+			}
+		})
+	}
+}
