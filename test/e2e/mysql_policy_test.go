@@ -152,6 +152,31 @@ func TestMySQLPolicySettings(t *testing.T) {
 		}
 	})
 
+	// A column rule survives aliases, joins, derived tables, CTEs and views: MariaDB reports the
+	// derived table, CTE or view as the column's original table, and the rule then matches the
+	// column by name.
+	t.Run("ColumnRuleIndirection", func(t *testing.T) {
+		view := tbl + "_v"
+		mustMy(t, direct, fmt.Sprintf("create view test.%s as select id, cvv from test.%s", view, tbl))
+		t.Cleanup(func() { direct.Exec("drop view if exists test." + view) })
+		for _, tt := range []struct{ name, sql, want string }{
+			{"column alias", "select cvv as c2 from %s where id = 1", "***"},
+			{"table alias", "select t.cvv from %s t where t.id = 1", "***"},
+			{"join", "select b.cvv from %[1]s a join %[1]s b on a.id = b.id where a.id = 1", "***"},
+			{"derived table", "select cvv from (select id, cvv from %s) q where id = 1", "***"},
+			{"cte", "with c as (select id, cvv from %s) select cvv from c where id = 1", "***"},
+			{"view", "select cvv from " + view + " where id = 1 /* %s */", "***"},
+			{"another column named cvv", "select id as cvv from %s where id = 1", "1"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				r := g.mariadb(t, "alice", alicePassword, "my", "-e", fmt.Sprintf(tt.sql, tbl))
+				if r.Code != 0 || strings.TrimSpace(r.Stdout) != tt.want {
+					t.Errorf("%s: printed %q, want %q: %s", tt.sql, r.Stdout, tt.want, r)
+				}
+			})
+		}
+	})
+
 	t.Run("Guardrails", func(t *testing.T) {
 		before := count(t)
 		refused := []struct{ name, sql string }{

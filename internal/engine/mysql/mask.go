@@ -63,19 +63,30 @@ func (mk *masker) row(fields []*gomysql.Field, values [][]byte, binaryRow bool) 
 	return changed
 }
 
-// columnRuled reports whether a column rule covers the column a field comes from.
+// columnRuled reports whether a column rule covers the column a field comes from. A column of a
+// base table is judged by its original table and column, so an alias does not hide it and a
+// same-named column of that table's own rule is told apart. But MySQL reports a derived table, a
+// CTE or a view as the original table (MariaDB gives its alias), not the base table the value
+// comes from, and an expression has none: where the reported table is not one a rule names for
+// that column, the column is judged by its names too, masking a ruled name whatever the table
+// (more than asked, never less; PostgreSQL's engine does the same for a source it cannot tell).
 func (mk *masker) columnRuled(f *gomysql.Field) bool {
-	if len(f.OrgTable) > 0 && len(f.OrgName) > 0 {
-		table := string(f.OrgTable)
+	var src string
+	if len(f.OrgTable) > 0 {
+		src = string(f.OrgTable)
 		if len(f.Schema) > 0 {
-			table = string(f.Schema) + "." + table
+			src = string(f.Schema) + "." + src
 		}
-		if mk.m.MaskColumn(table, string(f.OrgName)) {
+		if len(f.OrgName) > 0 && mk.m.MaskColumn(src, string(f.OrgName)) {
 			return true
 		}
 	}
-	// An expression or a derived table's column: only its name is known.
-	return len(f.OrgTable) == 0 && mk.m.MaskColumnName(string(f.Name))
+	for _, name := range [2][]byte{f.Name, f.OrgName} {
+		if len(name) > 0 && mk.m.MaskColumnName(string(name)) && (src == "" || !mk.m.MaskColumn(src, string(name))) {
+			return true
+		}
+	}
+	return false
 }
 
 // value masks one value; ok is false when it is left as it is.
