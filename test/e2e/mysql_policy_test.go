@@ -186,6 +186,7 @@ func TestMySQLPolicySettings(t *testing.T) {
 			{"comment inside", "DELETE /* x */ FROM " + tbl + " WHERE id = 99 /*!50000 OR 1 = 1 */"},
 			{"multi statement", "select 1; delete from " + tbl},
 			{"delete true", "DELETE FROM " + tbl + " WHERE 'a' = 'a'"},
+			{"delete collation true", "DELETE FROM " + tbl + " WHERE id = 99 OR 'a' = 'A '"},
 			{"prepare literal", "PREPARE s FROM 'DELETE FROM " + tbl + "'; EXECUTE s"},
 			{"prepare variable", "SET @q = 'DELETE FROM " + tbl + "'; PREPARE s FROM @q; EXECUTE s"},
 			{"procedure", "CREATE PROCEDURE airlock_wipe() BEGIN DELETE FROM " + tbl + "; END"},
