@@ -35,7 +35,13 @@ const (
 	maxLongData = 64 << 10
 )
 
-const gomysqlStatusAutocommit = gomysql.SERVER_STATUS_AUTOCOMMIT
+// sessionStatus are the server status flags that describe the session rather than a result:
+// what the connection phase's final OK passes on of the target's.
+const sessionStatus = gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_STATUS_IN_TRANS |
+	gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED | serverStatusInTransReadonly
+
+// serverStatusInTransReadonly is SERVER_STATUS_IN_TRANS_READONLY, which go-mysql does not name.
+const serverStatusInTransReadonly = 0x2000
 
 // okPacket is an OK packet's payload with no rows, no insert id and no warnings.
 func okPacket(status uint16) []byte {
@@ -130,7 +136,7 @@ func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorde
 		sealer: e.d.Sealer,
 		infile: infile,
 		stmts:  map[uint32]*stmtInfo{},
-		status: gomysql.SERVER_STATUS_AUTOCOMMIT,
+		status: up.status, // sql_mode's NO_BACKSLASH_ESCAPES holds from the first statement
 	}
 	if r.limit <= 0 {
 		r.limit = 1 << 30

@@ -3,6 +3,7 @@ package mysql
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -147,6 +148,41 @@ func TestUnparsableRowFailsClosed(t *testing.T) {
 			}
 			if pkts := clientPackets(t, cl.out.Bytes()); len(pkts) != 1 || pkts[0][0] != gomysql.OK_HEADER {
 				t.Fatalf("ping after the withheld result got %q, want its OK", pkts)
+			}
+		})
+	}
+}
+
+// TestRelayStartsWithHandshakeStatus: the relay reads the first statement in the sql_mode the
+// handshake reported. With NO_BACKSLASH_ESCAPES, 'x\' is a whole string and what follows it is
+// code, so this DELETE holds for every row.
+func TestRelayStartsWithHandshakeStatus(t *testing.T) {
+	sql := `DELETE FROM t WHERE a = 'x\' OR 1=1 -- '`
+	for _, tt := range []struct {
+		name    string
+		status  uint16
+		refused bool
+	}{
+		{"no_backslash_escapes", gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED, true},
+		{"backslash escapes", gomysql.SERVER_STATUS_AUTOCOMMIT, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := testEngine(t)
+			cl := &scriptConn{in: bytes.NewReader(nil)}
+			c := &client{conn: cl, r: bufio.NewReader(cl), target: "my", id: &auth.Identity{User: "alice"}}
+			upc := &scriptConn{in: bytes.NewReader(nil)}
+			up := &upstream{conn: upc, status: tt.status}
+			r := newRelay(e, e.d.Log, c, up, nil, nil, newGuardrails([]string{"deny:destructive"}, nil), false)
+			r.ctx = context.Background()
+			r.ur = bufio.NewReader(bytes.NewReader(frames(1, okPacket(gomysql.SERVER_STATUS_AUTOCOMMIT))))
+			if st, done := r.command(append([]byte{gomysql.COM_QUERY}, sql...)); done {
+				t.Fatalf("the statement ended the session: %v", st)
+			}
+			pkts := clientPackets(t, cl.out.Bytes())
+			code, _, _, isErr := decodeErr(pkts[0])
+			refused := isErr && code == codeDeniedByPolicy
+			if refused != tt.refused || (refused && upc.out.Len() > 0) {
+				t.Fatalf("client got %q, target got %q; want refused %v", pkts, upc.out.Bytes(), tt.refused)
 			}
 		})
 	}
