@@ -860,8 +860,11 @@ func (r *relay) localInfile(p []byte) (done bool, err error) {
 	if st, done := r.flushOut(); done {
 		return true, st
 	}
-	// The client now sends the file's contents, ending with an empty packet.
-	var data []byte
+	// The client now sends the file's contents, ending with an empty packet. Chunks are held
+	// back (framed for the target) until the copy.in event that carries them is committed: the
+	// target never gets a byte the recording does not hold, and a client that goes away
+	// mid-file leaves nothing unrecorded behind it.
+	var data, held []byte
 	for {
 		var start, frames int
 		var seq byte
@@ -874,20 +877,23 @@ func (r *relay) localInfile(p []byte) (done bool, err error) {
 		r.toSeq = seq + byte(frames)
 		chunk := r.in[start:]
 		data = append(data, chunk...)
+		held = appendPacket(held, &r.upSeq, chunk)
 		last := len(chunk) == 0
-		if len(data) >= batchBytes || last {
-			r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: last}, data)
-			if err := r.rec.Commit(); err != nil {
-				return true, r.recordingFailed(err)
-			}
-			data = nil
+		if len(data) < batchBytes && !last {
+			continue
 		}
-		if err := r.forward(chunk); err != nil {
+		r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: last}, data)
+		if err := r.rec.Commit(); err != nil {
+			return true, r.recordingFailed(err)
+		}
+		if _, err := r.up.conn.Write(held); err != nil {
 			return true, err
 		}
 		if last {
 			return false, nil
 		}
+		// Committed: the event no longer aliases data.
+		data, held = data[:0], held[:0]
 	}
 }
 

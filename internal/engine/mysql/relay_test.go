@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
+	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/store"
 )
 
 // scriptedRelay is a relay whose target answers with the packets of upstream, in order, and
@@ -183,6 +188,125 @@ func TestRelayStartsWithHandshakeStatus(t *testing.T) {
 			refused := isErr && code == codeDeniedByPolicy
 			if refused != tt.refused || (refused && upc.out.Len() > 0) {
 				t.Fatalf("client got %q, target got %q; want refused %v", pkts, upc.out.Bytes(), tt.refused)
+			}
+		})
+	}
+}
+
+// timeline is the order in which the store got events and the target got bytes.
+type timeline struct {
+	mu       sync.Mutex
+	recorded int    // bytes of copy.in events the store holds
+	sent     int    // bytes of the file the target got
+	early    string // what was sent before it was recorded
+	events   []event.Type
+}
+
+type timelineStore struct {
+	store.Recordings
+	tl *timeline
+}
+
+func (s timelineStore) Create(context.Context, store.Session) (store.Writer, error) {
+	return timelineWriter{s.tl}, nil
+}
+
+type timelineWriter struct{ tl *timeline }
+
+func (w timelineWriter) Append(evs ...*event.Event) error {
+	w.tl.mu.Lock()
+	defer w.tl.mu.Unlock()
+	for _, e := range evs {
+		w.tl.events = append(w.tl.events, e.Type)
+		if e.Type == event.CopyIn {
+			w.tl.recorded += len(e.Raw)
+		}
+	}
+	return nil
+}
+func (timelineWriter) Sync() error                                 { return nil }
+func (timelineWriter) End(context.Context, store.SessionEnd) error { return nil }
+
+// fileTarget is a target connection that counts the file bytes it is sent (every packet after
+// the first, which is the command) and checks the recording already holds them.
+type fileTarget struct {
+	scriptConn
+	tl     *timeline
+	writes int
+}
+
+func (c *fileTarget) Write(b []byte) (int, error) {
+	c.writes++
+	if c.writes > 1 {
+		c.tl.mu.Lock()
+		for p := b; len(p) >= headerLen; {
+			n := int(p[0]) | int(p[1])<<8 | int(p[2])<<16
+			c.tl.sent += n
+			p = p[headerLen+n:]
+		}
+		if c.tl.sent > c.tl.recorded && c.tl.early == "" {
+			c.tl.early = fmt.Sprintf("sent %d, recorded %d", c.tl.sent, c.tl.recorded)
+		}
+		c.tl.mu.Unlock()
+	}
+	return c.scriptConn.Write(b)
+}
+
+// TestLocalInfileRecordedBeforeForwarded: the file a client sends with LOAD DATA LOCAL INFILE
+// reaches the target only once the recording holds it; what a client sends before it goes away
+// mid-file never reaches the target.
+func TestLocalInfileRecordedBeforeForwarded(t *testing.T) {
+	const name = "/tmp/rows.tsv"
+	chunk := bytes.Repeat([]byte("1\tabc\n"), 1000)
+	for _, tt := range []struct {
+		name   string
+		chunks int
+		end    bool // the client sends the closing empty packet
+	}{
+		{"whole file", 3, true},
+		{"client gone mid-file", 3, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tl := &timeline{}
+			rc := &recorder.Recorder{Store: timelineStore{tl: tl}}
+			rec, err := rc.Start(context.Background(), recorder.Info{Protocol: Name, Target: "my", User: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var in []byte
+			seq := byte(2)
+			for i := 0; i < tt.chunks; i++ {
+				in = appendPacket(in, &seq, chunk)
+			}
+			if tt.end {
+				in = appendPacket(in, &seq, nil)
+			}
+			e := testEngine(t)
+			cl := &scriptConn{in: bytes.NewReader(in)}
+			c := &client{conn: cl, r: bufio.NewReader(cl), target: "my", id: &auth.Identity{User: "alice"}}
+			up := &fileTarget{tl: tl}
+			r := newRelay(e, e.d.Log, c, &upstream{conn: up}, rec, nil, nil, true)
+			r.cr = bufio.NewReader(cl)
+			r.ur = bufio.NewReader(bytes.NewReader(append(frames(1, append([]byte{0xfb}, name...)),
+				frames(byte(tt.chunks+3), okPacket(gomysql.SERVER_STATUS_AUTOCOMMIT))...)))
+			st, done := r.command(append([]byte{gomysql.COM_QUERY}, "LOAD DATA LOCAL INFILE '"+name+"' INTO TABLE t"...))
+			if tl.early != "" {
+				t.Fatalf("the target got file bytes the recording did not hold yet (%s)", tl.early)
+			}
+			if !tt.end {
+				if !done || st.reason != "client_disconnected" {
+					t.Fatalf("client gone: got %v, %v", st, done)
+				}
+				if tl.sent != 0 {
+					t.Fatalf("the target got %d bytes of a file the client never finished, unrecorded", tl.sent)
+				}
+				return
+			}
+			if done {
+				t.Fatalf("the load ended the session: %v", st)
+			}
+			if want := tt.chunks * len(chunk); tl.sent != want || tl.recorded != want {
+				t.Fatalf("target got %d bytes, recording holds %d, want %d", tl.sent, tl.recorded, want)
 			}
 		})
 	}
