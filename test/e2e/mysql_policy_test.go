@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,6 +151,37 @@ func TestMySQLPolicySettings(t *testing.T) {
 		}
 		if files := filesContaining(t, g.DataDir, raw...); len(files) > 0 {
 			t.Errorf("raw values found in clear in the data directory: %v", files)
+		}
+
+		// A target's error message that masking changed keeps its original, sealed: an
+		// auditor's reveal gives it back.
+		dup, ev := g.mySession(t, "(id, card_sp) select 100, card_sp")
+		if len(ofType(ev, "original")) != 1 {
+			t.Errorf("the masked duplicate key error has %d original events, want 1", len(ofType(ev, "original")))
+		}
+		code, body := g.api(t, g.token(t, "audrey", audPassword), "GET", "/api/v1/sessions/"+url.PathEscape(dup.ID)+"/events?reveal=true", nil)
+		if code != 200 {
+			t.Fatalf("reveal events of %s: HTTP %d %s", dup.ID, code, body)
+		}
+		var a struct {
+			Events []struct {
+				Type         string          `json:"type"`
+				RevealedData json.RawMessage `json:"revealed_data"`
+				RevealError  string          `json:"reveal_error"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatal(err)
+		}
+		var revealed strings.Builder
+		for _, e := range a.Events {
+			if e.RevealError != "" {
+				t.Errorf("%s event: reveal error %s", e.Type, e.RevealError)
+			}
+			revealed.Write(e.RevealedData)
+		}
+		if r := revealed.String(); !strings.Contains(r, `"code":"1062"`) || !strings.Contains(r, "4111 1111 1111 1111") {
+			t.Errorf("revealed originals %q lack the duplicate key error as the target sent it", r)
 		}
 	})
 

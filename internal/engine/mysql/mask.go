@@ -211,6 +211,17 @@ func (r *relay) keepOriginal(p []byte, binaryRow bool) {
 	r.orig = event.AppendRow(r.orig, vals)
 }
 
+// keepsOriginals reports whether the originals of masked values are recorded (sealed).
+func (r *relay) keepsOriginals() bool { return r.sealer != nil && r.rec != nil }
+
+// recordOriginal seals the original content of the event of type of just recorded into an
+// original event (the same form as PostgreSQL's: docs/masking.md).
+func (r *relay) recordOriginal(of event.Type, plain []byte) {
+	keyID, nonce, ct := r.sealer.Seal(plain, []byte(r.rec.ID()))
+	r.rec.Record(event.Original, event.OriginalData{Of: of, KeyID: keyID, Nonce: base64.StdEncoding.EncodeToString(nonce)}, ct)
+	clear(plain)
+}
+
 // recordOriginals seals orig (the original rows of the rows event just recorded) into a
 // rows.original event. Nothing of it is recorded in clear.
 func (r *relay) recordOriginals() {

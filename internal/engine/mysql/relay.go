@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -674,7 +675,7 @@ func (r *relay) onRow(p []byte, binary bool) bool {
 	changed := false
 	if r.masker != nil {
 		changed = r.masker.row(r.fields, r.values, binary)
-		if (changed && r.sealer != nil && r.rec != nil) || r.origOn {
+		if (changed && r.keepsOriginals()) || r.origOn {
 			r.keepOriginal(p, binary)
 		}
 	}
@@ -770,6 +771,7 @@ func (r *relay) onError(p []byte) {
 	if !ok {
 		return
 	}
+	orig := msg
 	if r.masker != nil {
 		if masked, changed := r.masker.text([]byte(msg)); changed {
 			msg = string(masked)
@@ -779,8 +781,15 @@ func (r *relay) onError(p []byte) {
 	if r.discard {
 		return
 	}
-	r.rec.Record(event.Error, event.MessageData{Severity: "ERROR", Code: strconv.Itoa(int(code)), Message: msg,
-		Detail: "SQLSTATE " + state, Source: "target"}, nil)
+	d := event.MessageData{Severity: "ERROR", Code: strconv.Itoa(int(code)), Message: msg, Detail: "SQLSTATE " + state, Source: "target"}
+	r.rec.Record(event.Error, d, nil)
+	if msg != orig && r.keepsOriginals() {
+		// The error as the target sent it, sealed (an auditor may reveal it), as PostgreSQL's.
+		d.Message = orig
+		if plain, err := json.Marshal(d); err == nil {
+			r.recordOriginal(event.Error, plain)
+		}
+	}
 	r.status &^= gomysql.SERVER_MORE_RESULTS_EXISTS
 }
 
