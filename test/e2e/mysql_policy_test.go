@@ -198,6 +198,9 @@ func TestMySQLPolicySettings(t *testing.T) {
 			{"join", "select b.cvv from %[1]s a join %[1]s b on a.id = b.id where a.id = 1", "***"},
 			{"derived table", "select cvv from (select id, cvv from %s) q where id = 1", "***"},
 			{"cte", "with c as (select id, cvv from %s) select cvv from c where id = 1", "***"},
+			{"derived table renamed", "select c from (select id, cvv as c from %s) q where id = 1", "***"},
+			{"cte renamed", "with w as (select id, cvv as c from %s) select c from w where id = 1", "***"},
+			{"cte column list", "with w(i, c) as (select id, cvv from %s) select c from w where i = 1", "***"},
 			{"view", "select cvv from " + view + " where id = 1 /* %s */", "***"},
 			{"another column named cvv", "select id as cvv from %s where id = 1", "1"},
 		} {

@@ -9,6 +9,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/guard/mysqlguard"
 	"github.com/airlock-gw/airlock/internal/masking"
 )
 
@@ -22,6 +23,35 @@ type masker struct {
 	m       *masking.Masker
 	scratch []byte
 	hits    map[string]int // by detector ("column" for column rules) since the last flush
+
+	// The text of the statement whose results are relayed, and (parsed when first needed) the
+	// column renames it makes: a column renamed in a derived table or CTE is reported by its new
+	// name only.
+	sql     string
+	nbe     bool
+	parsed  bool
+	renames map[string]string
+}
+
+// statement sets the text of the statement whose results follow (nbe: the session's sql_mode
+// has NO_BACKSLASH_ESCAPES).
+func (mk *masker) statement(sql string, nbe bool) {
+	if mk.parsed && sql == mk.sql && nbe == mk.nbe {
+		return
+	}
+	mk.sql, mk.nbe, mk.parsed, mk.renames = sql, nbe, false, nil
+}
+
+// renamed returns the column that the statement renames to name, if any.
+func (mk *masker) renamed(name []byte) (string, bool) {
+	if !mk.parsed {
+		mk.parsed = true
+		if mk.m.HasColumnRules() && mk.sql != "" {
+			mk.renames = mysqlguard.ColumnAliases(mk.sql, mk.nbe)
+		}
+	}
+	under, ok := mk.renames[strings.ToLower(string(name))]
+	return under, ok
 }
 
 func newMasker(m *masking.Masker) *masker {
@@ -71,6 +101,9 @@ func (mk *masker) row(fields []*gomysql.Field, values [][]byte, binaryRow bool) 
 // that column, the column is judged by its names too, masking a ruled name whatever the table
 // (more than asked, never less; PostgreSQL's engine does the same for a source it cannot tell).
 func (mk *masker) columnRuled(f *gomysql.Field) bool {
+	if !mk.m.HasColumnRules() {
+		return false
+	}
 	var src string
 	if len(f.OrgTable) > 0 {
 		src = string(f.OrgTable)
@@ -81,10 +114,26 @@ func (mk *masker) columnRuled(f *gomysql.Field) bool {
 			return true
 		}
 	}
+	byName := func(name string) bool {
+		return mk.m.MaskColumnName(name) && (src == "" || !mk.m.MaskColumn(src, name))
+	}
 	for _, name := range [2][]byte{f.Name, f.OrgName} {
-		if len(name) > 0 && mk.m.MaskColumnName(string(name)) && (src == "" || !mk.m.MaskColumn(src, string(name))) {
+		if len(name) > 0 && byName(string(name)) {
 			return true
 		}
+	}
+	// A column the statement renamed (`select c from (select cvv as c from t) q`), followed
+	// through a few renames.
+	name := f.Name
+	for i := 0; i < 8 && len(name) > 0; i++ {
+		under, ok := mk.renamed(name)
+		if !ok || under == strings.ToLower(string(name)) {
+			break
+		}
+		if byName(under) {
+			return true
+		}
+		name = []byte(under)
 	}
 	return false
 }

@@ -35,8 +35,15 @@ func TestColumnRuled(t *testing.T) {
 		{"select concat(cvv) as cvv from tbl", field("", "", "cvv", ""), true},
 		{"select cvv from other.tbl (a name match: more than asked)", field("other", "tbl", "cvv", "cvv"), true},
 		{"select d from (select 1 as d) q", field("test", "q", "d", "d"), false},
+		// Renamed inside a derived table or CTE: MariaDB reports the new name only.
+		{"select c from (select cvv as c from tbl) q", field("test", "q", "c", "c"), true},
+		{"select e from (select c as e from (select cvv as c from tbl) q1) q2", field("test", "q2", "e", "e"), true},
+		{"with w(x) as (select cvv from tbl) select x from w", field("test", "w", "x", "x"), true},
+		{"select c from (select id as c from tbl) q", field("test", "q", "c", "c"), false},
+		{"select c from (select upper(cvv) as c from tbl) q", field("test", "q", "c", "c"), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			mk.statement(tt.name, false)
 			if got := mk.columnRuled(tt.f); got != tt.want {
 				t.Errorf("columnRuled = %v, want %v", got, tt.want)
 			}

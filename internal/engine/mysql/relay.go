@@ -256,6 +256,9 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 			}
 		}
 		r.curSQL = sql
+		if r.masker != nil {
+			r.masker.statement(sql, r.noBackslashEscapes())
+		}
 		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "text"}, nil)
 		r.statements.Add(1)
 		return r.exchange(p, respQuery)
@@ -277,6 +280,9 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 		if len(p) >= 5 {
 			if s := r.stmts[binary.LittleEndian.Uint32(p[1:])]; s != nil {
 				r.fields = append(r.fields, s.cursor...)
+				if r.masker != nil {
+					r.masker.statement(s.sql, r.noBackslashEscapes())
+				}
 			}
 		}
 		return r.exchange(p, respFetch)
@@ -929,6 +935,9 @@ func (r *relay) execute(p []byte) (endState, bool) {
 	r.rec.Record(event.Query, event.QueryData{Text: s.sql, Protocol: "binary", Statement: strconv.FormatUint(uint64(id), 10), Params: params}, nil)
 	r.statements.Add(1)
 	r.fields = append(r.fields[:0], s.columns...)
+	if r.masker != nil {
+		r.masker.statement(s.sql, r.noBackslashEscapes())
+	}
 	s.cursor = nil
 	r.curStmt = s
 	st, done := r.exchange(p, respExecute)
