@@ -850,6 +850,12 @@ func (r *relay) prepareResponse() error {
 // is swallowed; done says the response is complete.
 func (r *relay) localInfile(p []byte) (done bool, err error) {
 	name := string(p[1:])
+	if r.discard {
+		// The client has been told this response ended (a result withheld): the request never
+		// reaches it, and the target gets an empty file.
+		r.out = r.out[:r.pktAt-headerLen]
+		return false, r.forward(nil)
+	}
 	if !r.infile || !bytes.Contains([]byte(r.curSQL), []byte(name)) {
 		r.out = r.out[:r.pktAt-headerLen] // the request never reaches the client
 		if err := r.forward(nil); err != nil {

@@ -193,6 +193,33 @@ func TestRelayStartsWithHandshakeStatus(t *testing.T) {
 	}
 }
 
+// TestWithheldResultSwallowsLocalInfile: after a withheld result, a LOAD DATA LOCAL request
+// later in the same multi-statement response never reaches the client (which has its ERR and
+// sends no file); the target gets an empty file.
+func TestWithheldResultSwallowsLocalInfile(t *testing.T) {
+	const more = gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_MORE_RESULTS_EXISTS
+	resp := frames(1, []byte{2}, fieldDef("", "n", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0),
+		fieldDef("t", "card", gomysql.MYSQL_TYPE_VAR_STRING, 45, 0), []byte{0xfe, 0, 0, byte(more), byte(more >> 8)},
+		appendTextRow(nil, [][]byte{[]byte(card)}), // one value for two columns
+		[]byte{0xfe, 0, 0, byte(more), byte(more >> 8)},
+		append([]byte{0xfb}, "/tmp/f"...))
+	resp = append(resp, frames(9, okPacket(gomysql.SERVER_STATUS_AUTOCOMMIT))...)
+	r, cl := scriptedRelay(t, resp, "credit_card")
+	r.infile = true
+	if st, done := r.command(append([]byte{gomysql.COM_QUERY}, "select 1, card from t; load data local infile '/tmp/f' into table t"...)); done {
+		t.Fatalf("the query ended the session: %v", st)
+	}
+	pkts := clientPackets(t, cl.out.Bytes())
+	last := pkts[len(pkts)-1]
+	if code, _, _, isErr := decodeErr(last); !isErr || code != codeMasking || bytes.Contains(cl.out.Bytes(), []byte("/tmp/f")) {
+		t.Fatalf("client got %q, want the columns then ERR %d, and no file request", pkts, codeMasking)
+	}
+	sent := r.up.conn.(*scriptConn).out.Bytes()
+	if len(sent) < headerLen || !bytes.Equal(sent[len(sent)-headerLen:len(sent)-1], []byte{0, 0, 0}) {
+		t.Fatalf("target got %x, want the query then an empty file packet", sent)
+	}
+}
+
 // timeline is the order in which the store got events and the target got bytes.
 type timeline struct {
 	mu       sync.Mutex
