@@ -31,11 +31,13 @@ type masker struct {
 	nbe     bool
 	parsed  bool
 	renames map[string]string
+	ruled   map[*gomysql.Field]bool // columnRuled's answers for the statement's columns
 }
 
 // statement sets the text of the statement whose results follow (nbe: the session's sql_mode
 // has NO_BACKSLASH_ESCAPES).
 func (mk *masker) statement(sql string, nbe bool) {
+	clear(mk.ruled)
 	if mk.parsed && sql == mk.sql && nbe == mk.nbe {
 		return
 	}
@@ -104,6 +106,19 @@ func (mk *masker) columnRuled(f *gomysql.Field) bool {
 	if !mk.m.HasColumnRules() {
 		return false
 	}
+	// Judged once per column of a result, not per value.
+	if v, ok := mk.ruled[f]; ok {
+		return v
+	}
+	v := mk.judge(f)
+	if mk.ruled == nil {
+		mk.ruled = map[*gomysql.Field]bool{}
+	}
+	mk.ruled[f] = v
+	return v
+}
+
+func (mk *masker) judge(f *gomysql.Field) bool {
 	var src string
 	if len(f.OrgTable) > 0 {
 		src = string(f.OrgTable)
