@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,6 +152,65 @@ func TestMySQLPolicySettings(t *testing.T) {
 		if files := filesContaining(t, g.DataDir, raw...); len(files) > 0 {
 			t.Errorf("raw values found in clear in the data directory: %v", files)
 		}
+
+		// A target's error message that masking changed keeps its original, sealed: an
+		// auditor's reveal gives it back.
+		dup, ev := g.mySession(t, "(id, card_sp) select 100, card_sp")
+		if len(ofType(ev, "original")) != 1 {
+			t.Errorf("the masked duplicate key error has %d original events, want 1", len(ofType(ev, "original")))
+		}
+		code, body := g.api(t, g.token(t, "audrey", audPassword), "GET", "/api/v1/sessions/"+url.PathEscape(dup.ID)+"/events?reveal=true", nil)
+		if code != 200 {
+			t.Fatalf("reveal events of %s: HTTP %d %s", dup.ID, code, body)
+		}
+		var a struct {
+			Events []struct {
+				Type         string          `json:"type"`
+				RevealedData json.RawMessage `json:"revealed_data"`
+				RevealError  string          `json:"reveal_error"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatal(err)
+		}
+		var revealed strings.Builder
+		for _, e := range a.Events {
+			if e.RevealError != "" {
+				t.Errorf("%s event: reveal error %s", e.Type, e.RevealError)
+			}
+			revealed.Write(e.RevealedData)
+		}
+		if r := revealed.String(); !strings.Contains(r, `"code":"1062"`) || !strings.Contains(r, "4111 1111 1111 1111") {
+			t.Errorf("revealed originals %q lack the duplicate key error as the target sent it", r)
+		}
+	})
+
+	// A column rule survives aliases, joins, derived tables, CTEs and views: MariaDB reports the
+	// derived table, CTE or view as the column's original table, and the rule then matches the
+	// column by name.
+	t.Run("ColumnRuleIndirection", func(t *testing.T) {
+		view := tbl + "_v"
+		mustMy(t, direct, fmt.Sprintf("create view test.%s as select id, cvv from test.%s", view, tbl))
+		t.Cleanup(func() { direct.Exec("drop view if exists test." + view) })
+		for _, tt := range []struct{ name, sql, want string }{
+			{"column alias", "select cvv as c2 from %s where id = 1", "***"},
+			{"table alias", "select t.cvv from %s t where t.id = 1", "***"},
+			{"join", "select b.cvv from %[1]s a join %[1]s b on a.id = b.id where a.id = 1", "***"},
+			{"derived table", "select cvv from (select id, cvv from %s) q where id = 1", "***"},
+			{"cte", "with c as (select id, cvv from %s) select cvv from c where id = 1", "***"},
+			{"derived table renamed", "select c from (select id, cvv as c from %s) q where id = 1", "***"},
+			{"cte renamed", "with w as (select id, cvv as c from %s) select c from w where id = 1", "***"},
+			{"cte column list", "with w(i, c) as (select id, cvv from %s) select c from w where i = 1", "***"},
+			{"view", "select cvv from " + view + " where id = 1 /* %s */", "***"},
+			{"another column named cvv", "select id as cvv from %s where id = 1", "1"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				r := g.mariadb(t, "alice", alicePassword, "my", "-e", fmt.Sprintf(tt.sql, tbl))
+				if r.Code != 0 || strings.TrimSpace(r.Stdout) != tt.want {
+					t.Errorf("%s: printed %q, want %q: %s", tt.sql, r.Stdout, tt.want, r)
+				}
+			})
+		}
 	})
 
 	t.Run("Guardrails", func(t *testing.T) {
@@ -161,6 +222,7 @@ func TestMySQLPolicySettings(t *testing.T) {
 			{"comment inside", "DELETE /* x */ FROM " + tbl + " WHERE id = 99 /*!50000 OR 1 = 1 */"},
 			{"multi statement", "select 1; delete from " + tbl},
 			{"delete true", "DELETE FROM " + tbl + " WHERE 'a' = 'a'"},
+			{"delete collation true", "DELETE FROM " + tbl + " WHERE id = 99 OR 'a' = 'A '"},
 			{"prepare literal", "PREPARE s FROM 'DELETE FROM " + tbl + "'; EXECUTE s"},
 			{"prepare variable", "SET @q = 'DELETE FROM " + tbl + "'; PREPARE s FROM @q; EXECUTE s"},
 			{"procedure", "CREATE PROCEDURE airlock_wipe() BEGIN DELETE FROM " + tbl + "; END"},

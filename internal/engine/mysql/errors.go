@@ -25,6 +25,9 @@ const (
 	codeTargetDown = 1429
 	// codeRecording is ER_ERROR_ON_WRITE: the recording could not be written.
 	codeRecording = gomysql.ER_ERROR_ON_WRITE
+	// codeMasking is ER_UNKNOWN_ERROR (HY000): a row masking applies to could not be parsed,
+	// so the gateway withholds it.
+	codeMasking = gomysql.ER_UNKNOWN_ERROR
 )
 
 // myError is an error the client is told in an ERR packet.

@@ -9,6 +9,7 @@ import (
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/guard/mysqlguard"
 	"github.com/airlock-gw/airlock/internal/masking"
 )
 
@@ -22,6 +23,37 @@ type masker struct {
 	m       *masking.Masker
 	scratch []byte
 	hits    map[string]int // by detector ("column" for column rules) since the last flush
+
+	// The text of the statement whose results are relayed, and (parsed when first needed) the
+	// column renames it makes: a column renamed in a derived table or CTE is reported by its new
+	// name only.
+	sql     string
+	nbe     bool
+	parsed  bool
+	renames map[string]string
+	ruled   map[*gomysql.Field]bool // columnRuled's answers for the statement's columns
+}
+
+// statement sets the text of the statement whose results follow (nbe: the session's sql_mode
+// has NO_BACKSLASH_ESCAPES).
+func (mk *masker) statement(sql string, nbe bool) {
+	clear(mk.ruled)
+	if mk.parsed && sql == mk.sql && nbe == mk.nbe {
+		return
+	}
+	mk.sql, mk.nbe, mk.parsed, mk.renames = sql, nbe, false, nil
+}
+
+// renamed returns the column that the statement renames to name, if any.
+func (mk *masker) renamed(name []byte) (string, bool) {
+	if !mk.parsed {
+		mk.parsed = true
+		if mk.m.HasColumnRules() && mk.sql != "" {
+			mk.renames = mysqlguard.ColumnAliases(mk.sql, mk.nbe)
+		}
+	}
+	under, ok := mk.renames[strings.ToLower(string(name))]
+	return under, ok
 }
 
 func newMasker(m *masking.Masker) *masker {
@@ -63,19 +95,62 @@ func (mk *masker) row(fields []*gomysql.Field, values [][]byte, binaryRow bool) 
 	return changed
 }
 
-// columnRuled reports whether a column rule covers the column a field comes from.
+// columnRuled reports whether a column rule covers the column a field comes from. A column of a
+// base table is judged by its original table and column, so an alias does not hide it and a
+// same-named column of that table's own rule is told apart. But MySQL reports a derived table, a
+// CTE or a view as the original table (MariaDB gives its alias), not the base table the value
+// comes from, and an expression has none: where the reported table is not one a rule names for
+// that column, the column is judged by its names too, masking a ruled name whatever the table
+// (more than asked, never less; PostgreSQL's engine does the same for a source it cannot tell).
 func (mk *masker) columnRuled(f *gomysql.Field) bool {
-	if len(f.OrgTable) > 0 && len(f.OrgName) > 0 {
-		table := string(f.OrgTable)
+	if !mk.m.HasColumnRules() {
+		return false
+	}
+	// Judged once per column of a result, not per value.
+	if v, ok := mk.ruled[f]; ok {
+		return v
+	}
+	v := mk.judge(f)
+	if mk.ruled == nil {
+		mk.ruled = map[*gomysql.Field]bool{}
+	}
+	mk.ruled[f] = v
+	return v
+}
+
+func (mk *masker) judge(f *gomysql.Field) bool {
+	var src string
+	if len(f.OrgTable) > 0 {
+		src = string(f.OrgTable)
 		if len(f.Schema) > 0 {
-			table = string(f.Schema) + "." + table
+			src = string(f.Schema) + "." + src
 		}
-		if mk.m.MaskColumn(table, string(f.OrgName)) {
+		if len(f.OrgName) > 0 && mk.m.MaskColumn(src, string(f.OrgName)) {
 			return true
 		}
 	}
-	// An expression or a derived table's column: only its name is known.
-	return len(f.OrgTable) == 0 && mk.m.MaskColumnName(string(f.Name))
+	byName := func(name string) bool {
+		return mk.m.MaskColumnName(name) && (src == "" || !mk.m.MaskColumn(src, name))
+	}
+	for _, name := range [2][]byte{f.Name, f.OrgName} {
+		if len(name) > 0 && byName(string(name)) {
+			return true
+		}
+	}
+	// A column the statement renamed (`select c from (select cvv as c from t) q`), followed
+	// through a few renames.
+	name := f.Name
+	for i := 0; i < 8 && len(name) > 0; i++ {
+		under, ok := mk.renamed(name)
+		if !ok || under == strings.ToLower(string(name)) {
+			break
+		}
+		if byName(under) {
+			return true
+		}
+		name = []byte(under)
+	}
+	return false
 }
 
 // value masks one value; ok is false when it is left as it is.
@@ -198,6 +273,17 @@ func (r *relay) keepOriginal(p []byte, binaryRow bool) {
 		vals = [][]byte{p}
 	}
 	r.orig = event.AppendRow(r.orig, vals)
+}
+
+// keepsOriginals reports whether the originals of masked values are recorded (sealed).
+func (r *relay) keepsOriginals() bool { return r.sealer != nil && r.rec != nil }
+
+// recordOriginal seals the original content of the event of type of just recorded into an
+// original event (the same form as PostgreSQL's: docs/masking.md).
+func (r *relay) recordOriginal(of event.Type, plain []byte) {
+	keyID, nonce, ct := r.sealer.Seal(plain, []byte(r.rec.ID()))
+	r.rec.Record(event.Original, event.OriginalData{Of: of, KeyID: keyID, Nonce: base64.StdEncoding.EncodeToString(nonce)}, ct)
+	clear(plain)
 }
 
 // recordOriginals seals orig (the original rows of the rows event just recorded) into a

@@ -143,9 +143,10 @@ func (e *Engine) Serve(ctx context.Context, raw net.Conn) error {
 		rec.End(context.WithoutCancel(ctx), event.SessionEndData{Reason: "error", Error: err.Error()})
 		return e.refuse(log, c, newError(codeDeniedByPolicy, "masking rules of the policy do not compile: "+err.Error()))
 	}
-	// The client is in: the final OK of the connection phase.
+	// The client is in: the final OK of the connection phase, with the target's status (its
+	// sql_mode's NO_BACKSLASH_ESCAPES tells the client how to escape strings).
 	raw.SetDeadline(time.Time{})
-	if err := c.write(okPacket(gomysqlStatusAutocommit)); err != nil {
+	if err := c.write(okPacket(up.status & sessionStatus)); err != nil {
 		up.conn.Close()
 		rec.End(context.WithoutCancel(ctx), event.SessionEndData{Reason: "client_disconnected", Error: err.Error()})
 		return nil

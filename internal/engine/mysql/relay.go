@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +36,13 @@ const (
 	maxLongData = 64 << 10
 )
 
-const gomysqlStatusAutocommit = gomysql.SERVER_STATUS_AUTOCOMMIT
+// sessionStatus are the server status flags that describe the session rather than a result:
+// what the connection phase's final OK passes on of the target's.
+const sessionStatus = gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_STATUS_IN_TRANS |
+	gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED | serverStatusInTransReadonly
+
+// serverStatusInTransReadonly is SERVER_STATUS_IN_TRANS_READONLY, which go-mysql does not name.
+const serverStatusInTransReadonly = 0x2000
 
 // okPacket is an OK packet's payload with no rows, no insert id and no warnings.
 func okPacket(status uint16) []byte {
@@ -49,8 +56,12 @@ type stmtInfo struct {
 	sql     string
 	params  int
 	columns []*gomysql.Field // of its result, from COM_STMT_PREPARE (re-sent by each execute)
-	types   []byte           // parameter types (2 bytes each) from the last execute that bound them
-	long    map[int][]byte   // parameters sent with COM_STMT_SEND_LONG_DATA since the last execute
+	// cursor is the column layout of the cursor the last execute opened, as that execute sent
+	// it: COM_STMT_FETCH rows follow it, not the prepare's (MariaDB reports a parameter's column
+	// as type NULL at prepare time and as a string at execute time).
+	cursor []*gomysql.Field
+	types  []byte         // parameter types (2 bytes each) from the last execute that bound them
+	long   map[int][]byte // parameters sent with COM_STMT_SEND_LONG_DATA since the last execute
 }
 
 // What a command's response looks like.
@@ -92,13 +103,14 @@ type relay struct {
 	lastID uint32 // the statement last prepared (MariaDB's execute of statement id -1)
 	status uint16 // the target's latest server status flags
 
-	in      []byte // the client's current command
-	fwd     []byte // framing scratch for what goes to the target
-	out     []byte // the batch for the client
-	toSeq   byte   // next sequence id towards the client
-	upSeq   byte   // next sequence id towards the target
-	pktAt   int    // payload start in out of the packet last read from the target
-	curSQL  string // text of the running COM_QUERY (for LOCAL INFILE checks)
+	in      []byte    // the client's current command
+	fwd     []byte    // framing scratch for what goes to the target
+	out     []byte    // the batch for the client
+	toSeq   byte      // next sequence id towards the client
+	upSeq   byte      // next sequence id towards the target
+	pktAt   int       // payload start in out of the packet last read from the target
+	curSQL  string    // text of the running COM_QUERY (for LOCAL INFILE checks)
+	curStmt *stmtInfo // the statement the running COM_STMT_EXECUTE executes
 	started time.Time
 	discard bool // swallow the rest of a response (after a refused LOCAL INFILE)
 
@@ -125,7 +137,7 @@ func newRelay(e *Engine, log *slog.Logger, c *client, up *upstream, rec *recorde
 		sealer: e.d.Sealer,
 		infile: infile,
 		stmts:  map[uint32]*stmtInfo{},
-		status: gomysql.SERVER_STATUS_AUTOCOMMIT,
+		status: up.status, // sql_mode's NO_BACKSLASH_ESCAPES holds from the first statement
 	}
 	if r.limit <= 0 {
 		r.limit = 1 << 30
@@ -244,6 +256,9 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 			}
 		}
 		r.curSQL = sql
+		if r.masker != nil {
+			r.masker.statement(sql, r.noBackslashEscapes())
+		}
 		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "text"}, nil)
 		r.statements.Add(1)
 		return r.exchange(p, respQuery)
@@ -258,10 +273,16 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 	case gomysql.COM_STMT_EXECUTE:
 		return r.execute(p)
 	case gomysql.COM_STMT_FETCH:
-		// The rows of a cursor opened by an execute: the statement's result columns.
+		// The rows of a cursor opened by an execute, in the layout that execute sent. With no
+		// cursor known, no layout: a row then cannot be parsed, which fails closed when
+		// masking applies (the target refuses such a fetch anyway).
+		r.fields = r.fields[:0]
 		if len(p) >= 5 {
-			if s := r.stmts[binary.LittleEndian.Uint32(p[1:])]; s != nil && len(s.columns) > 0 {
-				r.fields = append(r.fields[:0], s.columns...)
+			if s := r.stmts[binary.LittleEndian.Uint32(p[1:])]; s != nil {
+				r.fields = append(r.fields, s.cursor...)
+				if r.masker != nil {
+					r.masker.statement(s.sql, r.noBackslashEscapes())
+				}
 			}
 		}
 		return r.exchange(p, respFetch)
@@ -370,7 +391,9 @@ func (r *relay) exchange(p []byte, kind respKind) (endState, bool) {
 		return r.upstreamLost(err), true
 	}
 	r.out = r.out[:0]
-	if err := r.response(kind); err != nil {
+	err := r.response(kind)
+	r.discard = false // a row that could not be masked swallows the rest of its response
+	if err != nil {
 		var st endState
 		if errors.As(err, &st) {
 			return st, true
@@ -544,6 +567,9 @@ func (r *relay) response(kind respKind) error {
 		r.emit()
 		r.recordColumns(binary)
 		if binary && r.status&gomysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
+			if r.curStmt != nil {
+				r.curStmt.cursor = append([]*gomysql.Field(nil), r.fields...)
+			}
 			return nil // the rows come with COM_STMT_FETCH
 		}
 		if err := r.rowsUntilEnd(binary); err != nil {
@@ -605,15 +631,34 @@ func (r *relay) rowsUntilEnd(binary bool) error {
 			r.emit()
 			return nil
 		}
-		r.onRow(p, binary)
+		if !r.onRow(p, binary) {
+			r.unmaskable()
+			continue
+		}
 		r.emit()
 	}
 }
 
-// onRow masks and records one row.
-func (r *relay) onRow(p []byte, binary bool) {
+// unmaskable fails closed on a row that masking applies to but that cannot be parsed: the row
+// never reaches the client, which gets an ERR in its place (ending the result as a target's error
+// mid-result does), and the rest of the target's response is swallowed. The recording says why
+// and keeps nothing of the row.
+func (r *relay) unmaskable() {
+	r.flushRows()
+	me := newError(codeMasking, "the gateway could not parse a result row to mask it, so it withholds the rest of the result")
+	r.rec.Record(event.Error, event.MessageData{Severity: "ERROR", Code: strconv.Itoa(int(me.code)), Message: me.msg,
+		Detail: "SQLSTATE " + me.state, Source: "gateway"}, nil)
+	r.log.Warn("masking: a result row could not be parsed; result withheld", "columns", len(r.fields))
+	r.replace(me.payload())
+	r.emit()
+	r.discard = true
+}
+
+// onRow masks and records one row. It returns false, recording nothing, when masking applies
+// and the row cannot be parsed: the caller must not forward it.
+func (r *relay) onRow(p []byte, binary bool) bool {
 	if r.discard {
-		return
+		return true
 	}
 	var err error
 	r.values = r.values[:0]
@@ -622,17 +667,21 @@ func (r *relay) onRow(p []byte, binary bool) {
 	} else {
 		r.values, err = splitTextRow(p, len(r.fields), r.values)
 	}
+	if err != nil && r.masker != nil {
+		return false
+	}
 	r.rowsN++
 	r.resultRows++
 	if err != nil {
-		// Malformed: forwarded as is (the client will say so); recorded as raw bytes.
+		// Malformed and nothing to mask: forwarded as is (the client will say so); recorded as
+		// raw bytes.
 		r.rows = event.AppendRow(r.rows, [][]byte{p})
-		return
+		return true
 	}
 	changed := false
 	if r.masker != nil {
 		changed = r.masker.row(r.fields, r.values, binary)
-		if (changed && r.sealer != nil && r.rec != nil) || r.origOn {
+		if (changed && r.keepsOriginals()) || r.origOn {
 			r.keepOriginal(p, binary)
 		}
 	}
@@ -663,6 +712,7 @@ func (r *relay) onRow(p []byte, binary bool) {
 		}
 		r.replace(mk.scratch)
 	}
+	return true
 }
 
 func (r *relay) flushRows() {
@@ -727,6 +777,7 @@ func (r *relay) onError(p []byte) {
 	if !ok {
 		return
 	}
+	orig := msg
 	if r.masker != nil {
 		if masked, changed := r.masker.text([]byte(msg)); changed {
 			msg = string(masked)
@@ -736,8 +787,15 @@ func (r *relay) onError(p []byte) {
 	if r.discard {
 		return
 	}
-	r.rec.Record(event.Error, event.MessageData{Severity: "ERROR", Code: strconv.Itoa(int(code)), Message: msg,
-		Detail: "SQLSTATE " + state, Source: "target"}, nil)
+	d := event.MessageData{Severity: "ERROR", Code: strconv.Itoa(int(code)), Message: msg, Detail: "SQLSTATE " + state, Source: "target"}
+	r.rec.Record(event.Error, d, nil)
+	if msg != orig && r.keepsOriginals() {
+		// The error as the target sent it, sealed (an auditor may reveal it), as PostgreSQL's.
+		d.Message = orig
+		if plain, err := json.Marshal(d); err == nil {
+			r.recordOriginal(event.Error, plain)
+		}
+	}
 	r.status &^= gomysql.SERVER_MORE_RESULTS_EXISTS
 }
 
@@ -792,6 +850,12 @@ func (r *relay) prepareResponse() error {
 // is swallowed; done says the response is complete.
 func (r *relay) localInfile(p []byte) (done bool, err error) {
 	name := string(p[1:])
+	if r.discard {
+		// The client has been told this response ended (a result withheld): the request never
+		// reaches it, and the target gets an empty file.
+		r.out = r.out[:r.pktAt-headerLen]
+		return false, r.forward(nil)
+	}
 	if !r.infile || !bytes.Contains([]byte(r.curSQL), []byte(name)) {
 		r.out = r.out[:r.pktAt-headerLen] // the request never reaches the client
 		if err := r.forward(nil); err != nil {
@@ -817,8 +881,11 @@ func (r *relay) localInfile(p []byte) (done bool, err error) {
 	if st, done := r.flushOut(); done {
 		return true, st
 	}
-	// The client now sends the file's contents, ending with an empty packet.
-	var data []byte
+	// The client now sends the file's contents, ending with an empty packet. Chunks are held
+	// back (framed for the target) until the copy.in event that carries them is committed: the
+	// target never gets a byte the recording does not hold, and a client that goes away
+	// mid-file leaves nothing unrecorded behind it.
+	var data, held []byte
 	for {
 		var start, frames int
 		var seq byte
@@ -831,20 +898,23 @@ func (r *relay) localInfile(p []byte) (done bool, err error) {
 		r.toSeq = seq + byte(frames)
 		chunk := r.in[start:]
 		data = append(data, chunk...)
+		held = appendPacket(held, &r.upSeq, chunk)
 		last := len(chunk) == 0
-		if len(data) >= batchBytes || last {
-			r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: last}, data)
-			if err := r.rec.Commit(); err != nil {
-				return true, r.recordingFailed(err)
-			}
-			data = nil
+		if len(data) < batchBytes && !last {
+			continue
 		}
-		if err := r.forward(chunk); err != nil {
+		r.rec.Record(event.CopyIn, event.CopyData{Bytes: len(data), Done: last}, data)
+		if err := r.rec.Commit(); err != nil {
+			return true, r.recordingFailed(err)
+		}
+		if _, err := r.up.conn.Write(held); err != nil {
 			return true, err
 		}
 		if last {
 			return false, nil
 		}
+		// Committed: the event no longer aliases data.
+		data, held = data[:0], held[:0]
 	}
 }
 
@@ -871,7 +941,13 @@ func (r *relay) execute(p []byte) (endState, bool) {
 	r.rec.Record(event.Query, event.QueryData{Text: s.sql, Protocol: "binary", Statement: strconv.FormatUint(uint64(id), 10), Params: params}, nil)
 	r.statements.Add(1)
 	r.fields = append(r.fields[:0], s.columns...)
+	if r.masker != nil {
+		r.masker.statement(s.sql, r.noBackslashEscapes())
+	}
+	s.cursor = nil
+	r.curStmt = s
 	st, done := r.exchange(p, respExecute)
+	r.curStmt = nil
 	return st, done
 }
 

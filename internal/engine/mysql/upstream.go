@@ -12,6 +12,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	myclient "github.com/go-mysql-org/go-mysql/client"
@@ -28,6 +30,7 @@ type upstream struct {
 	tls     bool
 	version string
 	via     string // the agent that carries it; "" when direct
+	status  uint16 // the target's server status at the end of the handshake
 }
 
 func init() { connector.RegisterHandshake(Name, handshakeUpstream) }
@@ -46,6 +49,9 @@ type upstreamState struct {
 	TLS      bool   `json:"tls"`
 	Version  string `json:"version"`
 	Database string `json:"database,omitempty"` // the database connected to
+	// Status is the server status of the handshake's last OK (SERVER_STATUS_AUTOCOMMIT,
+	// SERVER_STATUS_NO_BACKSLASH_ESCAPED, ...); nil from an agent that does not send it.
+	Status *uint16 `json:"status,omitempty"`
 }
 
 // dialUpstream connects to t as the target's own user, through the connector: the handshake
@@ -67,7 +73,11 @@ func (e *Engine) dialUpstream(ctx context.Context, t target.Target, c *client) (
 	if st.Database != "" {
 		c.database = st.Database
 	}
-	return &upstream{conn: u.Conn, tls: st.TLS, version: st.Version, via: u.Via}, nil
+	up := &upstream{conn: u.Conn, tls: st.TLS, version: st.Version, via: u.Via, status: gomysql.SERVER_STATUS_AUTOCOMMIT}
+	if st.Status != nil {
+		up.status = *st.Status
+	}
+	return up, nil
 }
 
 // handshakeUpstream is the MySQL connector.Handshake: go-mysql's client does the
@@ -170,8 +180,40 @@ func handshakeUpstream(ctx context.Context, t target.Target, dialTarget connecto
 	}
 	nc.SetDeadline(time.Time{})
 	_, isTLS := nc.(*tls.Conn)
-	st, _ := json.Marshal(upstreamState{TLS: isTLS, Version: gcc.GetServerVersion(), Database: req.Database})
+	status := parseStatus(gcc.StatusString())
+	st, _ := json.Marshal(upstreamState{TLS: isTLS, Version: gcc.GetServerVersion(), Database: req.Database, Status: &status})
 	return nc, st, nil
+}
+
+// statusNames are the flags as go-mysql's Conn.StatusString names them.
+var statusNames = map[string]uint16{
+	"SERVER_STATUS_IN_TRANS":             gomysql.SERVER_STATUS_IN_TRANS,
+	"SERVER_STATUS_AUTOCOMMIT":           gomysql.SERVER_STATUS_AUTOCOMMIT,
+	"SERVER_MORE_RESULTS_EXISTS":         gomysql.SERVER_MORE_RESULTS_EXISTS,
+	"SERVER_STATUS_NO_GOOD_INDEX_USED":   gomysql.SERVER_STATUS_NO_GOOD_INDEX_USED,
+	"SERVER_STATUS_NO_INDEX_USED":        gomysql.SERVER_STATUS_NO_INDEX_USED,
+	"SERVER_STATUS_CURSOR_EXISTS":        gomysql.SERVER_STATUS_CURSOR_EXISTS,
+	"SERVER_STATUS_LAST_ROW_SEND":        gomysql.SERVER_STATUS_LAST_ROW_SEND,
+	"SERVER_STATUS_DB_DROPPED":           gomysql.SERVER_STATUS_DB_DROPPED,
+	"SERVER_STATUS_NO_BACKSLASH_ESCAPED": gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED,
+	"SERVER_STATUS_METADATA_CHANGED":     gomysql.SERVER_STATUS_METADATA_CHANGED,
+	"SERVER_QUERY_WAS_SLOW":              gomysql.SERVER_QUERY_WAS_SLOW,
+	"SERVER_PS_OUT_PARAMS":               gomysql.SERVER_PS_OUT_PARAMS,
+}
+
+// parseStatus turns go-mysql's Conn.StatusString back into the status flags: the client keeps
+// the status of the handshake's last OK, and that string is the only way it shows all of it.
+// Flags it has no name for it writes as "(N)".
+func parseStatus(s string) uint16 {
+	var st uint16
+	for _, name := range strings.Split(s, "|") {
+		if f, ok := statusNames[name]; ok {
+			st |= f
+		} else if n, err := strconv.ParseUint(strings.Trim(name, "()"), 10, 16); err == nil && strings.HasPrefix(name, "(") {
+			st |= uint16(n)
+		}
+	}
+	return st
 }
 
 // greetingFilter hands go-mysql's client the target's greeting with CLIENT_QUERY_ATTRIBUTES

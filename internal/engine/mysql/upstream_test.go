@@ -1,13 +1,18 @@
 package mysql
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"net"
 	"testing"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/airlock-gw/airlock/internal/target"
 )
 
 // serverGreeting is a HandshakeV10 as a MySQL 8 server sends it, with caps.
@@ -61,5 +66,53 @@ func TestGreetingFilterRefusesMalformed(t *testing.T) {
 				t.Errorf("greeting %x accepted", in)
 			}
 		})
+	}
+}
+
+// TestHandshakeKeepsServerStatus: the server status of the handshake's last OK reaches the
+// gateway (for the relay and the client's OK): a target whose sql_mode has NO_BACKSLASH_ESCAPES
+// says so there, before any statement.
+func TestHandshakeKeepsServerStatus(t *testing.T) {
+	const want = gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED
+	gw, srv := net.Pipe()
+	defer gw.Close()
+	go func() {
+		defer srv.Close()
+		srv.Write(serverGreeting(serverCaps))
+		if _, _, _, _, err := readPacket(bufio.NewReader(srv), nil, 1<<16); err != nil {
+			return
+		}
+		seq := byte(2)
+		srv.Write(appendPacket(nil, &seq, okPacket(want)))
+	}()
+	tgt := target.Target{Name: "my", Type: Name, Address: "127.0.0.1:3306", Username: "u", Password: "p", TLS: "disable"}
+	dial := func(context.Context) (net.Conn, error) { return gw, nil }
+	req, _ := json.Marshal(openRequest{Caps: upstreamCaps, User: "alice"})
+	_, state, err := handshakeUpstream(context.Background(), tgt, dial, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st upstreamState
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status == nil || *st.Status != want {
+		t.Fatalf("handshake state %s: want status %#x", state, want)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		want uint16
+	}{
+		{"", 0},
+		{"SERVER_STATUS_AUTOCOMMIT", gomysql.SERVER_STATUS_AUTOCOMMIT},
+		{"SERVER_STATUS_AUTOCOMMIT|SERVER_STATUS_NO_BACKSLASH_ESCAPED", gomysql.SERVER_STATUS_AUTOCOMMIT | gomysql.SERVER_STATUS_NO_BACKSLASH_ESCAPED},
+		{"SERVER_STATUS_IN_TRANS|(8192)", gomysql.SERVER_STATUS_IN_TRANS | 0x2000},
+	} {
+		if got := parseStatus(tt.s); got != tt.want {
+			t.Errorf("parseStatus(%q) = %#x, want %#x", tt.s, got, tt.want)
+		}
 	}
 }

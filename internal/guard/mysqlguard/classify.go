@@ -637,9 +637,13 @@ func constBool(e sqlparser.Expr) (v, known bool) {
 	return false, false
 }
 
+// compareLiterals compares two literals the way the server would, when that is certain. Two
+// strings compare under the connection's collation, which the gateway does not know: most are
+// case-insensitive and ignore trailing spaces, some ignore accents ('a' = 'A', 'a' = 'a ' and
+// 'a' = 'á' can all be true), so only identical strings have a known order (equal).
 func compareLiterals(l, r *sqlparser.Literal) (int, bool) {
 	if l.Type == sqlparser.StrVal && r.Type == sqlparser.StrVal {
-		return strings.Compare(l.Val, r.Val), true
+		return 0, l.Val == r.Val
 	}
 	a, aok := literalNumber(l)
 	b, bok := literalNumber(r)
