@@ -24,7 +24,7 @@ func runAgent(args []string) int {
 	fs := flag.NewFlagSet("airlock agent", flag.ContinueOnError)
 	cfgPath := fs.String("config", os.Getenv("AIRLOCK_AGENT_CONFIG"), "agent.yaml `file`: the targets this agent serves (env AIRLOCK_AGENT_CONFIG)")
 	token := fs.String("token", "", "join `token` from `airlock agents create NAME` (env AIRLOCK_AGENT_TOKEN)")
-	gw := fs.String("gateway", "", "gateway agent address `host:port`, overriding the token's")
+	gw := fs.String("gateway", os.Getenv("AIRLOCK_AGENT_GATEWAY"), "gateway agent address `host:port`, overriding the token's and agent.yaml's (env AIRLOCK_AGENT_GATEWAY)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: airlock agent --token TOKEN --config agent.yaml\n\nDials out to the gateway's listen.agents over TLS (pinned by the token) and serves the\ntargets of agent.yaml, whose credentials stay here. See docs/agent.md.")
 		fs.PrintDefaults()
