@@ -208,7 +208,7 @@ func TestLimitedRole(t *testing.T) {
 		`GRANT USAGE ON SCHEMA %[1]s TO %[2]s`,
 		`GRANT SELECT ON ALL TABLES IN SCHEMA %[1]s TO %[2]s`,
 		`GRANT INSERT ON %[1]s.sessions, %[1]s.events, %[1]s.targets, %[1]s.kv TO %[2]s`,
-		`GRANT UPDATE (ended_at, end_reason, events, head) ON %[1]s.sessions TO %[2]s`,
+		`GRANT UPDATE (ended_at, end_reason, events, head, dropped_events) ON %[1]s.sessions TO %[2]s`,
 		`GRANT UPDATE ON %[1]s.targets, %[1]s.kv TO %[2]s`,
 		`GRANT INSERT, UPDATE ON %[1]s.holds TO %[2]s`,
 		`GRANT EXECUTE ON FUNCTION %[1]s.expire_sessions(text, timestamptz) TO %[2]s`,
