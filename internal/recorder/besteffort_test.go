@@ -15,6 +15,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/store/filestore"
 	"github.com/airlock-gw/airlock/internal/target"
+	"github.com/airlock-gw/airlock/internal/verify"
 )
 
 // flakyStore wraps a real store so a test can make it refuse sessions, stall appends (until the
@@ -235,7 +236,8 @@ func TestBestEffortEndGivesUpCountsEverything(t *testing.T) {
 	defer st.Close()
 	f := &flakyStore{Recordings: st, failed: make(chan struct{}, 1)}
 	m := metrics.New()
-	r := &Recorder{Store: f, Signer: keyring(t, t.TempDir()), Metrics: m, DrainTimeout: 20 * time.Millisecond}
+	keys := keyring(t, t.TempDir())
+	r := &Recorder{Store: f, Signer: keys, Metrics: m, DrainTimeout: 20 * time.Millisecond}
 	s, err := r.Start(context.Background(), Info{Protocol: "postgres", Target: "db", Mode: target.RecordingBestEffort})
 	if err != nil {
 		t.Fatal(err)
@@ -266,8 +268,13 @@ func TestBestEffortEndGivesUpCountsEverything(t *testing.T) {
 	if err != nil || sess.EndedAt == nil || sess.EndReason != EndIncomplete || sess.DroppedEvents != n+1 || sess.Events != 1 {
 		t.Fatalf("index: %+v, %v; want ended %s with %d dropped and session.start alone", sess, err, EndIncomplete, n+1)
 	}
-	if events := readAll(t, st, s.ID()); len(events) != 1 || events[0].Type != event.SessionStart {
+	events := readAll(t, st, s.ID())
+	if len(events) != 1 || events[0].Type != event.SessionStart {
 		t.Fatalf("recording holds %d events, want session.start alone", len(events))
+	}
+	// Without session.end and its final checkpoint it verifies as what it is: truncated.
+	if res := verifyEvents(keys, events); res.Intact || len(res.Findings) != 1 || res.Findings[0].Kind != verify.Truncated {
+		t.Fatalf("verify the incomplete recording: %+v", res)
 	}
 }
 

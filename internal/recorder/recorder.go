@@ -45,8 +45,8 @@ type Recorder struct {
 	// session holds in memory that the store has not yet accepted. Default 8 MiB.
 	BestEffortBuffer int
 	// DrainTimeout is how long End of a best-effort session waits for a stalled store to take
-	// what is buffered. Default 10s; after it the session is left open in the index and crash
-	// recovery closes it at the next start.
+	// what is buffered. Default 10s; after it a failing store's session counts what it did not
+	// keep as dropped and its index entry ends as EndIncomplete (see bestEffort).
 	DrainTimeout time.Duration
 
 	live liveSessions // sessions that Terminate can end (see WithTerminate)
