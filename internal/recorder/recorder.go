@@ -108,6 +108,8 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	// Offsets count from when the recording exists, so session.start sits at (about) zero.
 	s := &Session{r: r, id: id.String(), protocol: info.Protocol, target: info.Target, w: w, start: r.now()}
 	s.ckAt = s.start
+	// No checkpoint timer until the session's mode is set: the timer acts by mode.
+	s.ckArmed = true
 	// session.start is written synchronously in either mode: a session the store cannot even
 	// create is refused, best-effort or not.
 	s.Record(event.SessionStart, info.Start, nil)
@@ -122,6 +124,10 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	if info.Mode == target.RecordingBestEffort {
 		s.startBestEffort()
 	}
+	s.mu.Lock()
+	s.ckArmed = false
+	s.armCheckpointLocked() // for session.start
+	s.mu.Unlock()
 	r.live.add(ctx, s.id)
 	if m := r.Metrics; m != nil {
 		m.SessionsOpen.WithLabelValues(info.Protocol, info.Target).Inc()
