@@ -439,6 +439,15 @@ func (s *Session) endBestEffort(ctx context.Context, d event.SessionEndData, now
 	case <-be.done:
 	case <-time.After(time.Second):
 	}
+	select {
+	case <-be.counted: // abandoned: counted is closed before done
+	default:
+		select {
+		case <-be.done: // the stalled Append succeeded and the writer closed the recording
+			return be.err
+		default:
+		}
+	}
 	return fmt.Errorf("%w: the store did not take the session's last %d buffered bytes in time; if it fails, what it did not take is counted as dropped and the recording is ended as %s", ErrUnavailable, buffered, EndIncomplete)
 }
 
