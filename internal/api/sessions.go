@@ -35,11 +35,15 @@ type Session struct {
 	Head       string     `json:"head"`
 	Status     string     `json:"status"` // active | ended
 	Hold       bool       `json:"hold"`   // legal hold: never expires while set
+	// DroppedEvents counts the events a best-effort recording could not keep, kept up to date
+	// while the session runs (about once a second) and final once it ended.
+	DroppedEvents uint64 `json:"dropped_events"`
 }
 
 func toSessionJSON(s store.Session) Session {
 	j := Session{ID: s.ID, User: s.User, Target: s.Target, Type: s.Type, ClientAddr: s.ClientAddr,
-		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active", Hold: s.Hold}
+		StartedAt: s.StartedAt.UTC(), EndReason: s.EndReason, Events: s.Events, Head: s.Head, Status: "active", Hold: s.Hold,
+		DroppedEvents: s.DroppedEvents}
 	if s.EndedAt != nil {
 		t := s.EndedAt.UTC()
 		j.EndedAt = &t

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func newHarness(t *testing.T) *harness {
 	rec.Add(event.Cancel, 2600*time.Millisecond, j(event.CancelData{Delivered: true}), nil)
 	rec.Add(event.SessionEnd, 3*time.Second, j(event.SessionEndData{Reason: "client_terminated", DurationNS: 3e9, BytesFromClient: 300, BytesToClient: 5000, Statements: 2}), nil)
 	ended := t0.Add(3 * time.Second)
-	st.Put(store.Session{ID: "s1", User: "alice", Target: "pg", Type: "postgres", ClientAddr: "127.0.0.1:50000", StartedAt: t0, EndedAt: &ended, EndReason: "client_terminated"}, rec.Evs)
+	st.Put(store.Session{ID: "s1", User: "alice", Target: "pg", Type: "postgres", ClientAddr: "127.0.0.1:50000", StartedAt: t0, EndedAt: &ended, EndReason: "client_terminated", DroppedEvents: 7}, rec.Evs)
 	st.Put(store.Session{ID: "s2", User: "root", Target: "pg", Type: "postgres", StartedAt: t0.Add(time.Hour)}, nil)
 
 	return &harness{srv: srv, keys: keys, url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}
@@ -246,9 +247,14 @@ func TestSessionsShow(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("%d %s", code, errOut)
 	}
-	for _, want := range []string{"Session:", "s1", "pg (postgres)", "client_terminated", "Statements:", "2", "Errors:", "1", "300 B from client, 4.9 KiB to client", "Rows returned:  4"} {
+	for _, want := range []string{"Session:", "s1", "pg (postgres)", "client_terminated", "Statements:", "2", "Errors:", "1", "300 B from client, 4.9 KiB to client"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{`Rows returned: +4\n`, `Dropped events: +7\n`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("show lacks %s:\n%s", want, out)
 		}
 	}
 	code, out, _ = h.run(t, runSessions, "show", "s1", "--json")
@@ -256,7 +262,7 @@ func TestSessionsShow(t *testing.T) {
 		Session map[string]any
 		Summary summary
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &ans) != nil || ans.Session["id"] != "s1" || ans.Summary.Statements != 2 || ans.Summary.Errors != 1 {
+	if code != 0 || json.Unmarshal([]byte(out), &ans) != nil || ans.Session["id"] != "s1" || ans.Session["dropped_events"] != 7.0 || ans.Summary.Statements != 2 || ans.Summary.Errors != 1 {
 		t.Fatalf("show --json: %d %s", code, out)
 	}
 	// Another user's session is simply not found.

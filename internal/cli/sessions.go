@@ -386,6 +386,8 @@ func printSession(w io.Writer, s session, sum summary) {
 	} else {
 		row("Status", "active")
 	}
+	// Always shown: 0 is what says that a best-effort recording kept everything.
+	row("Dropped events", fmt.Sprint(s.DroppedEvents))
 	row("Statements", fmt.Sprint(sum.Statements))
 	row("Rows returned", fmt.Sprint(sum.Rows))
 	row("Errors", fmt.Sprint(sum.Errors))

@@ -136,7 +136,8 @@ type Recording struct {
 	// every this many events. Default 1000.
 	CheckpointEvents int `yaml:"checkpoint_events"`
 	// CheckpointInterval: a checkpoint also follows the first event recorded this long after
-	// the previous one. Default 5s.
+	// the previous one, and a timer signs the head of a session idle this long after an
+	// unsigned event. Default 5s.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// SigningKeyFile is a PEM PKCS #8 Ed25519 private key that signs checkpoints. Default ""
 	// (a key generated on first start in data_dir/signing/, mode 0600).

@@ -15,6 +15,7 @@ import (
 	"github.com/airlock-gw/airlock/internal/store"
 	"github.com/airlock-gw/airlock/internal/store/filestore"
 	"github.com/airlock-gw/airlock/internal/target"
+	"github.com/airlock-gw/airlock/internal/verify"
 )
 
 // flakyStore wraps a real store so a test can make it refuse sessions, stall appends (until the
@@ -40,6 +41,12 @@ func (f *flakyStore) Create(ctx context.Context, s store.Session) (store.Writer,
 		return nil, err
 	}
 	return &flakyWriter{Writer: w, f: f}, nil
+}
+
+// SetDropped passes the count of dropped events to the real store's index: the store does not
+// fail it (a store whose event writes stall may still take index writes).
+func (f *flakyStore) SetDropped(ctx context.Context, id string, n uint64) error {
+	return f.Recordings.(DropCounter).SetDropped(ctx, id, n)
 }
 
 func (f *flakyStore) set(fn func(f *flakyStore)) {
@@ -146,6 +153,11 @@ func TestBestEffortDropsCountsAndVerifies(t *testing.T) {
 	if got := s.Dropped(); got != 100-kept {
 		t.Fatalf("dropped %d while the store stalled, want %d", got, 100-kept)
 	}
+	// The count shows in the index while the session runs.
+	waitFor(t, "the index to count the drops of the running session", func() bool {
+		sess, err := st.Session(context.Background(), s.ID())
+		return err == nil && sess.EndedAt == nil && sess.DroppedEvents == 100-kept
+	})
 
 	// Then it fails: still nothing is written, so 5 more are dropped and the gap names the error.
 	f.set(func(f *flakyStore) { f.failAppend, f.gate = true, nil })
@@ -198,8 +210,108 @@ func TestBestEffortDropsCountsAndVerifies(t *testing.T) {
 		t.Fatalf("airlock_events_dropped_total = %v, want 95", got)
 	}
 	sess, err := st.Session(context.Background(), s.ID())
-	if err != nil || sess.Events != uint64(len(events)) || sess.EndReason != "client_terminated" {
+	if err != nil || sess.Events != uint64(len(events)) || sess.EndReason != "client_terminated" || sess.DroppedEvents != 95 {
 		t.Fatalf("index: %+v, %v", sess, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous deadline: what it waits
+// for happens on another goroutine, timers included, on a machine that may be slow.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestBestEffortEndGivesUpCountsEverything: End gives up on a store that keeps failing. Every
+// event the store did not take, session.end included, is counted (Dropped, the metric, the
+// index), and the index entry is ended as incomplete at the last event the store took.
+func TestBestEffortEndGivesUpCountsEverything(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	f := &flakyStore{Recordings: st, failed: make(chan struct{}, 1)}
+	m := metrics.New()
+	keys := keyring(t, t.TempDir())
+	r := &Recorder{Store: f, Signer: keys, Metrics: m, DrainTimeout: 20 * time.Millisecond}
+	s, err := r.Start(context.Background(), Info{Protocol: "postgres", Target: "db", Mode: target.RecordingBestEffort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *flakyStore) { f.failAppend = true })
+	const n = 50
+	for i := range n {
+		s.Record(event.Query, event.QueryData{Text: fmt.Sprintf("select %d", i)}, nil)
+		if err := s.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-f.failed // the writer holds events it cannot write
+	if err := s.End(context.Background(), event.SessionEndData{Reason: "client_terminated"}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("end on a failing store: %v, want ErrUnavailable", err)
+	}
+	<-s.be.done
+	if err := s.be.err; err != nil {
+		t.Fatalf("ending the incomplete recording: %v", err)
+	}
+	if got := s.Dropped(); got != n+1 {
+		t.Fatalf("Dropped() = %d, want %d (the queries and session.end)", got, n+1)
+	}
+	if got := counter(t, m, "airlock_events_dropped_total"); got != n+1 {
+		t.Fatalf("airlock_events_dropped_total = %v, want %d", got, n+1)
+	}
+	sess, err := st.Session(context.Background(), s.ID())
+	if err != nil || sess.EndedAt == nil || sess.EndReason != EndIncomplete || sess.DroppedEvents != n+1 || sess.Events != 1 {
+		t.Fatalf("index: %+v, %v; want ended %s with %d dropped and session.start alone", sess, err, EndIncomplete, n+1)
+	}
+	events := readAll(t, st, s.ID())
+	if len(events) != 1 || events[0].Type != event.SessionStart {
+		t.Fatalf("recording holds %d events, want session.start alone", len(events))
+	}
+	// Without session.end and its final checkpoint it verifies as what it is: truncated.
+	if res := verifyEvents(keys, events); res.Intact || len(res.Findings) != 1 || res.Findings[0].Kind != verify.Truncated {
+		t.Fatalf("verify the incomplete recording: %+v", res)
+	}
+}
+
+// TestCheckpointTimerSignsIdleHead: a session that goes idle after an event gets its head signed
+// by the checkpoint timer, not only at its next event or its end. The recorder's clock stands
+// still, so that no event is recorded late enough to trigger a checkpoint itself.
+func TestCheckpointTimerSignsIdleHead(t *testing.T) {
+	for _, mode := range []string{target.RecordingStrict, target.RecordingBestEffort} {
+		t.Run(mode, func(t *testing.T) {
+			st := openStore(t, t.TempDir())
+			defer st.Close()
+			keys := keyring(t, t.TempDir())
+			r := &Recorder{Store: st, Now: newClock().Now, Signer: keys, CheckpointInterval: 5 * time.Millisecond}
+			s, err := r.Start(context.Background(), Info{Protocol: "postgres", Target: "db", Mode: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Record(event.Query, event.QueryData{Text: "select 1"}, nil)
+			if err := s.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a checkpoint of the idle session's head", func() bool {
+				for _, e := range readAll(t, st, s.ID()) {
+					var d event.CheckpointData
+					if e.Type == event.Checkpoint && json.Unmarshal(e.Data, &d) == nil && d.Seq >= 2 && !d.Final {
+						return true
+					}
+				}
+				return false
+			})
+			if err := s.End(context.Background(), event.SessionEndData{Reason: "client_terminated"}); err != nil {
+				t.Fatal(err)
+			}
+			if res := verifyEvents(keys, readAll(t, st, s.ID())); !res.Intact {
+				t.Fatalf("verify: %+v", res)
+			}
+		})
 	}
 }
 

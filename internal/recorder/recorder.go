@@ -37,18 +37,27 @@ type Recorder struct {
 	// Default 1000.
 	CheckpointEvents int
 	// CheckpointInterval: a checkpoint follows the first event recorded at least this long
-	// after the previous checkpoint (or the session start). Default 5s. An idle session records
-	// nothing, so its head needs no new signature until its next event.
+	// after the previous checkpoint (or the session start), and a timer signs the head of a
+	// session that went idle: no event waits longer than this (plus the store's own delay) for
+	// a signature. Default 5s.
 	CheckpointInterval time.Duration
 	// BestEffortBuffer bounds, in bytes of event data and raw bytes, the events a best-effort
 	// session holds in memory that the store has not yet accepted. Default 8 MiB.
 	BestEffortBuffer int
 	// DrainTimeout is how long End of a best-effort session waits for a stalled store to take
-	// what is buffered. Default 10s; after it the session is left open in the index and crash
-	// recovery closes it at the next start.
+	// what is buffered. Default 10s; after it a failing store's session counts what it did not
+	// keep as dropped and its index entry ends as EndIncomplete (see bestEffort).
 	DrainTimeout time.Duration
 
 	live liveSessions // sessions that Terminate can end (see WithTerminate)
+}
+
+// DropCounter is the store capability that keeps a running session's count of dropped events
+// in its index entry (store.Session.DroppedEvents), so that it shows while a best-effort session
+// runs; filestore and postgres have it. Without it the count reaches the index only at the end.
+type DropCounter interface {
+	// SetDropped raises the count of the running session id to n; it never lowers it.
+	SetDropped(ctx context.Context, id string, n uint64) error
 }
 
 // Signer is what the recorder needs of a signing key (signing.Keyring).
@@ -99,16 +108,26 @@ func (r *Recorder) Start(ctx context.Context, info Info) (*Session, error) {
 	// Offsets count from when the recording exists, so session.start sits at (about) zero.
 	s := &Session{r: r, id: id.String(), protocol: info.Protocol, target: info.Target, w: w, start: r.now()}
 	s.ckAt = s.start
+	// No checkpoint timer until the session's mode is set: the timer acts by mode.
+	s.ckArmed = true
 	// session.start is written synchronously in either mode: a session the store cannot even
 	// create is refused, best-effort or not.
 	s.Record(event.SessionStart, info.Start, nil)
 	if err := s.Commit(); err != nil {
+		s.mu.Lock()
+		s.ended = true
+		s.stopCheckpointTimer()
+		s.mu.Unlock()
 		w.End(ctx, store.SessionEnd{EndedAt: r.now().UTC(), Reason: "error"})
 		return nil, err
 	}
 	if info.Mode == target.RecordingBestEffort {
 		s.startBestEffort()
 	}
+	s.mu.Lock()
+	s.ckArmed = false
+	s.armCheckpointLocked() // for session.start
+	s.mu.Unlock()
 	r.live.add(ctx, s.id)
 	if m := r.Metrics; m != nil {
 		m.SessionsOpen.WithLabelValues(info.Protocol, info.Target).Inc()
@@ -145,6 +164,11 @@ type Session struct {
 	ckSeq     uint64    // seq of the last checkpoint event
 	ckAt      time.Time // when it was recorded (the session start before the first)
 	recovered bool      // ended by crash recovery: not counted as open
+
+	// The checkpoint timer (guarded by mu in either mode): armed when an event is recorded
+	// and none is, it signs the head if no checkpoint did meanwhile (checkpointTimer).
+	ckTimer *time.Timer
+	ckArmed bool
 
 	events prometheus.Counter // the metric of recorded events, looked up at the first append
 
@@ -211,7 +235,57 @@ func (s *Session) Record(t event.Type, data any, raw []byte) {
 	s.appendLocked(t, b, raw, now)
 	if s.checkpointDue(now) {
 		s.checkpointLocked(now, false)
+	} else {
+		s.armCheckpointLocked()
 	}
+}
+
+// armCheckpointLocked starts the checkpoint timer unless it runs: an event was recorded that
+// no checkpoint signs yet. It runs under mu.
+func (s *Session) armCheckpointLocked() {
+	if s.r.Signer == nil || s.ckArmed || s.ended {
+		return
+	}
+	s.ckArmed = true
+	if s.ckTimer == nil {
+		s.ckTimer = time.AfterFunc(s.r.checkpointInterval(), s.checkpointTimer)
+	} else {
+		s.ckTimer.Reset(s.r.checkpointInterval())
+	}
+}
+
+// checkpointTimer signs the head of a session that recorded nothing for CheckpointInterval
+// after an event: without it, the tail of an idle session would stay unsigned until its next
+// event or its end. A strict session writes the checkpoint (and the events before it) at once;
+// a store error then ends the session at the engine's next Commit, as any other. A best-effort
+// session queues the request behind its events, for the writer. It never races End: both run
+// under mu, and after End it does nothing.
+func (s *Session) checkpointTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ckArmed = false
+	if s.ended {
+		return
+	}
+	now := s.r.now()
+	if s.be != nil {
+		s.be.queue = append(s.be.queue, item{checkpoint: true, at: now})
+		s.kick()
+		return
+	}
+	if s.err != nil || s.seq == s.ckSeq {
+		return
+	}
+	s.checkpointLocked(now, false)
+	s.commitLocked() // an error is kept in s.err: the next Commit returns it
+}
+
+// stopCheckpointTimer stops the timer when the session ends; it runs under mu.
+func (s *Session) stopCheckpointTimer() {
+	if s.ckTimer != nil {
+		s.ckTimer.Stop()
+	}
+	s.ckArmed = false
 }
 
 // checkpointDue reports whether the head needs a checkpoint after an event recorded at now.
@@ -317,6 +391,7 @@ func (s *Session) end(ctx context.Context, d event.SessionEndData, now, endedAt 
 		s.checkpointLocked(now, true)
 	}
 	s.ended = true
+	s.stopCheckpointTimer()
 	if m := s.r.Metrics; m != nil && !s.recovered {
 		m.SessionsOpen.WithLabelValues(s.protocol, s.target).Dec()
 	}

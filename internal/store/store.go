@@ -32,13 +32,19 @@ type Session struct {
 	Type       string     `json:"type"` // engine name: postgres, mysql, ssh, ...
 	ClientAddr string     `json:"client_addr"`
 	StartedAt  time.Time  `json:"started_at"`
-	EndedAt    *time.Time `json:"ended_at"`             // nil while the session runs
-	EndReason  string     `json:"end_reason,omitempty"` // see event.SessionEndData.Reason
-	Events     uint64     `json:"events"`               // number of events, known once ended
+	EndedAt    *time.Time `json:"ended_at"` // nil while the session runs
+	// EndReason is event.SessionEndData.Reason, or "incomplete" when the recorder could not
+	// record the session's end (recorder.EndIncomplete).
+	EndReason string `json:"end_reason,omitempty"`
+	Events    uint64 `json:"events"` // number of events, known once ended
 	// Head is the hash of the last event once ended (hex); the chain's anchor.
 	Head string `json:"head,omitempty"`
 	// Hold is the legal hold: a held session never expires, whatever its target's retention.
 	Hold bool `json:"hold"`
+	// DroppedEvents counts the events a best-effort recording could not keep. The recorder
+	// raises it while the session runs (at most about once a second, see recorder.DropCounter)
+	// and sets it at the end; it never goes down. Always 0 for a strict recording.
+	DroppedEvents uint64 `json:"dropped_events"`
 }
 
 // SessionEnd finalizes a session's index entry.
@@ -47,6 +53,9 @@ type SessionEnd struct {
 	Reason  string
 	Events  uint64
 	Head    [32]byte
+	// Dropped is the session's final count of events not kept (Session.DroppedEvents); a
+	// count the index already holds is never lowered.
+	Dropped uint64
 }
 
 // Filter selects sessions. Zero fields match everything. From/To select sessions whose lifetime

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path"
@@ -124,7 +125,7 @@ func isConstraint(err error) bool {
 }
 
 const sessionCols = `id, user, target, type, client_addr, started_at, ended_at, end_reason, events, head,
-	COALESCE((SELECT held FROM holds WHERE holds.session_id = sessions.id), 0)`
+	COALESCE((SELECT held FROM holds WHERE holds.session_id = sessions.id), 0), dropped_events`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var (
@@ -133,8 +134,9 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 		ended   sql.NullInt64
 		events  int64
 		held    int64
+		dropped int64
 	)
-	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &started, &ended, &s.EndReason, &events, &s.Head, &held); err != nil {
+	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &started, &ended, &s.EndReason, &events, &s.Head, &held, &dropped); err != nil {
 		return s, err
 	}
 	s.Hold = held != 0
@@ -144,6 +146,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 		s.EndedAt = &t
 	}
 	s.Events = uint64(events)
+	s.DroppedEvents = uint64(dropped)
 	return s, nil
 }
 
@@ -291,8 +294,9 @@ func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd,
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx,
-		`UPDATE sessions SET ended_at = ?, end_reason = ?, events = ?, head = ? WHERE id = ? AND ended_at IS NULL`,
-		end.EndedAt.UnixNano(), end.Reason, int64(events), hex.EncodeToString(head[:]), id)
+		`UPDATE sessions SET ended_at = ?, end_reason = ?, events = ?, head = ?, dropped_events = max(dropped_events, ?)
+			WHERE id = ? AND ended_at IS NULL`,
+		end.EndedAt.UnixNano(), end.Reason, int64(events), hex.EncodeToString(head[:]), clampInt64(end.Dropped), id)
 	if err != nil {
 		return fmt.Errorf("end session %q: %w", id, err)
 	}
@@ -310,6 +314,33 @@ func (s *Store) endSession(ctx context.Context, id string, end store.SessionEnd,
 		return fmt.Errorf("end session %q: %w", id, err)
 	}
 	return nil
+}
+
+// SetDropped raises the count of dropped events of the running session id to n (schema 5). It
+// does nothing to a session that ended (End recorded its final count) or that already counts n
+// or more; it returns an error wrapping store.ErrNotFound for an unknown id.
+func (s *Store) SetDropped(ctx context.Context, id string, n uint64) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	var found int
+	err := s.wdb.QueryRowContext(ctx, `UPDATE sessions SET dropped_events = ?
+		WHERE id = ? AND ended_at IS NULL AND dropped_events < ? RETURNING 1`, clampInt64(n), id, clampInt64(n)).Scan(&found)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.sessionPath(ctx, id); err != nil {
+			return fmt.Errorf("set dropped events of session %q: %w", id, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("set dropped events of session %q: %w", id, err)
+	}
+	return nil
+}
+
+// clampInt64 is n as an SQLite INTEGER: a count past math.MaxInt64 stays at it.
+func clampInt64(n uint64) int64 {
+	return int64(min(n, math.MaxInt64))
 }
 
 // PutTarget creates or replaces a target by name.

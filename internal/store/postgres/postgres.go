@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -262,16 +263,17 @@ func pgCode(err error) string {
 const defaultLimit = 1000
 
 const sessionCols = `id, "user", target, type, client_addr, started_at, ended_at, end_reason, events, head,
-	coalesce((SELECT held FROM holds WHERE holds.session_id = sessions.id), false)`
+	coalesce((SELECT held FROM holds WHERE holds.session_id = sessions.id), false), dropped_events`
 
 func scanSession(row pgx.Row) (store.Session, error) {
 	var (
-		s      store.Session
-		ended  *time.Time
-		events int64
-		head   []byte
+		s       store.Session
+		ended   *time.Time
+		events  int64
+		head    []byte
+		dropped int64
 	)
-	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &s.StartedAt, &ended, &s.EndReason, &events, &head, &s.Hold); err != nil {
+	if err := row.Scan(&s.ID, &s.User, &s.Target, &s.Type, &s.ClientAddr, &s.StartedAt, &ended, &s.EndReason, &events, &head, &s.Hold, &dropped); err != nil {
 		return s, err
 	}
 	s.StartedAt = s.StartedAt.UTC()
@@ -280,6 +282,7 @@ func scanSession(row pgx.Row) (store.Session, error) {
 		s.EndedAt = &t
 	}
 	s.Events = uint64(events)
+	s.DroppedEvents = uint64(dropped)
 	if head != nil {
 		s.Head = hex.EncodeToString(head)
 	}
@@ -392,6 +395,31 @@ func (s *Store) SetHold(ctx context.Context, id string, hold bool) error {
 		return wrap(fmt.Sprintf("set hold of session %q", id), err)
 	}
 	if n == 0 {
+		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// SetDropped raises the count of dropped events of the running session id to n (schema 4). It
+// does nothing to a session that ended (End recorded its final count) or that already counts n
+// or more; it returns an error wrapping store.ErrNotFound for an unknown id.
+func (s *Store) SetDropped(ctx context.Context, id string, n uint64) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	c := int64(min(n, math.MaxInt64))
+	var exists bool
+	err := s.with(ctx, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, `UPDATE sessions SET dropped_events = $2
+			WHERE id = $1 AND ended_at IS NULL AND dropped_events < $2`, id, c); err != nil {
+			return err
+		}
+		return conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1)`, id).Scan(&exists)
+	})
+	if err != nil {
+		return wrap(fmt.Sprintf("set dropped events of session %q", id), err)
+	}
+	if !exists {
 		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
 	}
 	return nil

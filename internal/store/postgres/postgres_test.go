@@ -118,8 +118,20 @@ func TestAppendOnly(t *testing.T) {
 	s, c, schema := openTest(t)
 	record(t, s, "s1", 5)
 	ctx := context.Background()
+	// A running session with a count of dropped events (schema 4).
+	run, err := s.Create(ctx, store.Session{ID: "s-run", User: "alice", Target: "pg", Type: "postgres", StartedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.End(ctx, store.SessionEnd{Reason: "client_terminated"})
+	if err := s.SetDropped(ctx, "s-run", 5); err != nil {
+		t.Fatal(err)
+	}
 	q := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
 	tests := []struct{ name, sql string }{
+		{"lower dropped count", `UPDATE ` + q("sessions") + ` SET dropped_events = 1 WHERE id = 's-run'`},
+		{"change a running session's events", `UPDATE ` + q("sessions") + ` SET events = 7 WHERE id = 's-run'`},
+		{"raise an ended session's dropped count", `UPDATE ` + q("sessions") + ` SET dropped_events = 100 WHERE id = 's1'`},
 		{"update event", `UPDATE ` + q("events") + ` SET data = '\x7b7d' WHERE seq = 2`},
 		{"update no row", `UPDATE ` + q("events") + ` SET data = '\x7b7d' WHERE seq = 99`},
 		{"delete event", `DELETE FROM ` + q("events") + ` WHERE seq = 5`},
@@ -208,7 +220,7 @@ func TestLimitedRole(t *testing.T) {
 		`GRANT USAGE ON SCHEMA %[1]s TO %[2]s`,
 		`GRANT SELECT ON ALL TABLES IN SCHEMA %[1]s TO %[2]s`,
 		`GRANT INSERT ON %[1]s.sessions, %[1]s.events, %[1]s.targets, %[1]s.kv TO %[2]s`,
-		`GRANT UPDATE (ended_at, end_reason, events, head) ON %[1]s.sessions TO %[2]s`,
+		`GRANT UPDATE (ended_at, end_reason, events, head, dropped_events) ON %[1]s.sessions TO %[2]s`,
 		`GRANT UPDATE ON %[1]s.targets, %[1]s.kv TO %[2]s`,
 		`GRANT INSERT, UPDATE ON %[1]s.holds TO %[2]s`,
 		`GRANT EXECUTE ON FUNCTION %[1]s.expire_sessions(text, timestamptz) TO %[2]s`,

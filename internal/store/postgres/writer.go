@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -181,8 +182,15 @@ func (w *writer) End(ctx context.Context, end store.SessionEnd) error {
 	defer cancel()
 	var n int64
 	err := w.s.with(ctx, func(c *pgx.Conn) error {
-		tag, err := c.Exec(ctx, `UPDATE sessions SET ended_at = $2, end_reason = $3, events = $4, head = $5
-			WHERE id = $1 AND ended_at IS NULL`, w.id, end.EndedAt, end.Reason, int64(w.seq), w.head[:])
+		q, args := `UPDATE sessions SET ended_at = $2, end_reason = $3, events = $4, head = $5`,
+			[]any{w.id, end.EndedAt, end.Reason, int64(w.seq), w.head[:]}
+		if end.Dropped > 0 {
+			// Only then: a gateway role granted UPDATE on the columns of schema 1 alone still
+			// ends the sessions that dropped nothing.
+			q += `, dropped_events = greatest(dropped_events, $6)`
+			args = append(args, int64(min(end.Dropped, math.MaxInt64)))
+		}
+		tag, err := c.Exec(ctx, q+` WHERE id = $1 AND ended_at IS NULL`, args...)
 		n = tag.RowsAffected()
 		return err
 	})

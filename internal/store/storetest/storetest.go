@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventsCallbackError", testCallbackError},
 		{"Hold", testHold},
 		{"Expire", testExpire},
+		{"DroppedEvents", testDroppedEvents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -767,6 +768,72 @@ func testHold(t *testing.T, open Opener) {
 	}
 	if err := s.SetHold(ctx, "nope", true); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("SetHold of an unknown session: %v, want ErrNotFound", err)
+	}
+}
+
+// DropCounter is what the recorder uses to keep a running best-effort session's count of
+// dropped events in the index (recorder.DropCounter); every backend has it.
+type DropCounter interface {
+	SetDropped(ctx context.Context, id string, n uint64) error
+}
+
+// testDroppedEvents checks the count of events a best-effort session could not keep: raised
+// while the session runs, never lowered, final at the end, shown by Session and Sessions.
+func testDroppedEvents(t *testing.T, open Opener) {
+	s := mustOpen(t, open, t.TempDir())
+	ctx := context.Background()
+	dc, ok := s.(DropCounter)
+	if !ok {
+		t.Fatalf("%T has no SetDropped", s)
+	}
+	want := func(id string, n uint64) {
+		t.Helper()
+		got, err := s.Session(ctx, id)
+		if err != nil || got.DroppedEvents != n {
+			t.Fatalf("Session(%s): DroppedEvents %d, %v; want %d", id, got.DroppedEvents, err, n)
+		}
+		list, err := s.Sessions(ctx, store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range list {
+			if l.ID == id && l.DroppedEvents != n {
+				t.Fatalf("Sessions: %s has DroppedEvents %d, want %d", id, l.DroppedEvents, n)
+			}
+		}
+	}
+	set := func(id string, n uint64) {
+		t.Helper()
+		if err := dc.SetDropped(ctx, id, n); err != nil {
+			t.Fatalf("SetDropped(%s, %d): %v", id, n, err)
+		}
+	}
+	w := create(t, s, session("s-drop", t0))
+	c := &Chain{Session: "s-drop"}
+	appendOK(t, w, c.NextN(2)...)
+	want("s-drop", 0)
+	set("s-drop", 5)
+	want("s-drop", 5)
+	set("s-drop", 3) // never lowered
+	want("s-drop", 5)
+	if err := w.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Minute), Reason: "client_terminated", Events: 2, Head: c.prev, Dropped: 7}); err != nil {
+		t.Fatal(err)
+	}
+	want("s-drop", 7)
+	set("s-drop", 9) // an ended session keeps its final count
+	want("s-drop", 7)
+
+	// An end that counts fewer (crash recovery knows no count) keeps what the index holds.
+	w = create(t, s, session("s-drop2", t0.Add(time.Second)))
+	c = &Chain{Session: "s-drop2"}
+	appendOK(t, w, c.NextN(1)...)
+	set("s-drop2", 4)
+	if err := w.End(ctx, store.SessionEnd{EndedAt: t0.Add(time.Minute), Reason: "interrupted", Events: 1, Head: c.prev}); err != nil {
+		t.Fatal(err)
+	}
+	want("s-drop2", 4)
+	if err := dc.SetDropped(ctx, "nope", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetDropped of an unknown session: %v, want ErrNotFound", err)
 	}
 }
 
