@@ -112,6 +112,19 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.User = id.User
 	}
+	if f.Text != "" && f.User != id.User {
+		// A text search reads the statements and commands of other people's recordings: it is
+		// a read of recordings, audited before it runs like the reads of one.
+		detail := map[string]string{"route": "search", "q": f.Text, "role": string(id.Role)}
+		for k, v := range map[string]string{"user": f.User, "target": f.Target, "type": f.Type} {
+			if v != "" {
+				detail[k] = v
+			}
+		}
+		if err := s.audit(r, audit.Entry{Action: audit.ActionRecordingRead, Actor: id.User, Outcome: audit.OK, Detail: detail}); err != nil {
+			return err
+		}
+	}
 	list, err := s.Store.Sessions(r.Context(), f)
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
