@@ -108,6 +108,19 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		conn.Write(wsFrame(2, append([]byte{1}, "you said: "+string(msg[1:])...), false))
 		conn.Write(wsFrame(8, []byte{0x03, 0xe8}, false))
+	case r.Header.Get("Upgrade") != "":
+		// Any other upgrade (a watch over WebSocket, a proxy's, an exec in a protocol the
+		// gateway cannot follow): switch to what was asked and send a Secret at once.
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+			r.Header.Get("Upgrade"), r.Header.Get("Sec-WebSocket-Protocol"))
+		brw.Write(wsFrame(1, []byte(leakedSecret), false))
+		brw.Flush()
+		io.Copy(io.Discard, brw) // until the gateway closes
 	case r.URL.Path == "/api/v1/namespaces/a/pods":
 		// A list bigger than the body limit.
 		fmt.Fprintf(w, `{"kind":"PodList","items":[{"metadata":{"name":"%s"}}]}`, strings.Repeat("p", 200<<10))
@@ -680,5 +693,87 @@ func TestExecOverSPDYRecorded(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(types, " "), "terminal.resize") {
 		t.Errorf("no resize recorded: %v", types)
+	}
+}
+
+// leakedSecret is what the fake API server streams on an upgrade the gateway must refuse.
+const leakedSecret = `{"type":"ADDED","object":{"kind":"Secret","data":{"password":"bGVha2Vk"}}}`
+
+// upgrade sends a request that asks to switch to protocol upgrade (and subprotocol) through the
+// gateway, and returns the answer and everything the client got.
+func (h *harness) upgrade(t *testing.T, path, upgrade, subprotocol string) (*http.Response, string) {
+	t.Helper()
+	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprint(conn, "GET /k8s/k"+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice:alt_good\r\n"+
+		"Connection: Upgrade\r\nUpgrade: "+upgrade+"\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: "+subprotocol+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade answer: %v", err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// A relayed stream: read what comes in a moment (the fake sends it at once).
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(br)
+		return resp, string(b)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// An upgrade whose stream the gateway cannot record is refused with a Status, and recorded as
+// refused; exec, attach and port-forward are not.
+func TestUnrecordableUpgradeRefused(t *testing.T) {
+	tests := []struct {
+		name, path, upgrade, subprotocol string
+		contacted                        bool // refused only once the target chose its protocol
+	}{
+		{"watch of secrets over websocket", "/api/v1/namespaces/a/secrets?watch=true", "websocket", "", false},
+		{"watch in the legacy form", "/api/v1/watch/namespaces/a/secrets", "websocket", "", false},
+		{"pod proxy", "/api/v1/namespaces/a/pods/p/proxy/ws", "websocket", "", false},
+		{"service proxy", "/api/v1/namespaces/a/services/s:80/proxy/", "websocket", "", false},
+		{"exec in another upgrade", "/api/v1/namespaces/a/pods/p/exec?command=sh", "h2c", "", false},
+		{"non-resource path", "/api/v1", "websocket", "", false},
+		{"attach in a protocol it cannot follow", "/api/v1/namespaces/a/pods/p/attach?stdout=true", "websocket", "json.k8s.example", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			resp, body := h.upgrade(t, tt.path, tt.upgrade, tt.subprotocol)
+			var st struct {
+				Kind, Status, Message string
+				Code                  int
+			}
+			json.Unmarshal([]byte(body), &st)
+			if resp.StatusCode != 403 || st.Kind != "Status" || st.Status != "Failure" || st.Code != 403 ||
+				!strings.Contains(st.Message, "exec, attach and port-forward") || !strings.Contains(st.Message, "plain HTTP") {
+				t.Errorf("HTTP %d %q, want a Status 403 that says why", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "bGVha2Vk") {
+				t.Errorf("the client got the stream's content: %q", body)
+			}
+			if contacted := len(h.api.headers) != 0; contacted != tt.contacted {
+				t.Errorf("target contacted: %v, want %v", contacted, tt.contacted)
+			}
+			var req, refusal *event.Event
+			for _, e := range h.events(t) {
+				switch {
+				case e.Type == event.KubeRequest:
+					req = e
+				case e.Type == event.KubeResponse && strings.Contains(string(e.Data), `"source":"gateway"`) && strings.Contains(string(e.Data), `"status":403`):
+					refusal = e
+				}
+			}
+			if req == nil || refusal == nil || (!tt.contacted && !strings.Contains(string(req.Data), `"denied":true`)) {
+				t.Errorf("the refusal is not recorded: request %v, gateway response %v", req != nil && strings.Contains(string(req.Data), `"denied":true`), refusal != nil)
+			}
+		})
 	}
 }

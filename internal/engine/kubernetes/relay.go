@@ -45,6 +45,15 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 		Namespace: ri.Namespace, Name: ri.Name, UserAgent: r.UserAgent(), ContentType: r.Header.Get("Content-Type")}
 	secret := ri.Resource == "secrets"
 	upgrade := isUpgrade(r.Header)
+	if upgrade && !streamed(ri, r.Header.Get("Upgrade")) {
+		// Fail closed: what such a stream carries (a watch's Secrets) would pass unrecorded.
+		rd.Denied = true
+		s.record(event.KubeRequest, rd, nil)
+		e.d.Metrics.Error("upgrade_refused")
+		s.log.Info("upgrade refused", "verb", ri.Verb, "resource", ri.Resource, "subresource", ri.Subresource, "namespace", ri.Namespace, "name", ri.Name, "upgrade", r.Header.Get("Upgrade"))
+		s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden", "airlock: "+describe(ri)+": "+upgradeRefused)
+		return
+	}
 
 	// The request body is read whole (up to a bound) so that it is recorded before the API
 	// server sees it.
@@ -180,6 +189,8 @@ func (s *session) outgoing(r *http.Request, apiPath string, body []byte) (*http.
 	if isUpgrade(r.Header) {
 		out.Header.Set("Connection", "Upgrade")
 		out.Header.Set("Upgrade", r.Header.Get("Upgrade"))
+	} else {
+		out.Header.Del("Upgrade") // hop-by-hop; without Connection: Upgrade it asks for nothing
 	}
 	for k := range out.Header {
 		// The client's own credentials and any identity it claims stay here; only the

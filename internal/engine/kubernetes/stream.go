@@ -57,7 +57,8 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		r.fwd = newForwards(s, id, ri.Namespace, ri.Name, query["ports"])
 	}
 	switch {
-	case ws && strings.Contains(subprotocol, "channel.k8s.io"):
+	case ws && (strings.Contains(subprotocol, "channel.k8s.io") || subprotocol == ""):
+		// No subprotocol: the kubelet's default, binary channels numbered as in the others.
 		r.ws = true
 		r.base64 = strings.Contains(subprotocol, "base64.")
 		r.terminal = ri.Subresource == "exec" || ri.Subresource == "attach"
@@ -65,14 +66,47 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		if r.terminal && s.masker != nil {
 			r.masked = map[byte]*maskedOutput{}
 		}
-	case ws && r.fwd != nil && subprotocol == "": // the kubelet's default: binary channels
-		r.ws = true
 	case ws && r.fwd != nil && strings.HasPrefix(subprotocol, "SPDY/3.1+"):
 		r.ws, r.spdy = true, true
 	case isSPDY(upgrade) && r.fwd != nil:
 		r.spdy = true
 	}
 	return r
+}
+
+// upgradeRefused is what a client is told when the gateway refuses a protocol upgrade whose
+// stream it could not record.
+const upgradeRefused = "airlock records only the streams of exec, attach and port-forward, so it does not relay " +
+	"other protocol upgrades (a watch over WebSocket, a proxy's upgrade); watches work over plain HTTP, which kubectl uses"
+
+// streamed reports whether an upgrade of this request (before the target has chosen a
+// protocol) is one the gateway follows: exec, attach or port-forward of a pod, over WebSocket
+// or SPDY. Any other upgrade (a watch over WebSocket, a proxy's) is refused before the target
+// is contacted: its bytes would pass unrecorded.
+func streamed(ri requestInfo, upgrade string) bool {
+	if ri.Group != "" || ri.Resource != "pods" || ri.Name == "" {
+		return false
+	}
+	switch ri.Subresource {
+	case "exec", "attach", "portforward":
+		return strings.EqualFold(upgrade, "websocket") || isSPDY(upgrade)
+	}
+	return false
+}
+
+// recordable reports whether the gateway follows the stream of such a request in the protocol
+// the target chose (its Upgrade and Sec-WebSocket-Protocol): the cases of newStreamRecorder,
+// and SPDY exec and attach (relaySPDY). The gateway refuses any other.
+func recordable(ri requestInfo, upgrade, subprotocol string) bool {
+	switch {
+	case !streamed(ri, upgrade):
+		return false
+	case isSPDY(upgrade):
+		return true
+	case subprotocol == "" || strings.Contains(subprotocol, "channel.k8s.io"):
+		return true
+	}
+	return ri.Subresource == "portforward" && strings.HasPrefix(subprotocol, "SPDY/3.1+")
 }
 
 func (r *streamRecorder) fromClient(src io.Reader) io.Reader { return r.tap(src, "client") }

@@ -40,6 +40,14 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		s.relayResponse(w, resp, id, began, false)
 		return
 	}
+	if up, sub := resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"); !recordable(ri, up, sub) {
+		// The target chose a protocol the gateway cannot follow: the client gets none of it.
+		resp.Body.Close()
+		s.eng.d.Metrics.Error("upgrade_refused")
+		s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden",
+			fmt.Sprintf("airlock: %s: the target chose protocol %q %q: %s", describe(ri), up, sub, upgradeRefused))
+		return
+	}
 	upConn, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
