@@ -777,3 +777,30 @@ func TestUnrecordableUpgradeRefused(t *testing.T) {
 		})
 	}
 }
+
+// A rule written as RBAC would (create pods/exec) stops exec over WebSocket, a GET, as well as
+// over SPDY, a POST: the API server authorizes both as create.
+func TestDenyCreateExecStopsWebSocketExec(t *testing.T) {
+	rules := []config.Policy{{Name: "all", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "allow",
+		Kubernetes: []config.KubernetesRule{{Name: "no-exec", Verbs: []string{"create"}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}, Action: "deny"}}}}
+	for _, sub := range []string{"exec?command=sh&stdin=true", "attach?stdout=true", "portforward?ports=80"} {
+		t.Run(sub, func(t *testing.T) {
+			h := newHarness(t, rules)
+			resp, body := h.upgrade(t, "/api/v1/namespaces/a/pods/p/"+sub, "websocket", "v5.channel.k8s.io")
+			if resp.StatusCode != 403 || !strings.Contains(body, `denied by policy rule \"no-exec\"`) {
+				t.Errorf("HTTP %d %q, want the policy's 403", resp.StatusCode, body)
+			}
+			if len(h.api.headers) != 0 {
+				t.Errorf("the denied request reached the API server")
+			}
+			var denied bool
+			for _, e := range h.events(t) {
+				denied = denied || e.Type == event.KubeRequest && strings.Contains(string(e.Data), `"verb":"create"`) &&
+					strings.Contains(string(e.Data), `"denied":true`) && strings.Contains(string(e.Data), `"rule":"no-exec"`)
+			}
+			if !denied {
+				t.Errorf("the denial is not recorded as a create")
+			}
+		})
+	}
+}
