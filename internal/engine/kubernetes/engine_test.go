@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -64,6 +65,8 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	headers []http.Header
 	bulk    bool // exec answers with a bulk stdout (BenchmarkExecOutput)
+	// stdin gets what an exec of command oversized-in read, once the gateway ended it.
+	stdin chan []byte
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +91,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fakePortForward(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
 		spdyExec(w, r)
+	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && strings.HasPrefix(r.URL.Query().Get("command"), "oversized"):
+		f.oversizedExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && f.bulk:
 		fakeBulkExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
@@ -415,7 +420,8 @@ func wsFrame(op byte, payload []byte, mask bool) []byte {
 	case n < 1<<16:
 		b = append(b, m|126, byte(n>>8), byte(n))
 	default:
-		panic("frame too big for the test")
+		b = append(b, m|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	if !mask {
 		return append(b, payload...)
@@ -800,6 +806,95 @@ func TestDenyCreateExecStopsWebSocketExec(t *testing.T) {
 			}
 			if !denied {
 				t.Errorf("the denial is not recorded as a create")
+			}
+		})
+	}
+}
+
+// oversizedExec is an exec over WebSocket whose command oversized-out prints a 17 MiB stdout
+// message and then a line, and whose command oversized-in reads stdin (into f.stdin) until the
+// gateway ends the stream.
+func (f *fakeAPI) oversizedExec(w http.ResponseWriter, r *http.Request) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+	brw.Flush()
+	if r.URL.Query().Get("command") == "oversized-out" {
+		big := append([]byte{1}, strings.Repeat("card 4111111111111111 ", 17<<20/22+1)...)
+		conn.Write(wsFrame(2, big, false))
+		conn.Write(wsFrame(2, []byte("\x01after the big frame\n"), false))
+		io.Copy(io.Discard, brw) // until the gateway closes
+		return
+	}
+	var got []byte
+	for {
+		_, msg, err := readFrame(brw)
+		if err != nil {
+			break
+		}
+		got = append(got, msg...)
+	}
+	f.stdin <- got
+}
+
+// A WebSocket frame over 16 MiB, which the gateway does not follow, ends the stream both ways
+// (nothing of it nor after it goes on), and kube.response.end says why: whichever side sent it,
+// with or without masking.
+func TestOversizedFrameEndsStream(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		rules  []config.Policy
+		fromCl bool
+	}{
+		{"from the target", nil, false},
+		{"from the target, masked", maskPolicy, false},
+		{"from the client", nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.rules)
+			h.api.stdin = make(chan []byte, 1)
+			cmd := "oversized-out"
+			if tt.fromCl {
+				cmd = "oversized-in"
+			}
+			conn, br := h.websocket(t, "exec?command="+cmd+"&stdin=true&stdout=true", "v5.channel.k8s.io")
+			if tt.fromCl {
+				conn.Write(wsFrame(2, append([]byte{0}, make([]byte, 17<<20)...), true))
+				conn.Write(wsFrame(2, []byte("\x00after the big frame\n"), true))
+			}
+			// The gateway closes the client's connection (the fake never does).
+			got, err := io.ReadAll(br)
+			if err != nil {
+				t.Errorf("the stream did not end: %v", err)
+			}
+			if len(got) > 1<<20 || strings.Contains(string(got), "after the big frame") {
+				t.Errorf("the client got %d bytes (%q...) after a frame the gateway could not record", len(got), clip(string(got), 40))
+			}
+			if tt.fromCl {
+				select {
+				case in := <-h.api.stdin:
+					if len(in) > 0 {
+						t.Errorf("the target got %d bytes of stdin (%q...)", len(in), clip(string(in), 40))
+					}
+				case <-time.After(30 * time.Second):
+					t.Errorf("the gateway did not close the target's side")
+				}
+			}
+			conn.Close()
+			var end *event.Event
+			for _, e := range h.events(t) {
+				if e.Type == event.KubeResponseEnd {
+					end = e
+				}
+				if (e.Type == event.TerminalOutput || e.Type == event.TerminalInput) && strings.Contains(string(e.Raw), "after the big frame") {
+					t.Errorf("what came after the frame is recorded as passed on: %s", e.Type)
+				}
+			}
+			if end == nil || !strings.Contains(string(end.Data), "ended because the gateway could not record it") {
+				t.Errorf("kube.response.end does not say why the stream ended: %v", end)
 			}
 		})
 	}

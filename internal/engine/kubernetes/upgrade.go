@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,6 +109,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 			}
 		}()
 		rec := newStreamRecorder(s, id, ri, r.URL.Query(), resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+		rec.stop = func() { cliConn.Close(); upConn.Close() }
 		wg.Add(2)
 		go func() { // clientToTarget
 			defer wg.Done()
@@ -143,6 +145,9 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	end := event.KubeResponseEndData{ID: id, DurationNS: int64(time.Since(began)), Body: event.BodyInfo{Bytes: toCli.Load()}}
 	if streamErr != nil {
 		end.Error = streamErr.Error()
+		if errors.Is(streamErr, errUnrecordable) {
+			s.log.Warn("upgraded stream ended: the gateway could not record it", "id", id, "err", streamErr)
+		}
 	}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
