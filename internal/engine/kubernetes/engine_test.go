@@ -67,6 +67,8 @@ type fakeAPI struct {
 	bulk    bool // exec answers with a bulk stdout (BenchmarkExecOutput)
 	// stdin gets what an exec of command oversized-in read, once the gateway ended it.
 	stdin chan []byte
+	// holdStatus, when set, keeps an exec over SPDY from ending its error stream until closed.
+	holdStatus chan struct{}
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +92,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/portforward"):
 		fakePortForward(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
-		spdyExec(w, r)
+		spdyExec(w, r, f.holdStatus)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && strings.HasPrefix(r.URL.Query().Get("command"), "oversized"):
 		f.oversizedExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && f.bulk:
@@ -568,7 +570,7 @@ func TestExitData(t *testing.T) {
 
 // spdyExec answers an exec over SPDY like a kubelet: it waits for the error, stdin and stdout
 // streams, echoes stdin to stdout once the client closes stdin, and ends with exit code 3.
-func spdyExec(w http.ResponseWriter, r *http.Request) {
+func spdyExec(w http.ResponseWriter, r *http.Request, holdStatus <-chan struct{}) {
 	streams := make(chan httpstream.Stream, 8)
 	w.Header().Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
 	conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(st httpstream.Stream, _ <-chan struct{}) error {
@@ -591,7 +593,12 @@ func spdyExec(w http.ResponseWriter, r *http.Request) {
 	in, _ := io.ReadAll(got["stdin"])
 	got["stdout"].Write(append([]byte("you said: "), in...))
 	got["stdout"].Close()
-	got["error"].Write([]byte(`{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`))
+	status := `{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`
+	got["error"].Write([]byte(status[:40])) // in two pieces, as a slow kubelet may
+	got["error"].Write([]byte(status[40:]))
+	if holdStatus != nil {
+		<-holdStatus
+	}
 	got["error"].Close()
 	select {
 	case <-conn.CloseChan():
@@ -897,5 +904,45 @@ func TestOversizedFrameEndsStream(t *testing.T) {
 				t.Errorf("kube.response.end does not say why the stream ended: %v", end)
 			}
 		})
+	}
+}
+
+// Over SPDY the exit Status reaches kubectl only once exec.exit is in the store (strict mode's
+// "recorded before forwarded"), not when the error stream ends.
+func TestSPDYExitRecordedBeforeForwarded(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.holdStatus = make(chan struct{})
+	defer close(h.api.holdStatus)
+	conn := h.spdy(t, "exec?command=cat&stdin=true&stdout=true", "v4.channel.k8s.io")
+	defer conn.Close()
+	errS, in, out := execStream(t, conn, "error"), execStream(t, conn, "stdin"), execStream(t, conn, "stdout")
+	execStream(t, conn, "resize")
+	in.Write([]byte("x\n"))
+	in.Close()
+	io.ReadAll(out)
+	// Read the Status as it comes; the target keeps its stream open.
+	var status []byte
+	buf := make([]byte, 1024)
+	for !json.Valid(status) {
+		n, err := errS.Read(buf)
+		status = append(status, buf[:n]...)
+		if err != nil {
+			t.Fatalf("error stream after %q: %v", status, err)
+		}
+	}
+	ss, err := h.st.Sessions(context.Background(), store.Filter{})
+	if err != nil || len(ss) != 1 {
+		t.Fatalf("sessions %v %v", ss, err)
+	}
+	var exit *event.Event
+	h.st.Events(context.Background(), ss[0].ID, 0, func(e *event.Event) error {
+		if e.Type == event.ExecExit {
+			c := *e
+			exit = &c
+		}
+		return nil
+	})
+	if exit == nil {
+		t.Fatalf("kubectl got the exit Status %q before exec.exit was recorded", status)
 	}
 }
