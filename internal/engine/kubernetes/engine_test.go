@@ -115,6 +115,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		conn.Write(wsFrame(2, append([]byte{1}, "you said: "+string(msg[1:])...), false))
 		conn.Write(wsFrame(8, []byte{0x03, 0xe8}, false))
+	case r.URL.Path == "/api/v1/namespaces/a/secrets" && r.URL.Query().Get("watch") == "true" && r.Header.Get("Upgrade") == "":
+		// A watch in an encoding the gateway does not read (as if the client had asked for CBOR).
+		w.Header().Set("Content-Type", "application/cbor-seq")
+		fmt.Fprint(w, leakedSecret)
 	case r.Header.Get("Upgrade") != "":
 		// Any other upgrade (a watch over WebSocket, a proxy's, an exec in a protocol the
 		// gateway cannot follow): switch to what was asked and send a Secret at once.
@@ -944,5 +948,21 @@ func TestSPDYExitRecordedBeforeForwarded(t *testing.T) {
 	})
 	if exit == nil {
 		t.Fatalf("kubectl got the exit Status %q before exec.exit was recorded", status)
+	}
+}
+
+// A watch whose stream is not JSON, whose events the gateway cannot record, is not forwarded.
+func TestWatchNotJSONRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	resp, body := h.do(t, "GET", "k/api/v1/namespaces/a/secrets?watch=true", "alice:alt_good", "")
+	if resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(body, `"kind":"Status"`) || strings.Contains(body, "bGVha2Vk") {
+		t.Errorf("HTTP %d %q, want a Status 406 without the stream", resp.StatusCode, body)
+	}
+	var refusal bool
+	for _, e := range h.events(t) {
+		refusal = refusal || e.Type == event.KubeResponse && strings.Contains(string(e.Data), `"source":"gateway"`) && strings.Contains(string(e.Data), `"status":406`)
+	}
+	if !refusal {
+		t.Errorf("the refusal is not recorded")
 	}
 }

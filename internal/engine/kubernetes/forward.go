@@ -220,7 +220,7 @@ type spdyTap struct {
 }
 
 // maxControlFrame bounds a SPDY control frame the tap decodes (a port-forward's are a few
-// hundred bytes); a larger one stops the recording of the stream's content.
+// hundred bytes); a larger one ends the stream (errUnrecordable).
 const maxControlFrame = 1 << 20
 
 func newSPDYTap(f *forwards, dir string) *spdyTap {

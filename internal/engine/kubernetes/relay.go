@@ -367,7 +367,13 @@ func (s *session) startStream(w http.ResponseWriter, resp *http.Response, id uin
 // relayWatch forwards a watch stream event by event: each is recorded (masked) before the
 // client gets it.
 func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time, secret bool) {
-	ct := resp.Header.Get("Content-Type")
+	if ct := resp.Header.Get("Content-Type"); !strings.Contains(ct, "json") {
+		// Not a JSON stream (the gateway asked for JSON; CBOR or protobuf if the client asked
+		// for nothing else): the gateway cannot record its events, so it does not forward it.
+		s.respondGateway(w, id, began, http.StatusNotAcceptable, "NotAcceptable",
+			"airlock records watches as JSON events; the target answered "+ct+": ask for application/json")
+		return
+	}
 	rc, ok := s.startStream(w, resp, id, began)
 	if !ok {
 		return
@@ -376,40 +382,29 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 	var total int64
 	events := 0
 	end := event.KubeResponseEndData{ID: id}
-	if !strings.Contains(ct, "json") {
-		// Not a JSON stream (the gateway asked for JSON; this should not happen): pass it on
-		// and say so.
-		n, err := io.Copy(io.MultiWriter(flushWriter{w, rc}, h), resp.Body)
-		total = n
-		if err != nil {
-			end.Error = err.Error()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev json.RawMessage
+		if err := dec.Decode(&ev); err != nil {
+			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+				end.Error = err.Error()
+			}
+			break
 		}
-		end.Error = strings.TrimSpace(end.Error + " stream is " + ct + ", not JSON: events not recorded")
-	} else {
-		dec := json.NewDecoder(resp.Body)
-		for {
-			var ev json.RawMessage
-			if err := dec.Decode(&ev); err != nil {
-				if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
-					end.Error = err.Error()
-				}
-				break
-			}
-			wd, raw := s.watchRecord(id, ev, secret)
-			s.record(event.KubeWatchEvent, wd, raw)
-			if err := s.commit(); err != nil {
-				end.Error = "recording failed: " + err.Error()
-				break
-			}
-			line := append(ev, '\n')
-			h.Write(line)
-			total += int64(len(line))
-			if _, err := w.Write(line); err != nil {
-				break
-			}
-			rc.Flush()
-			events++
+		wd, raw := s.watchRecord(id, ev, secret)
+		s.record(event.KubeWatchEvent, wd, raw)
+		if err := s.commit(); err != nil {
+			end.Error = "recording failed: " + err.Error()
+			break
 		}
+		line := append(ev, '\n')
+		h.Write(line)
+		total += int64(len(line))
+		if _, err := w.Write(line); err != nil {
+			break
+		}
+		rc.Flush()
+		events++
 	}
 	s.toCli.Add(total)
 	end.DurationNS = int64(time.Since(began))
@@ -508,17 +503,6 @@ func (s *session) watchRecord(id uint64, ev json.RawMessage, secret bool) (event
 		raw, wd.Truncated = raw[:lim], true
 	}
 	return wd, raw
-}
-
-type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	f.rc.Flush()
-	return n, err
 }
 
 func copyHeader(dst, src http.Header) {
