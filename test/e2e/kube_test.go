@@ -3,12 +3,16 @@ package e2e
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +35,7 @@ const kubePolicies = `policies:
         resources: [namespaces]
       - name: no-exec-in-kube-system
         action: deny
+        verbs: [create]
         resources: [pods/exec, pods/attach, pods/portforward]
         namespaces: [kube-system]
       - name: secrets-are-watched
@@ -185,6 +190,45 @@ stringData: {password: %s}
 		}
 	})
 
+	t.Run("websocket watch refused", func(t *testing.T) {
+		// The API server serves a watch over WebSocket too; the gateway cannot record what
+		// such a stream carries, so it refuses the upgrade (kubectl get -w, plain HTTP, works:
+		// the "watch" case).
+		since := time.Now()
+		secretValue := "ws-" + randToken(t)[:12]
+		c.apply(fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: ws-watched, namespace: default}\nstringData: {password: %s}\n", secretValue))
+		encoded := base64.StdEncoding.EncodeToString([]byte(secretValue))
+		const path = "/api/v1/namespaces/default/secrets?watch=true&fieldSelector=metadata.name%3Dws-watched"
+		// Directly, the API server streams the Secret: what the gateway keeps from the client.
+		code, got := websocketUpgrade(t, c.URL, c.CAFile, path, kubeconfigToken(t, c.Kubeconfig), encoded)
+		if code != 101 || !strings.Contains(got, encoded) {
+			t.Fatalf("directly, the API server answered HTTP %d %q, not a watch over WebSocket with the Secret", code, clip(got, 500))
+		}
+		gw := fmt.Sprintf("https://127.0.0.1:%d/k8s/kind-1", kg.Port("kubernetes"))
+		code, got = websocketUpgrade(t, gw, filepath.Join(kg.DataDir, "tls", "cert.pem"), path, "alice:"+kg.token(t, "alice", alicePassword), encoded)
+		var st struct{ Kind, Status, Message string }
+		json.Unmarshal([]byte(got), &st)
+		if code != 403 || st.Kind != "Status" || st.Status != "Failure" || !strings.Contains(st.Message, "exec, attach and port-forward") {
+			t.Errorf("through the gateway: HTTP %d %q, want a Status 403", code, clip(got, 500))
+		}
+		if strings.Contains(got, encoded) || strings.Contains(got, secretValue) {
+			t.Errorf("the client got the Secret: %q", clip(got, 500))
+		}
+		ev := allEvents(kg.waitKubeSessions(t, "alice", since, 1))
+		checkNever(t, ev, encoded, secretValue)
+		req := findKube(ev, "kube.request", func(e Event) bool {
+			return e.str("verb") == "watch" && e.str("resource") == "secrets" && e.Data["denied"] == true
+		})
+		if req == nil {
+			t.Fatalf("the refused watch is not recorded: %v", types(ev))
+		}
+		if findKube(ev, "kube.response", func(e Event) bool {
+			return e.num("id") == req.num("id") && e.num("status") == 403 && e.str("source") == "gateway"
+		}) == nil {
+			t.Errorf("the gateway's 403 is not recorded")
+		}
+	})
+
 	t.Run("denied", func(t *testing.T) {
 		since := time.Now()
 		r := kg.kubectl(t, "alice", alicePassword, nil, "delete", "namespace", "kube-public")
@@ -203,8 +247,12 @@ stringData: {password: %s}
 		if deny == nil {
 			t.Fatalf("the denial is not recorded: %v", types(allEvents(ss)))
 		}
-		if x, _ := inSession(ss, "kube.request", func(e Event) bool { return e.Data["denied"] == true && e.str("rule") == "no-exec-in-kube-system" }); x == nil {
-			t.Errorf("the exec denial is not recorded")
+		// kubectl 1.30+ asks for exec with a GET upgraded to WebSocket: the rule on create (as
+		// RBAC's) stops it, as the API server would.
+		if x, _ := inSession(ss, "kube.request", func(e Event) bool {
+			return e.Data["denied"] == true && e.str("rule") == "no-exec-in-kube-system" && e.str("method") == "GET" && e.str("verb") == "create"
+		}); x == nil {
+			t.Errorf("the exec denial (a GET, verb create) is not recorded: %v", types(allEvents(ss)))
 		}
 		if findKube(ev, "kube.response", func(e Event) bool {
 			return e.num("id") == deny.num("id") && e.num("status") == 403 && e.str("source") == "gateway"
@@ -787,4 +835,49 @@ func checkNever(t testing.TB, ev []Event, needles ...string) {
 			}
 		}
 	}
+}
+
+// websocketUpgrade asks base (an API server, or the gateway's /k8s/TARGET) for path upgraded to
+// WebSocket, as a browser would (with an Origin, which the API server's WebSocket watch wants), and returns the status and what came: the body of a refusal,
+// or the stream's first bytes, up to until (or what came in 5 s).
+func websocketUpgrade(t *testing.T, base, caFile, path, token, until string) (int, string) {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "GET %s%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Origin: https://%[3]s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", u.Path, path, u.Host, token)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade of %s: %v", path, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 64<<10)
+	n := 0
+	for n < len(b) && !strings.Contains(string(b[:n]), until) {
+		m, err := br.Read(b[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, string(b[:n])
 }

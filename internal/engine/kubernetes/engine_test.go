@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -64,6 +65,10 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	headers []http.Header
 	bulk    bool // exec answers with a bulk stdout (BenchmarkExecOutput)
+	// stdin gets what an exec of command oversized-in read, once the gateway ended it.
+	stdin chan []byte
+	// holdStatus, when set, keeps an exec over SPDY from ending its error stream until closed.
+	holdStatus chan struct{}
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +92,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/portforward"):
 		fakePortForward(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && strings.HasPrefix(r.Header.Get("Upgrade"), "SPDY/"):
-		spdyExec(w, r)
+		spdyExec(w, r, f.holdStatus)
+	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && strings.HasPrefix(r.URL.Query().Get("command"), "oversized"):
+		f.oversizedExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket" && f.bulk:
 		fakeBulkExec(w, r)
 	case strings.HasSuffix(r.URL.Path, "/exec") && r.Header.Get("Upgrade") == "websocket":
@@ -108,6 +115,23 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		conn.Write(wsFrame(2, append([]byte{1}, "you said: "+string(msg[1:])...), false))
 		conn.Write(wsFrame(8, []byte{0x03, 0xe8}, false))
+	case r.URL.Path == "/api/v1/namespaces/a/secrets" && r.URL.Query().Get("watch") == "true" && r.Header.Get("Upgrade") == "":
+		// A watch in an encoding the gateway does not read (as if the client had asked for CBOR).
+		w.Header().Set("Content-Type", "application/cbor-seq")
+		fmt.Fprint(w, leakedSecret)
+	case r.Header.Get("Upgrade") != "":
+		// Any other upgrade (a watch over WebSocket, a proxy's, an exec in a protocol the
+		// gateway cannot follow): switch to what was asked and send a Secret at once.
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+			r.Header.Get("Upgrade"), r.Header.Get("Sec-WebSocket-Protocol"))
+		brw.Write(wsFrame(1, []byte(leakedSecret), false))
+		brw.Flush()
+		io.Copy(io.Discard, brw) // until the gateway closes
 	case r.URL.Path == "/api/v1/namespaces/a/pods":
 		// A list bigger than the body limit.
 		fmt.Fprintf(w, `{"kind":"PodList","items":[{"metadata":{"name":"%s"}}]}`, strings.Repeat("p", 200<<10))
@@ -402,7 +426,8 @@ func wsFrame(op byte, payload []byte, mask bool) []byte {
 	case n < 1<<16:
 		b = append(b, m|126, byte(n>>8), byte(n))
 	default:
-		panic("frame too big for the test")
+		b = append(b, m|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	if !mask {
 		return append(b, payload...)
@@ -549,7 +574,7 @@ func TestExitData(t *testing.T) {
 
 // spdyExec answers an exec over SPDY like a kubelet: it waits for the error, stdin and stdout
 // streams, echoes stdin to stdout once the client closes stdin, and ends with exit code 3.
-func spdyExec(w http.ResponseWriter, r *http.Request) {
+func spdyExec(w http.ResponseWriter, r *http.Request, holdStatus <-chan struct{}) {
 	streams := make(chan httpstream.Stream, 8)
 	w.Header().Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
 	conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(st httpstream.Stream, _ <-chan struct{}) error {
@@ -572,7 +597,12 @@ func spdyExec(w http.ResponseWriter, r *http.Request) {
 	in, _ := io.ReadAll(got["stdin"])
 	got["stdout"].Write(append([]byte("you said: "), in...))
 	got["stdout"].Close()
-	got["error"].Write([]byte(`{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`))
+	status := `{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`
+	got["error"].Write([]byte(status[:40])) // in two pieces, as a slow kubelet may
+	got["error"].Write([]byte(status[40:]))
+	if holdStatus != nil {
+		<-holdStatus
+	}
 	got["error"].Close()
 	select {
 	case <-conn.CloseChan():
@@ -680,5 +710,259 @@ func TestExecOverSPDYRecorded(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(types, " "), "terminal.resize") {
 		t.Errorf("no resize recorded: %v", types)
+	}
+}
+
+// leakedSecret is what the fake API server streams on an upgrade the gateway must refuse.
+const leakedSecret = `{"type":"ADDED","object":{"kind":"Secret","data":{"password":"bGVha2Vk"}}}`
+
+// upgrade sends a request that asks to switch to protocol upgrade (and subprotocol) through the
+// gateway, and returns the answer and everything the client got.
+func (h *harness) upgrade(t *testing.T, path, upgrade, subprotocol string) (*http.Response, string) {
+	t.Helper()
+	addr := strings.TrimSuffix(strings.TrimPrefix(h.base, "https://"), "/k8s/")
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprint(conn, "GET /k8s/k"+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice:alt_good\r\n"+
+		"Connection: Upgrade\r\nUpgrade: "+upgrade+"\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: "+subprotocol+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade answer: %v", err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// A relayed stream: read what comes in a moment (the fake sends it at once).
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(br)
+		return resp, string(b)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// An upgrade whose stream the gateway cannot record is refused with a Status, and recorded as
+// refused; exec, attach and port-forward are not.
+func TestUnrecordableUpgradeRefused(t *testing.T) {
+	tests := []struct {
+		name, path, upgrade, subprotocol string
+		contacted                        bool // refused only once the target chose its protocol
+	}{
+		{"watch of secrets over websocket", "/api/v1/namespaces/a/secrets?watch=true", "websocket", "", false},
+		{"watch in the legacy form", "/api/v1/watch/namespaces/a/secrets", "websocket", "", false},
+		{"pod proxy", "/api/v1/namespaces/a/pods/p/proxy/ws", "websocket", "", false},
+		{"service proxy", "/api/v1/namespaces/a/services/s:80/proxy/", "websocket", "", false},
+		{"exec in another upgrade", "/api/v1/namespaces/a/pods/p/exec?command=sh", "h2c", "", false},
+		{"non-resource path", "/api/v1", "websocket", "", false},
+		{"attach in a protocol it cannot follow", "/api/v1/namespaces/a/pods/p/attach?stdout=true", "websocket", "json.k8s.example", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			resp, body := h.upgrade(t, tt.path, tt.upgrade, tt.subprotocol)
+			var st struct {
+				Kind, Status, Message string
+				Code                  int
+			}
+			json.Unmarshal([]byte(body), &st)
+			if resp.StatusCode != 403 || st.Kind != "Status" || st.Status != "Failure" || st.Code != 403 ||
+				!strings.Contains(st.Message, "exec, attach and port-forward") || !strings.Contains(st.Message, "plain HTTP") {
+				t.Errorf("HTTP %d %q, want a Status 403 that says why", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "bGVha2Vk") {
+				t.Errorf("the client got the stream's content: %q", body)
+			}
+			if contacted := len(h.api.headers) != 0; contacted != tt.contacted {
+				t.Errorf("target contacted: %v, want %v", contacted, tt.contacted)
+			}
+			var req, refusal *event.Event
+			for _, e := range h.events(t) {
+				switch {
+				case e.Type == event.KubeRequest:
+					req = e
+				case e.Type == event.KubeResponse && strings.Contains(string(e.Data), `"source":"gateway"`) && strings.Contains(string(e.Data), `"status":403`):
+					refusal = e
+				}
+			}
+			if req == nil || refusal == nil || (!tt.contacted && !strings.Contains(string(req.Data), `"denied":true`)) {
+				t.Errorf("the refusal is not recorded: request %v, gateway response %v", req != nil && strings.Contains(string(req.Data), `"denied":true`), refusal != nil)
+			}
+		})
+	}
+}
+
+// A rule written as RBAC would (create pods/exec) stops exec over WebSocket, a GET, as well as
+// over SPDY, a POST: the API server authorizes both as create.
+func TestDenyCreateExecStopsWebSocketExec(t *testing.T) {
+	rules := []config.Policy{{Name: "all", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "allow",
+		Kubernetes: []config.KubernetesRule{{Name: "no-exec", Verbs: []string{"create"}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}, Action: "deny"}}}}
+	for _, sub := range []string{"exec?command=sh&stdin=true", "attach?stdout=true", "portforward?ports=80"} {
+		t.Run(sub, func(t *testing.T) {
+			h := newHarness(t, rules)
+			resp, body := h.upgrade(t, "/api/v1/namespaces/a/pods/p/"+sub, "websocket", "v5.channel.k8s.io")
+			if resp.StatusCode != 403 || !strings.Contains(body, `denied by policy rule \"no-exec\"`) {
+				t.Errorf("HTTP %d %q, want the policy's 403", resp.StatusCode, body)
+			}
+			if len(h.api.headers) != 0 {
+				t.Errorf("the denied request reached the API server")
+			}
+			var denied bool
+			for _, e := range h.events(t) {
+				denied = denied || e.Type == event.KubeRequest && strings.Contains(string(e.Data), `"verb":"create"`) &&
+					strings.Contains(string(e.Data), `"denied":true`) && strings.Contains(string(e.Data), `"rule":"no-exec"`)
+			}
+			if !denied {
+				t.Errorf("the denial is not recorded as a create")
+			}
+		})
+	}
+}
+
+// oversizedExec is an exec over WebSocket whose command oversized-out prints a 17 MiB stdout
+// message and then a line, and whose command oversized-in reads stdin (into f.stdin) until the
+// gateway ends the stream.
+func (f *fakeAPI) oversizedExec(w http.ResponseWriter, r *http.Request) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+	brw.Flush()
+	if r.URL.Query().Get("command") == "oversized-out" {
+		big := append([]byte{1}, strings.Repeat("card 4111111111111111 ", 17<<20/22+1)...)
+		conn.Write(wsFrame(2, big, false))
+		conn.Write(wsFrame(2, []byte("\x01after the big frame\n"), false))
+		io.Copy(io.Discard, brw) // until the gateway closes
+		return
+	}
+	var got []byte
+	for {
+		_, msg, err := readFrame(brw)
+		if err != nil {
+			break
+		}
+		got = append(got, msg...)
+	}
+	f.stdin <- got
+}
+
+// A WebSocket frame over 16 MiB, which the gateway does not follow, ends the stream both ways
+// (nothing of it nor after it goes on), and kube.response.end says why: whichever side sent it,
+// with or without masking.
+func TestOversizedFrameEndsStream(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		rules  []config.Policy
+		fromCl bool
+	}{
+		{"from the target", nil, false},
+		{"from the target, masked", maskPolicy, false},
+		{"from the client", nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.rules)
+			h.api.stdin = make(chan []byte, 1)
+			cmd := "oversized-out"
+			if tt.fromCl {
+				cmd = "oversized-in"
+			}
+			conn, br := h.websocket(t, "exec?command="+cmd+"&stdin=true&stdout=true", "v5.channel.k8s.io")
+			if tt.fromCl {
+				conn.Write(wsFrame(2, append([]byte{0}, make([]byte, 17<<20)...), true))
+				conn.Write(wsFrame(2, []byte("\x00after the big frame\n"), true))
+			}
+			// The gateway closes the client's connection (the fake never does).
+			got, err := io.ReadAll(br)
+			if err != nil {
+				t.Errorf("the stream did not end: %v", err)
+			}
+			if len(got) > 1<<20 || strings.Contains(string(got), "after the big frame") {
+				t.Errorf("the client got %d bytes (%q...) after a frame the gateway could not record", len(got), clip(string(got), 40))
+			}
+			if tt.fromCl {
+				select {
+				case in := <-h.api.stdin:
+					if len(in) > 0 {
+						t.Errorf("the target got %d bytes of stdin (%q...)", len(in), clip(string(in), 40))
+					}
+				case <-time.After(30 * time.Second):
+					t.Errorf("the gateway did not close the target's side")
+				}
+			}
+			conn.Close()
+			var end *event.Event
+			for _, e := range h.events(t) {
+				if e.Type == event.KubeResponseEnd {
+					end = e
+				}
+				if (e.Type == event.TerminalOutput || e.Type == event.TerminalInput) && strings.Contains(string(e.Raw), "after the big frame") {
+					t.Errorf("what came after the frame is recorded as passed on: %s", e.Type)
+				}
+			}
+			if end == nil || !strings.Contains(string(end.Data), "ended because the gateway could not record it") {
+				t.Errorf("kube.response.end does not say why the stream ended: %v", end)
+			}
+		})
+	}
+}
+
+// Over SPDY the exit Status reaches kubectl only once exec.exit is in the store (strict mode's
+// "recorded before forwarded"), not when the error stream ends.
+func TestSPDYExitRecordedBeforeForwarded(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.holdStatus = make(chan struct{})
+	defer close(h.api.holdStatus)
+	conn := h.spdy(t, "exec?command=cat&stdin=true&stdout=true", "v4.channel.k8s.io")
+	defer conn.Close()
+	errS, in, out := execStream(t, conn, "error"), execStream(t, conn, "stdin"), execStream(t, conn, "stdout")
+	execStream(t, conn, "resize")
+	in.Write([]byte("x\n"))
+	in.Close()
+	io.ReadAll(out)
+	// Read the Status as it comes; the target keeps its stream open.
+	var status []byte
+	buf := make([]byte, 1024)
+	for !json.Valid(status) {
+		n, err := errS.Read(buf)
+		status = append(status, buf[:n]...)
+		if err != nil {
+			t.Fatalf("error stream after %q: %v", status, err)
+		}
+	}
+	ss, err := h.st.Sessions(context.Background(), store.Filter{})
+	if err != nil || len(ss) != 1 {
+		t.Fatalf("sessions %v %v", ss, err)
+	}
+	var exit *event.Event
+	h.st.Events(context.Background(), ss[0].ID, 0, func(e *event.Event) error {
+		if e.Type == event.ExecExit {
+			c := *e
+			exit = &c
+		}
+		return nil
+	})
+	if exit == nil {
+		t.Fatalf("kubectl got the exit Status %q before exec.exit was recorded", status)
+	}
+}
+
+// A watch whose stream is not JSON, whose events the gateway cannot record, is not forwarded.
+func TestWatchNotJSONRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	resp, body := h.do(t, "GET", "k/api/v1/namespaces/a/secrets?watch=true", "alice:alt_good", "")
+	if resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(body, `"kind":"Status"`) || strings.Contains(body, "bGVha2Vk") {
+		t.Errorf("HTTP %d %q, want a Status 406 without the stream", resp.StatusCode, body)
+	}
+	var refusal bool
+	for _, e := range h.events(t) {
+		refusal = refusal || e.Type == event.KubeResponse && strings.Contains(string(e.Data), `"source":"gateway"`) && strings.Contains(string(e.Data), `"status":406`)
+	}
+	if !refusal {
+		t.Errorf("the refusal is not recorded")
 	}
 }

@@ -220,7 +220,7 @@ type spdyTap struct {
 }
 
 // maxControlFrame bounds a SPDY control frame the tap decodes (a port-forward's are a few
-// hundred bytes); a larger one stops the recording of the stream's content.
+// hundred bytes); a larger one ends the stream (errUnrecordable).
 const maxControlFrame = 1 << 20
 
 func newSPDYTap(f *forwards, dir string) *spdyTap {
@@ -243,8 +243,9 @@ func (r *frameSource) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// feed follows the bytes p of the connection, recording what they complete. An error means
-// the bytes are not SPDY the tap understands: it stops, and the bytes still pass.
+// feed follows the bytes p of the connection, recording what they complete. An error
+// (errUnrecordable) means the bytes are not SPDY the tap understands: it stops, and the
+// caller ends the stream.
 func (t *spdyTap) feed(p []byte) error {
 	if t.stopped {
 		return nil
@@ -307,7 +308,7 @@ func (t *spdyTap) feed(p []byte) error {
 func (t *spdyTap) stop(err error) error {
 	t.stopped = true
 	t.hdr, t.src.b = nil, nil
-	return fmt.Errorf("port-forward: %w: the rest of its content is not recorded", err)
+	return unrecordable("port-forward: %v", err)
 }
 
 func (t *spdyTap) dataBytes(p []byte) {
@@ -394,7 +395,7 @@ func (s *spdyReader) Read(p []byte) (int, error) {
 	n, err := s.src.Read(p)
 	if n > 0 {
 		if ferr := s.tap.feed(p[:n]); ferr != nil {
-			s.r.setErr(ferr)
+			return 0, s.r.abort(ferr)
 		}
 		if cerr := s.r.s.commit(); cerr != nil {
 			return 0, cerr

@@ -48,6 +48,15 @@ func (s *session) serve(c *clientConn, w http.ResponseWriter, r *http.Request, a
 	// reviews) are masked whole: a patch has no kind.
 	secret := masking.KubeCredentialResource(ri.Group, ri.Resource, ri.Subresource)
 	upgrade := isUpgrade(r.Header)
+	if upgrade && !streamed(ri, r.Header.Get("Upgrade")) {
+		// Fail closed: what such a stream carries (a watch's Secrets) would pass unrecorded.
+		rd.Denied = true
+		s.record(event.KubeRequest, rd, nil)
+		e.d.Metrics.Error("upgrade_refused")
+		s.log.Info("upgrade refused", "verb", ri.Verb, "resource", ri.Resource, "subresource", ri.Subresource, "namespace", ri.Namespace, "name", ri.Name, "upgrade", r.Header.Get("Upgrade"))
+		s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden", "airlock: "+describe(ri)+": "+upgradeRefused)
+		return
+	}
 
 	// The request body is read whole (up to a bound) so that it is recorded before the API
 	// server sees it.
@@ -187,6 +196,8 @@ func (s *session) outgoing(r *http.Request, apiPath string, body []byte) (*http.
 	if isUpgrade(r.Header) {
 		out.Header.Set("Connection", "Upgrade")
 		out.Header.Set("Upgrade", r.Header.Get("Upgrade"))
+	} else {
+		out.Header.Del("Upgrade") // hop-by-hop; without Connection: Upgrade it asks for nothing
 	}
 	for k := range out.Header {
 		// The client's own credentials and any identity it claims stay here; only the
@@ -372,7 +383,13 @@ func (s *session) startStream(w http.ResponseWriter, resp *http.Response, id uin
 // relayWatch forwards a watch stream event by event: each is recorded (masked) before the
 // client gets it.
 func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint64, began time.Time, secret bool) {
-	ct := resp.Header.Get("Content-Type")
+	if ct := resp.Header.Get("Content-Type"); !strings.Contains(ct, "json") {
+		// Not a JSON stream (the gateway asked for JSON; CBOR or protobuf if the client asked
+		// for nothing else): the gateway cannot record its events, so it does not forward it.
+		s.respondGateway(w, id, began, http.StatusNotAcceptable, "NotAcceptable",
+			"airlock records watches as JSON events; the target answered "+ct+": ask for application/json")
+		return
+	}
 	rc, ok := s.startStream(w, resp, id, began)
 	if !ok {
 		return
@@ -382,43 +399,32 @@ func (s *session) relayWatch(w http.ResponseWriter, resp *http.Response, id uint
 	events := 0
 	end := event.KubeResponseEndData{ID: id}
 	var lost *connector.LostError
-	if !strings.Contains(ct, "json") {
-		// Not a JSON stream (the gateway asked for JSON; this should not happen): pass it on
-		// and say so.
-		n, err := io.Copy(io.MultiWriter(flushWriter{w, rc}, h), resp.Body)
-		total = n
-		if err != nil {
-			end.Error = err.Error()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev json.RawMessage
+		if err := dec.Decode(&ev); err != nil {
+			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+				end.Error = err.Error()
+			}
+			if lost = s.agentLost(err); lost != nil {
+				end.Error = lostEnd(lost)
+			}
+			break
 		}
-		end.Error = strings.TrimSpace(end.Error + " stream is " + ct + ", not JSON: events not recorded")
-	} else {
-		dec := json.NewDecoder(resp.Body)
-		for {
-			var ev json.RawMessage
-			if err := dec.Decode(&ev); err != nil {
-				if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
-					end.Error = err.Error()
-				}
-				if lost = s.agentLost(err); lost != nil {
-					end.Error = lostEnd(lost)
-				}
-				break
-			}
-			wd, raw := s.watchRecord(id, ev, secret)
-			s.record(event.KubeWatchEvent, wd, raw)
-			if err := s.commit(); err != nil {
-				end.Error = "recording failed: " + err.Error()
-				break
-			}
-			line := append(ev, '\n')
-			h.Write(line)
-			total += int64(len(line))
-			if _, err := w.Write(line); err != nil {
-				break
-			}
-			rc.Flush()
-			events++
+		wd, raw := s.watchRecord(id, ev, secret)
+		s.record(event.KubeWatchEvent, wd, raw)
+		if err := s.commit(); err != nil {
+			end.Error = "recording failed: " + err.Error()
+			break
 		}
+		line := append(ev, '\n')
+		h.Write(line)
+		total += int64(len(line))
+		if _, err := w.Write(line); err != nil {
+			break
+		}
+		rc.Flush()
+		events++
 	}
 	s.toCli.Add(total)
 	end.DurationNS = int64(time.Since(began))
@@ -525,6 +531,7 @@ func (s *session) watchRecord(id uint64, ev json.RawMessage, secret bool) (event
 	return wd, raw
 }
 
+// flushWriter writes to a streamed response and flushes each write to the client.
 type flushWriter struct {
 	w  io.Writer
 	rc *http.ResponseController

@@ -63,6 +63,11 @@ func parseRequest(method, path string, query url.Values) requestInfo {
 			ri.Verb = "watch"
 		case ri.Name == "":
 			ri.Verb = "list"
+		case ri.Group == "" && ri.Resource == "pods" && connectCreates[ri.Subresource]:
+			// A GET of exec, attach or portforward is an upgrade to WebSocket (kubectl 1.30+);
+			// the API server authorizes it as create (AuthorizePodWebsocketUpgradeCreatePermission,
+			// on by default since v1.35), as it does the POST of SPDY: a rule on create matches both.
+			ri.Verb = "create"
 		default:
 			ri.Verb = "get"
 		}
@@ -88,6 +93,9 @@ func parseRequest(method, path string, query url.Values) requestInfo {
 	}
 	return ri
 }
+
+// connectCreates are the pod subresources whose GET the API server authorizes as create.
+var connectCreates = map[string]bool{"exec": true, "attach": true, "portforward": true}
 
 func splitPath(p string) []string {
 	p = strings.Trim(p, "/")

@@ -116,18 +116,16 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool
 
 // copyStream copies one SPDY stream's bytes from src to dst, recording each piece by the
 // stream's type before it goes on. Pieces from the target wait for the stream's reply to the
-// client (replySent). stdout and stderr are masked when the policy says so (mask.go).
+// client (replySent). stdout and stderr are masked when the policy says so (mask.go). The
+// target's error stream (the exit Status) is held until it is a whole JSON value (or ends, or
+// reaches maxStatus), recorded as exec.exit, and only then forwarded: client-go reads that
+// stream to its end before it decodes it, so holding it back delays nothing.
 func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id uint64, tty bool, replySent <-chan struct{}) (int64, error) {
 	ch := uint32(id)
 	buf := make([]byte, 32<<10)
 	var total int64
 	var resize, status []byte
-	defer func() {
-		if kind == "error" && from == "target" && len(status) > 0 {
-			s.record(event.ExecExit, exitData(ch, status), nil)
-			s.commit()
-		}
-	}()
+	exited := false // exec.exit is recorded: the error stream's later bytes are kube.stream
 	forward := func(p []byte) error {
 		if replySent != nil {
 			<-replySent
@@ -137,6 +135,20 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 			return errClientGone
 		}
 		total += int64(len(p))
+		return nil
+	}
+	// sendStatus records the Status held so far as exec.exit and, once that is durable,
+	// forwards it.
+	sendStatus := func() error {
+		exited = true
+		s.record(event.ExecExit, exitData(ch, status), nil)
+		if err := s.commit(); err != nil {
+			return err
+		}
+		if err := forward(status); err != nil {
+			return nil // the other side went away
+		}
+		status = nil
 		return nil
 	}
 	var mo *maskedOutput
@@ -160,6 +172,13 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 				mo.end()
 				return total, ignoreGone(err)
 			}
+		} else if m > 0 && kind == "error" && from == "target" && !exited {
+			status = append(status, buf[:m]...)
+			if json.Valid(status) || len(status) >= maxStatus {
+				if err := sendStatus(); err != nil {
+					return total, err
+				}
+			}
 		} else if m > 0 {
 			p := buf[:m]
 			switch {
@@ -171,10 +190,6 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 				s.record(event.TerminalOutput, event.TerminalData{Channel: ch, Stream: "stderr", Bytes: m}, p)
 			case kind == "resize" && from == "client":
 				resize = s.recordResizes(ch, append(resize, p...))
-			case kind == "error" && from == "target":
-				if len(status) < maxFrame {
-					status = append(status, p...)
-				}
 			default:
 				s.record(event.KubeStream, event.KubeStreamData{ID: id, From: from, Channel: kind, Bytes: m}, nil)
 			}
@@ -187,6 +202,9 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 		}
 		if rerr != nil {
 			// EOF, or the stream was reset: the connection's end says why.
+			if len(status) > 0 && !exited { // a Status that is not JSON: recorded as it is
+				return total, sendStatus()
+			}
 			if mo != nil {
 				return total, ignoreGone(mo.end())
 			}
@@ -194,6 +212,9 @@ func (s *session) copyStream(dst io.Writer, src io.Reader, kind, from string, id
 		}
 	}
 }
+
+// maxStatus bounds the exit Status held back to be recorded (a Status is a few hundred bytes).
+const maxStatus = 64 << 10
 
 // errClientGone is a write to the client that failed: the client went away, which is no error
 // of the recording's.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -18,9 +19,19 @@ import (
 // first byte of each WebSocket message of the channel.k8s.io protocols.
 var channelNames = map[byte]string{0: "stdin", 1: "stdout", 2: "stderr", 3: "error", 4: "resize", 255: "close"}
 
-// maxFrame bounds one WebSocket frame the recorder follows; a larger one stops the recording
-// of the stream's content (the bytes still pass) and is said in kube.response.end.
+// maxFrame bounds one WebSocket frame (and message) the recorder follows; a larger one ends
+// the stream (errUnrecordable).
 const maxFrame = 16 << 20
+
+// errUnrecordable is a tap that can no longer follow its stream (a frame over maxFrame, bytes
+// that are not the protocol it reads). The gateway then ends the stream, both ways, rather than
+// pass on what it would not record (or, on a masked terminal, not mask), whatever the recording
+// mode; kube.response.end says why.
+var errUnrecordable = errors.New("the stream was ended because the gateway could not record it")
+
+func unrecordable(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUnrecordable}, a...)...)
+}
 
 // streamRecorder records what crosses an upgraded connection. For the WebSocket protocols of
 // exec, attach and port-forward (v4/v5.channel.k8s.io, and their base64 variants) it reads the
@@ -46,6 +57,9 @@ type streamRecorder struct {
 	out    *frameOut
 	masked map[byte]*maskedOutput
 
+	// stop, when set, closes both sides of the stream (abort).
+	stop func()
+
 	mu   sync.Mutex
 	fail error
 }
@@ -57,7 +71,8 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		r.fwd = newForwards(s, id, ri.Namespace, ri.Name, query["ports"])
 	}
 	switch {
-	case ws && strings.Contains(subprotocol, "channel.k8s.io"):
+	case ws && (strings.Contains(subprotocol, "channel.k8s.io") || subprotocol == ""):
+		// No subprotocol: the kubelet's default, binary channels numbered as in the others.
 		r.ws = true
 		r.base64 = strings.Contains(subprotocol, "base64.")
 		r.terminal = ri.Subresource == "exec" || ri.Subresource == "attach"
@@ -65,14 +80,47 @@ func newStreamRecorder(s *session, id uint64, ri requestInfo, query map[string][
 		if r.terminal && s.masker != nil {
 			r.masked = map[byte]*maskedOutput{}
 		}
-	case ws && r.fwd != nil && subprotocol == "": // the kubelet's default: binary channels
-		r.ws = true
 	case ws && r.fwd != nil && strings.HasPrefix(subprotocol, "SPDY/3.1+"):
 		r.ws, r.spdy = true, true
 	case isSPDY(upgrade) && r.fwd != nil:
 		r.spdy = true
 	}
 	return r
+}
+
+// upgradeRefused is what a client is told when the gateway refuses a protocol upgrade whose
+// stream it could not record.
+const upgradeRefused = "airlock records only the streams of exec, attach and port-forward, so it does not relay " +
+	"other protocol upgrades (a watch over WebSocket, a proxy's upgrade); watches work over plain HTTP, which kubectl uses"
+
+// streamed reports whether an upgrade of this request (before the target has chosen a
+// protocol) is one the gateway follows: exec, attach or port-forward of a pod, over WebSocket
+// or SPDY. Any other upgrade (a watch over WebSocket, a proxy's) is refused before the target
+// is contacted: its bytes would pass unrecorded.
+func streamed(ri requestInfo, upgrade string) bool {
+	if ri.Group != "" || ri.Resource != "pods" || ri.Name == "" {
+		return false
+	}
+	switch ri.Subresource {
+	case "exec", "attach", "portforward":
+		return strings.EqualFold(upgrade, "websocket") || isSPDY(upgrade)
+	}
+	return false
+}
+
+// recordable reports whether the gateway follows the stream of such a request in the protocol
+// the target chose (its Upgrade and Sec-WebSocket-Protocol): the cases of newStreamRecorder,
+// and SPDY exec and attach (relaySPDY). The gateway refuses any other.
+func recordable(ri requestInfo, upgrade, subprotocol string) bool {
+	switch {
+	case !streamed(ri, upgrade):
+		return false
+	case isSPDY(upgrade):
+		return true
+	case subprotocol == "" || strings.Contains(subprotocol, "channel.k8s.io"):
+		return true
+	}
+	return ri.Subresource == "portforward" && strings.HasPrefix(subprotocol, "SPDY/3.1+")
 }
 
 func (r *streamRecorder) fromClient(src io.Reader) io.Reader { return r.tap(src, "client") }
@@ -173,16 +221,6 @@ func (o *frameOut) frame(fin bool, op byte, parts ...[]byte) error {
 	return o.write(b)
 }
 
-// raw writes bytes as they came (the tap stopped parsing them).
-func (o *frameOut) raw(p []byte) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.err != nil {
-		return o.err
-	}
-	return o.write(p)
-}
-
 func (o *frameOut) write(b []byte) error {
 	n, err := o.w.Write(b)
 	o.n += int64(n)
@@ -206,17 +244,26 @@ func (r *streamRecorder) setErr(err error) {
 	r.mu.Unlock()
 }
 
+// abort ends the stream, both ways, because a tap cannot follow it (err is errUnrecordable):
+// the caller forwards nothing more.
+func (r *streamRecorder) abort(err error) error {
+	r.setErr(err)
+	if r.stop != nil {
+		r.stop()
+	}
+	return err
+}
+
 // frameTap passes bytes through while parsing them as WebSocket frames (RFC 6455 section 5.2).
 type frameTap struct {
 	r   *streamRecorder
 	src io.Reader
 	dir string // client | target
 
-	buf     []byte // bytes of the frame being read
-	back    []byte // buf's memory, reused from read to read
-	msg     []byte // payload of the message being assembled (fragments)
-	msgOp   byte
-	stopped bool // parsing gave up (oversized or malformed); bytes still pass
+	buf   []byte // bytes of the frame being read
+	back  []byte // buf's memory, reused from read to read
+	msg   []byte // payload of the message being assembled (fragments)
+	msgOp byte
 
 	spdy     *spdyTap      // a tunnelled SPDY port-forward: the messages' bytes are SPDY
 	prefixed map[byte]bool // port-forward channels whose port prefix came already
@@ -224,30 +271,17 @@ type frameTap struct {
 
 func (t *frameTap) Read(p []byte) (int, error) {
 	n, err := t.src.Read(p)
-	out := t.rewrite()
-	if n > 0 && t.stopped && out != nil {
-		if werr := out.raw(p[:n]); werr != nil {
-			return 0, werr
-		}
-	}
-	if n > 0 && !t.stopped {
+	if n > 0 {
 		t.grow(n)
 		t.buf = append(t.buf, p[:n]...)
 		if perr := t.parse(); perr != nil {
-			if out != nil && (errors.Is(perr, errClientGone) || t.r.s.failed.Load() != nil) {
-				// The client went away, or the recording failed: nothing more goes on.
-				return 0, perr
+			// The client went away, the recording failed, or the tap cannot follow the
+			// stream: none of these bytes goes on, nor anything after them.
+			t.buf, t.msg = nil, nil
+			if errors.Is(perr, errUnrecordable) {
+				return 0, t.r.abort(perr)
 			}
-			if out != nil {
-				// What the tap consumed and has not sent yet goes on as it came.
-				t.r.flushOutput()
-				if len(t.msg) > 0 {
-					out.frame(false, t.msgOp, t.msg)
-				}
-				out.raw(t.buf)
-			}
-			t.stopped, t.buf, t.msg = true, nil, nil
-			t.r.setErr(perr)
+			return 0, perr
 		}
 		// Every message completed by these bytes is recorded, and durable, before they go on.
 		if cerr := t.r.s.commit(); cerr != nil {
@@ -324,7 +358,7 @@ func (t *frameTap) parse() error {
 			length, hdr = binary.BigEndian.Uint64(b[2:]), 10
 		}
 		if length > maxFrame {
-			return errors.New("a WebSocket frame over 16 MiB: the rest of the stream is not recorded")
+			return unrecordable("a WebSocket frame of %d bytes from the %s, over the 16 MiB the gateway follows", length, t.dir)
 		}
 		var key []byte
 		if masked {
@@ -370,7 +404,7 @@ func (t *frameTap) parse() error {
 			t.msg = append(t.msg, payload...)
 		}
 		if len(t.msg) > maxFrame {
-			return errors.New("a WebSocket message over 16 MiB: the rest of the stream is not recorded")
+			return unrecordable("a WebSocket message over 16 MiB from the %s, more than the gateway follows", t.dir)
 		}
 		if fin {
 			if err := t.message(t.msg); err != nil {
@@ -387,20 +421,18 @@ func (t *frameTap) message(m []byte) error {
 		return t.rewriteMessage(out, m)
 	}
 	if len(m) > 0 {
-		t.messageRecord(m)
+		return t.messageRecord(m)
 	}
 	return nil
 }
 
-// messageRecord records one message.
-func (t *frameTap) messageRecord(m []byte) {
+// messageRecord records one message; an error is a tunnelled SPDY stream the tap cannot follow.
+func (t *frameTap) messageRecord(m []byte) error {
 	if t.spdy != nil {
 		if t.msgOp == 0x2 { // binary: SPDY bytes
-			if err := t.spdy.feed(m); err != nil {
-				t.r.setErr(err)
-			}
+			return t.spdy.feed(m)
 		}
-		return
+		return nil
 	}
 	ch := m[0]
 	data := m[1:]
@@ -426,9 +458,10 @@ func (t *frameTap) messageRecord(m []byte) {
 			t.prefixed[ch] = true
 		}
 		t.r.fwd.channelMessage(ch, t.dir, data, first)
-		return
+		return nil
 	}
 	t.record(name, data)
+	return nil
 }
 
 // rewriteMessage sends a message of the target on a masked terminal: stdout and stderr masked
@@ -446,7 +479,9 @@ func (t *frameTap) rewriteMessage(out *frameOut, m []byte) error {
 	}
 	t.r.flushOutput()
 	if len(m) > 0 {
-		t.messageRecord(m)
+		if err := t.messageRecord(m); err != nil {
+			return err
+		}
 	}
 	if err := t.r.s.commit(); err != nil {
 		return err

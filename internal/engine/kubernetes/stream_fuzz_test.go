@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -12,7 +13,7 @@ import (
 
 // FuzzFrameTap feeds arbitrary bytes, read in small pieces, through the WebSocket frame tap:
 // it must never panic, and the bytes it passes on must be exactly those it read, whatever it
-// makes of them.
+// makes of them, or, where it cannot follow them (errUnrecordable), the first of them only.
 func FuzzFrameTap(f *testing.F) {
 	f.Add(wsFrame(2, append([]byte{0}, "ls -l\n"...), true), false, true)
 	f.Add(wsFrame(2, append([]byte{1}, "total 0\n"...), false), false, false)
@@ -30,10 +31,10 @@ func FuzzFrameTap(f *testing.F) {
 		}
 		src := iotest.HalfReader(bytes.NewReader(in))
 		out, err := io.ReadAll(&frameTap{r: r, src: src, dir: dir})
-		if err != nil {
+		if err != nil && !errors.Is(err, errUnrecordable) {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(out, in) {
+		if err != nil && !bytes.HasPrefix(in, out) || err == nil && !bytes.Equal(out, in) {
 			t.Fatalf("the tap changed the bytes it passed on:\n in %x\nout %x", in, out)
 		}
 	})
@@ -56,13 +57,10 @@ func FuzzMaskedFrameTap(f *testing.F) {
 		var out bytes.Buffer
 		r.writeTo(&out)
 		tap := r.fromTarget(iotest.HalfReader(bytes.NewReader(in)))
-		if _, err := io.Copy(io.Discard, tap); err != nil {
+		if _, err := io.Copy(io.Discard, tap); err != nil && !errors.Is(err, errUnrecordable) {
 			t.Fatal(err)
 		}
-		r.endOutput()
-		if tap.(*frameTap).stopped {
-			return // malformed: the rest went on as it came
-		}
+		r.endOutput() // after an unrecordable frame too: what was written must be whole frames
 		for b := out.Bytes(); len(b) > 0; {
 			_, payload, err := readFrame(bytes.NewReader(b))
 			if err != nil {

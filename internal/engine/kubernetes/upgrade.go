@@ -46,6 +46,14 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 		s.relayResponse(w, resp, id, began, false)
 		return
 	}
+	if up, sub := resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"); !recordable(ri, up, sub) {
+		// The target chose a protocol the gateway cannot follow: the client gets none of it.
+		resp.Body.Close()
+		s.eng.d.Metrics.Error("upgrade_refused")
+		s.respondGateway(w, id, began, http.StatusForbidden, "Forbidden",
+			fmt.Sprintf("airlock: %s: the target chose protocol %q %q: %s", describe(ri), up, sub, upgradeRefused))
+		return
+	}
 	upConn, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
@@ -109,6 +117,7 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 			}
 		}()
 		rec := newStreamRecorder(s, id, ri, r.URL.Query(), resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Protocol"))
+		rec.stop = func() { cliConn.Close(); upConn.Close() }
 		wg.Add(2)
 		go func() { // clientToTarget
 			defer wg.Done()
@@ -156,6 +165,9 @@ func (s *session) serveUpgrade(c *clientConn, w http.ResponseWriter, r *http.Req
 	end := event.KubeResponseEndData{ID: id, DurationNS: int64(time.Since(began)), Body: event.BodyInfo{Bytes: toCli.Load()}}
 	if streamErr != nil {
 		end.Error = streamErr.Error()
+		if errors.Is(streamErr, errUnrecordable) {
+			s.log.Warn("upgraded stream ended: the gateway could not record it", "id", id, "err", streamErr)
+		}
 	}
 	s.record(event.KubeResponseEnd, end, nil)
 	s.commit()
