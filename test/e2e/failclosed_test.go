@@ -1,0 +1,403 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+)
+
+// Fail closed (issue 3, recording.mode strict, the default): when the embedded store cannot
+// write, a running session's next statement is refused with a protocol-native error and never
+// reaches the target, and new sessions are refused. These tests make the store's writes fail
+// for real: the gateway's data_dir is a tmpfs of its own that the test fills with a file of
+// zeros until write(2) says ENOSPC, then empties again.
+//
+// A recording's last page on tmpfs may still have room after the filesystem is full, so a
+// small event can still be written (and then the bytes it describes are rightly forwarded). The
+// statements sent while the store is full are therefore larger than a page (padBytes): their
+// event cannot fit.
+
+// padBytes is more than one tmpfs page, so that a statement carrying it needs a new page.
+const padBytes = 20000
+
+// fullableDir is a tmpfs mounted on a gateway's data_dir.
+type fullableDir struct {
+	dir    string
+	filler string
+}
+
+// startGatewayOnTmpfs starts a gateway like startGateway, with its data_dir on a tmpfs of its
+// own (mounting needs root, or CAP_SYS_ADMIN).
+func startGatewayOnTmpfs(t *testing.T, cfg gwConfig) (*gateway, *fullableDir) {
+	t.Helper()
+	requireBinary(t)
+	requirePostgres(t)
+	dir := t.TempDir()
+	g := newGateway(t, dir, cfg)
+	if err := os.MkdirAll(g.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", g.DataDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=64m,mode=0700"); err != nil {
+		missing(t, "mount a tmpfs on %s (needs root): %v", g.DataDir, err)
+	}
+	// Cleanups run last first: stop the gateway, then unmount, then remove the temp dir.
+	t.Cleanup(func() {
+		if err := syscall.Unmount(g.DataDir, 0); err != nil {
+			t.Logf("unmount %s: %v; detaching it", g.DataDir, err)
+			syscall.Unmount(g.DataDir, syscall.MNT_DETACH)
+		}
+	})
+	t.Cleanup(func() {
+		g.stop()
+		if t.Failed() {
+			g.dumpLog(t, 0)
+		}
+	})
+	g.start(t)
+	return g, &fullableDir{dir: g.DataDir, filler: filepath.Join(g.DataDir, "e2e-filler")}
+}
+
+// fill writes zeros to a file in the tmpfs until it is full.
+func (f *fullableDir) fill(t testing.TB) {
+	t.Helper()
+	w, err := os.OpenFile(f.filler, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	zeros := make([]byte, 1<<20)
+	for _, chunk := range []int{1 << 20, 4096, 1} { // the last sizes take what a partial write left
+		for {
+			if _, err = w.Write(zeros[:chunk]); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("fill %s: %v, want ENOSPC", f.dir, err)
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(f.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Bavail != 0 {
+		t.Fatalf("%s still has %d free blocks after filling it", f.dir, st.Bavail)
+	}
+}
+
+// free removes the filler: the store can write again.
+func (f *fullableDir) free(t testing.TB) {
+	t.Helper()
+	if err := os.Remove(f.filler); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pad(marker string) string { return marker + strings.Repeat("x", padBytes) }
+
+// waitGone polls count until it returns 0, for at most 30s: the target has finished with
+// whatever the gateway sent it for a session that ended.
+func waitGone(t testing.TB, what string, count func() (int, error)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := count()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %d after 30s", what, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestStoreFullPostgres(t *testing.T) {
+	psql := requireTool(t, "psql")
+	g, store := startGatewayOnTmpfs(t, gwConfig{})
+	ctx := context.Background()
+	dc := directConn(t, "test")
+	if _, err := dc.Exec(ctx, "create table if not exists e2e_failclosed (marker text primary key, pad text)"); err != nil {
+		t.Fatal(err)
+	}
+	run := uniq("fcpg")
+	count := func(marker string) int {
+		t.Helper()
+		var n int
+		if err := dc.QueryRow(ctx, "select count(*) from e2e_failclosed where marker = $1", marker).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	insert := "insert into e2e_failclosed (marker, pad) values ($1, $2)"
+	g.adminToken(t) // logging in is audited: before the store is full
+
+	app := run + "_running"
+	c := g.connect(t, "alice", alicePassword, "pg", app)
+	if _, err := c.Exec(ctx, insert, run+"_before", pad("before")); err != nil {
+		t.Fatalf("insert while the store can write: %v", err)
+	}
+
+	store.fill(t)
+
+	// The running session: the next statement gets FATAL 58030 and never reaches PostgreSQL.
+	_, err := c.Exec(ctx, insert, run+"_full", pad("full"))
+	if code := pgErrCode(err); code != "58030" || !strings.Contains(err.Error(), "recording") {
+		t.Errorf("statement while the store is full: %v (SQLSTATE %q), want SQLSTATE 58030 saying recording failed", err, code)
+	}
+	if err := c.Ping(ctx); err == nil {
+		t.Errorf("the session still answers after its recording failed")
+	}
+	waitGone(t, "upstream backends of "+app, func() (int, error) {
+		var n int
+		err := dc.QueryRow(ctx, "select count(*) from pg_stat_activity where application_name = $1", app).Scan(&n)
+		return n, err
+	})
+	if n := count(run + "_full"); n != 0 {
+		t.Errorf("the statement sent while the store was full was executed on the target (%d rows)", n)
+	}
+	if n := count(run + "_before"); n != 1 {
+		t.Errorf("the statement sent before the store was full: %d rows, want 1", n)
+	}
+
+	// New sessions are refused: 57P03, with pgx and with psql.
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	nc, err := pgx.Connect(cctx, g.dsn("alice", alicePassword, "pg", run+"_new", "sslmode=require"))
+	cancel()
+	if err == nil {
+		nc.Close(ctx)
+		t.Errorf("new session accepted while the store is full")
+	} else if code := pgErrCode(err); code != "57P03" || !strings.Contains(err.Error(), "recording is unavailable") {
+		t.Errorf("new session: %v (SQLSTATE %q), want SQLSTATE 57P03 saying recording is unavailable", err, code)
+	}
+	r := runPsql(psql, g, run+"_psql", "insert into e2e_failclosed (marker) values ('"+run+"_psql')")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "recording is unavailable") {
+		t.Errorf("psql while the store is full: want exit 2 saying recording is unavailable: %s", r)
+	}
+	if n := count(run + "_psql"); n != 0 {
+		t.Errorf("psql's statement was executed on the target while the store was full")
+	}
+
+	store.free(t)
+
+	// Writable again: new sessions work and are recorded.
+	r = runPsql(psql, g, run+"_after", "insert into e2e_failclosed (marker) values ('"+run+"_after')")
+	if r.Code != 0 {
+		t.Fatalf("psql after the store is writable again: %s", r)
+	}
+	if n := count(run + "_after"); n != 1 {
+		t.Errorf("statement after the store is writable again: %d rows, want 1", n)
+	}
+	_, ev := g.waitSession(t, run+"_after")
+	mustQuery(t, ev, run+"_after")
+
+	// The failed session's recording holds the statement before, never the refused one.
+	ss := g.sessionsByApp(t, app)
+	if len(ss) != 1 {
+		t.Fatalf("%d sessions of %s", len(ss), app)
+	}
+	ev = g.events(t, g.adminToken(t), ss[0].ID)
+	mustQuery(t, ev, insert)
+	for _, e := range ev {
+		if strings.Contains(fmt.Sprint(e.Data), run+"_full") {
+			t.Errorf("the refused statement is in the recording: seq %d %s", e.Seq, e.Type)
+		}
+	}
+	t.Logf("failed session %s: ended=%v reason %q, %d events", ss[0].ID, ss[0].ended(), ss[0].EndReason, len(ev))
+}
+
+func runPsql(psql string, g *gateway, app, stmt string) cmdResult {
+	return run(30*time.Second, g.psqlEnv("alice", alicePassword, "pg", app), nil, psql, "-X", "-v", "ON_ERROR_STOP=1", "-c", stmt)
+}
+
+func TestStoreFullMySQL(t *testing.T) {
+	direct := requireMySQL(t)
+	requireTool(t, "mariadb")
+	g, store := startGatewayOnTmpfs(t, gwConfig{Listeners: []string{"mysql"}, Targets: []targetCfg{myTarget("my")}})
+	ctx := context.Background()
+	if _, err := direct.Exec("create table if not exists test.e2e_failclosed (marker varchar(64) primary key, pad mediumtext)"); err != nil {
+		t.Fatal(err)
+	}
+	run := uniq("fcmy")
+	count := func(marker string) int {
+		t.Helper()
+		var n int
+		if err := direct.QueryRow("select count(*) from test.e2e_failclosed where marker = ?", marker).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Literal SQL (no placeholders): go-sql-driver sends it as one COM_QUERY.
+	insert := func(marker, padding string) string {
+		return fmt.Sprintf("insert into e2e_failclosed (marker, pad) values ('%s', '%s')", marker, padding)
+	}
+	g.adminToken(t)
+
+	db := g.myOpen(t, "alice", alicePassword, "my", run+"_running")
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, insert(run+"_before", pad("before"))); err != nil {
+		t.Fatalf("insert while the store can write: %v", err)
+	}
+
+	store.fill(t)
+
+	_, err = conn.ExecContext(ctx, insert(run+"_full", pad("full")))
+	var me *gomysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1026 || !strings.Contains(me.Message, "recording") {
+		t.Errorf("statement while the store is full: %v, want MySQL error 1026 saying recording failed", err)
+	}
+	if err := conn.PingContext(ctx); err == nil {
+		t.Errorf("the session still answers after its recording failed")
+	}
+	// Whatever reached the server has finished once no thread runs it.
+	waitGone(t, "server threads running the refused statement", func() (int, error) {
+		var n int
+		err := direct.QueryRow("select count(*) from information_schema.processlist where info like ?", "%"+run+"_full%").Scan(&n)
+		return n, err
+	})
+	if n := count(run + "_full"); n != 0 {
+		t.Errorf("the statement sent while the store was full was executed on the target (%d rows)", n)
+	}
+	if n := count(run + "_before"); n != 1 {
+		t.Errorf("the statement sent before the store was full: %d rows, want 1", n)
+	}
+
+	// New sessions are refused with 1026, with go-sql-driver and with the mariadb client.
+	nd, err := sql.Open("mysql", g.myDSN("alice", alicePassword, "my", run+"_new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	err = nd.PingContext(ctx)
+	if !errors.As(err, &me) || me.Number != 1026 || !strings.Contains(me.Message, "recording is unavailable") {
+		t.Errorf("new session while the store is full: %v, want MySQL error 1026 saying recording is unavailable", err)
+	}
+	r := g.mariadb(t, "alice", alicePassword, "my", "-e", "insert into e2e_failclosed (marker) values ('"+run+"_cli')")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "1026") || !strings.Contains(r.Stderr, "recording is unavailable") {
+		t.Errorf("mariadb while the store is full: want ERROR 1026 saying recording is unavailable: %s", r)
+	}
+	if n := count(run + "_cli"); n != 0 {
+		t.Errorf("the mariadb client's statement was executed on the target while the store was full")
+	}
+
+	store.free(t)
+
+	r = g.mariadb(t, "alice", alicePassword, "my", "-e", "insert into e2e_failclosed (marker) values ('"+run+"_after')")
+	if r.Code != 0 {
+		t.Fatalf("mariadb after the store is writable again: %s", r)
+	}
+	if n := count(run + "_after"); n != 1 {
+		t.Errorf("statement after the store is writable again: %d rows, want 1", n)
+	}
+	g.mySession(t, run+"_after")
+}
+
+func TestStoreFullSSH(t *testing.T) {
+	st := startSSHTarget(t)
+	users := defaultUsers()
+	users[0].SSHKeys = []string{st.AlicePub}
+	g, store := startGatewayOnTmpfs(t, gwConfig{Listeners: []string{"ssh"}, Users: users, Targets: []targetCfg{st.Target("web-1")}})
+	c := newSSHClient(t, g)
+	g.adminToken(t)
+	run := uniq("fcssh")
+	// The target's sshd runs on this machine: what reaches it is in this file.
+	received := filepath.Join(t.TempDir(), "received")
+
+	args := append(c.opts("alice:web-1", st.AliceKey), "-p", fmt.Sprint(c.port), "127.0.0.1", "cat >> "+received)
+	cmd := exec.Command("ssh", args...)
+	cmd.Env = c.env()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	before := run + "_before\n"
+	if _, err := io.WriteString(stdin, before); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first line to reach the target", func() bool {
+		b, _ := os.ReadFile(received)
+		return strings.Contains(string(b), before)
+	})
+
+	store.fill(t)
+
+	// The running session: the next input ends it with a message, and never reaches the target.
+	io.WriteString(stdin, pad(run+"_full")+"\n")
+	select {
+	case <-exited:
+		var ee *exec.ExitError
+		if !errors.As(waitErr, &ee) || ee.ExitCode() != 255 {
+			t.Errorf("ssh exited with %v, want status 255", waitErr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ssh still running 60s after its recording failed; stderr: %s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "recording failed, so the gateway ends this session") {
+		t.Errorf("ssh stderr %q does not say that recording failed", stderr.String())
+	}
+	b, _ := os.ReadFile(received)
+	if strings.Contains(string(b), run+"_full") {
+		t.Errorf("input sent while the store was full reached the target")
+	}
+
+	// A new session is refused: the channel open fails with the reason.
+	r := c.ssh("alice:web-1", st.AliceKey, "echo "+run+"_new")
+	if r.Code == 0 || strings.Contains(r.Stdout, run+"_new") || !strings.Contains(r.Stderr, "recording is unavailable") {
+		t.Errorf("ssh while the store is full: want a refusal saying recording is unavailable: %s", r)
+	}
+
+	store.free(t)
+
+	since := time.Now()
+	r = c.ssh("alice:web-1", st.AliceKey, "echo "+run+"_after")
+	if r.Code != 0 || !strings.Contains(r.Stdout, run+"_after") {
+		t.Fatalf("ssh after the store is writable again: %s", r)
+	}
+	_, ev := g.waitSSHSessionSlack(t, "alice", "web-1", since, 0)
+	if out := terminalText(ev, "terminal.output", ""); !strings.Contains(out, run+"_after") {
+		t.Errorf("the recording after the store is writable again lacks the output: %q", out)
+	}
+}
+
+// waitFor polls cond for at most 30s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: still waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
