@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,7 +107,9 @@ func (f *fullableDir) free(t testing.TB) {
 	}
 }
 
-func pad(marker string) string { return marker + strings.Repeat("x", padBytes) }
+// pad is marker after padBytes of padding: a statement or input that carries it needs a new
+// page of the store, and the marker is in its part that cannot have been written.
+func pad(marker string) string { return strings.Repeat("x", padBytes) + marker }
 
 // waitGone polls count until it returns 0, for at most 30s: the target has finished with
 // whatever the gateway sent it for a session that ended.
@@ -152,11 +156,26 @@ func TestStoreFullPostgres(t *testing.T) {
 	if _, err := c.Exec(ctx, insert, run+"_before", pad("before")); err != nil {
 		t.Fatalf("insert while the store can write: %v", err)
 	}
+	reader := g.connect(t, "alice", alicePassword, "pg", run+"_reading")
+	if err := reader.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	store.fill(t)
 
+	// A running session's result: its row cannot be recorded, so it never reaches the client.
+	// (The query itself is small and may still fit in the recording's last page.)
+	var got string
+	err := reader.QueryRow(ctx, "select repeat('r', $1::int)", padBytes).Scan(&got)
+	if code := pgErrCode(err); code != "58030" || !strings.Contains(err.Error(), "recording") {
+		t.Errorf("query while the store is full: %v (SQLSTATE %q), want SQLSTATE 58030 saying recording failed", err, code)
+	}
+	if got != "" {
+		t.Errorf("the client received a row the store could not record (%d bytes)", len(got))
+	}
+
 	// The running session: the next statement gets FATAL 58030 and never reaches PostgreSQL.
-	_, err := c.Exec(ctx, insert, run+"_full", pad("full"))
+	_, err = c.Exec(ctx, insert, run+"_full", pad("full"))
 	if code := pgErrCode(err); code != "58030" || !strings.Contains(err.Error(), "recording") {
 		t.Errorf("statement while the store is full: %v (SQLSTATE %q), want SQLSTATE 58030 saying recording failed", err, code)
 	}
@@ -257,11 +276,52 @@ func TestStoreFullMySQL(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, insert(run+"_before", pad("before"))); err != nil {
 		t.Fatalf("insert while the store can write: %v", err)
 	}
+	reader, err := g.myOpen(t, "alice", alicePassword, "my", run+"_reading").Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same with the stock client, reading statements from a pipe.
+	mariadb := func(ready string) *clientProc {
+		p := startProc(t, cleanEnv(), requireTool(t, "mariadb"), "--no-defaults", "-h", "127.0.0.1", "-P", fmt.Sprint(g.Port("mysql")), "--ssl",
+			"-u", "alice", "-p"+alicePassword, "-D", "my", "--batch", "--skip-column-names", "--unbuffered")
+		io.WriteString(p.stdin, "select '"+ready+"';\n")
+		waitFor(t, "mariadb to answer "+ready, func() bool { return strings.Contains(p.stdout.String(), ready) })
+		return p
+	}
+	cliWriter, cliReader := mariadb(run+"_cli_writer"), mariadb(run+"_cli_reader")
 
 	store.fill(t)
 
-	_, err = conn.ExecContext(ctx, insert(run+"_full", pad("full")))
+	// The stock client's statement and result likewise: ERROR 1026, nothing forwarded.
+	io.WriteString(cliWriter.stdin, insert(run+"_cli_full", pad("full"))+";\n")
+	io.WriteString(cliReader.stdin, fmt.Sprintf("select repeat('r', %d);\n", padBytes))
+	for _, p := range []*clientProc{cliWriter, cliReader} {
+		p.wait(t)
+		if !strings.Contains(p.stderr.String(), "ERROR 1026") || !strings.Contains(p.stderr.String(), "recording failed") {
+			t.Errorf("mariadb while the store is full: stderr %q, want ERROR 1026 saying recording failed", p.stderr.String())
+		}
+		t.Logf("mariadb said: %s", clip(strings.TrimSpace(p.stderr.String()), 600))
+	}
+	if strings.Contains(cliReader.stdout.String(), "rrrr") {
+		t.Errorf("the stock client received a row the store could not record")
+	}
+
+	// A running session's result: its row cannot be recorded, so it never reaches the client.
 	var me *gomysql.MySQLError
+	var got string
+	err = reader.QueryRowContext(ctx, fmt.Sprintf("select repeat('r', %d)", padBytes)).Scan(&got)
+	if !errors.As(err, &me) || me.Number != 1026 || !strings.Contains(me.Message, "recording") {
+		t.Errorf("query while the store is full: %v, want MySQL error 1026 saying recording failed", err)
+	}
+	if got != "" {
+		t.Errorf("the client received a row the store could not record (%d bytes)", len(got))
+	}
+
+	_, err = conn.ExecContext(ctx, insert(run+"_full", pad("full")))
 	if !errors.As(err, &me) || me.Number != 1026 || !strings.Contains(me.Message, "recording") {
 		t.Errorf("statement while the store is full: %v, want MySQL error 1026 saying recording failed", err)
 	}
@@ -271,11 +331,14 @@ func TestStoreFullMySQL(t *testing.T) {
 	// Whatever reached the server has finished once no thread runs it.
 	waitGone(t, "server threads running the refused statement", func() (int, error) {
 		var n int
-		err := direct.QueryRow("select count(*) from information_schema.processlist where info like ?", "%"+run+"_full%").Scan(&n)
+		err := direct.QueryRow("select count(*) from information_schema.processlist where info like ?", "%"+run+"%_full%").Scan(&n)
 		return n, err
 	})
 	if n := count(run + "_full"); n != 0 {
 		t.Errorf("the statement sent while the store was full was executed on the target (%d rows)", n)
+	}
+	if n := count(run + "_cli_full"); n != 0 {
+		t.Errorf("the stock client's statement sent while the store was full was executed on the target (%d rows)", n)
 	}
 	if n := count(run + "_before"); n != 1 {
 		t.Errorf("the statement sent before the store was full: %d rows, want 1", n)
@@ -322,53 +385,34 @@ func TestStoreFullSSH(t *testing.T) {
 	// The target's sshd runs on this machine: what reaches it is in this file.
 	received := filepath.Join(t.TempDir(), "received")
 
-	args := append(c.opts("alice:web-1", st.AliceKey), "-p", fmt.Sprint(c.port), "127.0.0.1", "cat >> "+received)
-	cmd := exec.Command("ssh", args...)
-	cmd.Env = c.env()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	writer := startSSH(t, c, st.AliceKey, "cat >> "+received)
 	before := run + "_before\n"
-	if _, err := io.WriteString(stdin, before); err != nil {
-		t.Fatal(err)
-	}
+	io.WriteString(writer.stdin, before)
 	waitFor(t, "the first line to reach the target", func() bool {
 		b, _ := os.ReadFile(received)
 		return strings.Contains(string(b), before)
 	})
+	// reader prints more than a page once told to.
+	reader := startSSH(t, c, st.AliceKey, fmt.Sprintf("echo %s_ready; read x; head -c %d /dev/zero | tr '\\0' y; sleep 60", run, padBytes))
+	waitFor(t, "the reading session to start", func() bool { return strings.Contains(reader.stdout.String(), run+"_ready") })
 
 	store.fill(t)
 
-	// The running session: the next input ends it with a message, and never reaches the target.
-	io.WriteString(stdin, pad(run+"_full")+"\n")
-	select {
-	case <-exited:
-		var ee *exec.ExitError
-		if !errors.As(waitErr, &ee) || ee.ExitCode() != 255 {
-			t.Errorf("ssh exited with %v, want status 255", waitErr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("ssh still running 60s after its recording failed; stderr: %s", stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "recording failed, so the gateway ends this session") {
-		t.Errorf("ssh stderr %q does not say that recording failed", stderr.String())
-	}
+	// A running session's input: it ends the session with a message and never reaches the target.
+	io.WriteString(writer.stdin, pad(run+"_full")+"\n")
+	writer.wantRecordingFailed(t)
+	// Part of the line may have been recorded (in the recording's last page) and forwarded;
+	// its end cannot have been.
 	b, _ := os.ReadFile(received)
 	if strings.Contains(string(b), run+"_full") {
 		t.Errorf("input sent while the store was full reached the target")
+	}
+	// A running session's output: what could not be recorded never reaches the client.
+	io.WriteString(reader.stdin, "go\n")
+	reader.wantRecordingFailed(t)
+	got := reader.stdout.String()
+	if strings.Contains(got, strings.Repeat("y", padBytes)) {
+		t.Errorf("the client received all the output the store could not record")
 	}
 
 	// A new session is refused: the channel open fails with the reason.
@@ -388,6 +432,113 @@ func TestStoreFullSSH(t *testing.T) {
 	if out := terminalText(ev, "terminal.output", ""); !strings.Contains(out, run+"_after") {
 		t.Errorf("the recording after the store is writable again lacks the output: %q", out)
 	}
+
+	// Every byte that reached the target, and every byte the reading client received, is in
+	// the session's recording.
+	if in := recordedStream(t, g, "terminal.input", before); !strings.HasPrefix(in, string(b)) {
+		t.Errorf("the target received input that is not in the recording: received %d bytes, recorded %d", len(b), len(in))
+	} else {
+		t.Logf("the target received %d bytes, the recording holds %d", len(b), len(in))
+	}
+	if out := recordedStream(t, g, "terminal.output", run+"_ready"); !strings.HasPrefix(out, got) {
+		t.Errorf("the client received output that is not in the recording: received %d bytes, recorded %d", len(got), len(out))
+	} else {
+		t.Logf("the reading client received %d bytes, the recording holds %d", len(got), len(out))
+	}
+}
+
+// recordedStream returns the stdout text of events of typ of the one ssh session of alice
+// whose text starts with prefix.
+func recordedStream(t *testing.T, g *gateway, typ, prefix string) string {
+	t.Helper()
+	tok := g.adminToken(t)
+	var found []string
+	for _, s := range g.sessions(t, tok, sessionFilter{User: "alice", Target: "web-1"}) {
+		if text := terminalText(g.events(t, tok, s.ID), typ, ""); strings.HasPrefix(text, prefix) {
+			found = append(found, text)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d recordings have %s starting with %q, want 1", len(found), typ, prefix)
+	}
+	return found[0]
+}
+
+// clientProc is a client program (ssh, mariadb) fed by the test while it runs.
+type clientProc struct {
+	stdin          io.WriteCloser
+	stdout, stderr lockedBuffer
+	exited         chan struct{}
+	err            error // from Wait, once exited is closed
+}
+
+func startSSH(t *testing.T, c *sshClient, key, command string) *clientProc {
+	t.Helper()
+	args := append(c.opts("alice:web-1", key), "-p", fmt.Sprint(c.port), "127.0.0.1", command)
+	return startProc(t, c.env(), "ssh", args...)
+}
+
+func startProc(t *testing.T, env []string, name string, args ...string) *clientProc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	p := &clientProc{exited: make(chan struct{})}
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// wait waits at most 60s for the client to exit.
+func (p *clientProc) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("client still running 60s after its recording failed; stdout: %s\nstderr: %s", clip(p.stdout.String(), 2000), clip(p.stderr.String(), 2000))
+	}
+}
+
+// wantRecordingFailed waits for the client to exit 255 with the gateway's message that the
+// recording failed.
+func (p *clientProc) wantRecordingFailed(t *testing.T) {
+	t.Helper()
+	p.wait(t)
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.ExitCode() != 255 {
+		t.Errorf("ssh exited with %v, want status 255", p.err)
+	}
+	if !strings.Contains(p.stderr.String(), "recording failed, so the gateway ends this session") {
+		t.Errorf("ssh stderr %q does not say that recording failed", p.stderr.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitFor polls cond for at most 30s.
