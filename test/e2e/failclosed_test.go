@@ -125,7 +125,8 @@ func waitGone(t testing.TB, what string, count func() (int, error)) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %d after 30s", what, n)
+			t.Errorf("%s: still %d after 30s", what, n)
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -466,6 +467,7 @@ func recordedStream(t *testing.T, g *gateway, typ, prefix string) string {
 
 // clientProc is a client program (ssh, mariadb) fed by the test while it runs.
 type clientProc struct {
+	cmd            *exec.Cmd
 	stdin          io.WriteCloser
 	stdout, stderr lockedBuffer
 	exited         chan struct{}
@@ -482,7 +484,7 @@ func startProc(t *testing.T, env []string, name string, args ...string) *clientP
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
-	p := &clientProc{exited: make(chan struct{})}
+	p := &clientProc{cmd: cmd, exited: make(chan struct{})}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -499,13 +501,15 @@ func startProc(t *testing.T, env []string, name string, args ...string) *clientP
 	return p
 }
 
-// wait waits at most 60s for the client to exit.
+// wait waits at most 60s for the client to exit, then kills it.
 func (p *clientProc) wait(t *testing.T) {
 	t.Helper()
 	select {
 	case <-p.exited:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("client still running 60s after its recording failed; stdout: %s\nstderr: %s", clip(p.stdout.String(), 2000), clip(p.stderr.String(), 2000))
+		t.Errorf("client still running 60s after its recording failed; stdout: %s\nstderr: %s", clip(p.stdout.String(), 2000), clip(p.stderr.String(), 2000))
+		p.cmd.Process.Kill()
+		<-p.exited
 	}
 }
 
