@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,19 +51,8 @@ func startGatewayOnTmpfs(t *testing.T, cfg gwConfig) (*gateway, *fullableDir) {
 	requirePostgres(t)
 	dir := t.TempDir()
 	g := newGateway(t, dir, cfg)
-	if err := os.MkdirAll(g.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", g.DataDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=64m,mode=0700"); err != nil {
-		missing(t, "mount a tmpfs on %s (needs root): %v", g.DataDir, err)
-	}
 	// Cleanups run last first: stop the gateway, then unmount, then remove the temp dir.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(g.DataDir, 0); err != nil {
-			t.Logf("unmount %s: %v; detaching it", g.DataDir, err)
-			syscall.Unmount(g.DataDir, syscall.MNT_DETACH)
-		}
-	})
+	mountTmpfs(t, g.DataDir)
 	t.Cleanup(func() {
 		g.stop()
 		if t.Failed() {
@@ -69,6 +61,23 @@ func startGatewayOnTmpfs(t *testing.T, cfg gwConfig) (*gateway, *fullableDir) {
 	})
 	g.start(t)
 	return g, &fullableDir{dir: g.DataDir, filler: filepath.Join(g.DataDir, "e2e-filler")}
+}
+
+// mountTmpfs mounts a tmpfs of its own on dir (which needs root, or CAP_SYS_ADMIN), unmounted
+// when the test ends (detached if the gateway still uses it).
+func mountTmpfs(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=64m,mode=0700"); err != nil {
+		missing(t, "mount a tmpfs on %s (needs root): %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
 }
 
 // fill writes zeros to a file in the tmpfs until it is full.
@@ -555,4 +564,101 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestStoreFullKubernetes(t *testing.T) {
+	requireBinary(t)
+	cluster := startKubeCluster(t)
+	kg := startKubeGateway(t, cluster, kubePolicies)
+	store := moveToTmpfs(t, kg.gateway)
+	run := uniq("fckube")
+	// The stock kubectl logs in (audited) before the store is full.
+	if r := kg.kubectl(t, "alice", alicePassword, nil, "get", "configmaps"); r.Code != 0 {
+		t.Fatalf("kubectl get configmaps: %s", r)
+	}
+	kg.adminToken(t)
+
+	// One HTTP client keeps one connection to the gateway: one session.
+	caPEM, err := os.ReadFile(filepath.Join(kg.DataDir, "tls", "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newClient := func() *http.Client {
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+		return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots}, MaxConnsPerHost: 1, ForceAttemptHTTP2: true}}
+	}
+	base := fmt.Sprintf("https://127.0.0.1:%d/api/v1/namespaces/default/configmaps", kg.Port("kubernetes"))
+	do := func(hc *http.Client, method, url, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer @kind-1/alice:"+alicePassword)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	configMap := func(name, value string) string {
+		return fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q},"data":{"v":%q}}`, name, value)
+	}
+	name := strings.ReplaceAll(run, "_", "-")
+	running := newClient()
+	if code, body := do(running, "POST", base, configMap(name+"-before", "before")); code != http.StatusCreated {
+		t.Fatalf("create a configmap while the store can write: HTTP %d: %s", code, clip(body, 2000))
+	}
+
+	store.fill(t)
+
+	// The running session: the next request gets a 503 Status and never reaches the API server.
+	code, body := do(running, "POST", base, configMap(name+"-full", pad("full")))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"kind":"Status"`) || !strings.Contains(body, "recording") {
+		t.Errorf("request while the store is full: HTTP %d: %s, want a 503 Status saying recording failed", code, clip(body, 2000))
+	}
+	if r := cluster.kubectlDirect(time.Minute, nil, "get", "configmap", name+"-full", "-n", "default"); r.Code == 0 || !strings.Contains(r.Stderr, "NotFound") {
+		t.Errorf("the request sent while the store was full reached the API server: %s", r)
+	}
+
+	// New sessions are refused: a new connection, and the stock kubectl.
+	code, body = do(newClient(), "GET", base, "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "recording is unavailable") {
+		t.Errorf("new session while the store is full: HTTP %d: %s, want a 503 Status saying recording is unavailable", code, clip(body, 2000))
+	}
+	r := kg.kubectl(t, "alice", alicePassword, nil, "create", "configmap", name+"-kubectl", "--from-literal=v=1")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "recording is unavailable") {
+		t.Errorf("kubectl while the store is full: want a refusal saying recording is unavailable: %s", r)
+	}
+	if r := cluster.kubectlDirect(time.Minute, nil, "get", "configmap", name+"-kubectl", "-n", "default"); r.Code == 0 {
+		t.Errorf("kubectl's request while the store was full reached the API server")
+	}
+
+	store.free(t)
+
+	if r := kg.kubectl(t, "alice", alicePassword, nil, "create", "configmap", name+"-after", "--from-literal=v=1"); r.Code != 0 {
+		t.Fatalf("kubectl after the store is writable again: %s", r)
+	}
+}
+
+// moveToTmpfs stops g, puts its data_dir on a tmpfs of its own (copying what is there) and
+// starts it again.
+func moveToTmpfs(t *testing.T, g *gateway) *fullableDir {
+	t.Helper()
+	g.stop()
+	saved := g.DataDir + ".saved"
+	if err := os.Rename(g.DataDir, saved); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, g.DataDir)
+	if out, err := exec.Command("cp", "-a", saved+"/.", g.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the data dir to the tmpfs: %v: %s", err, out)
+	}
+	g.start(t)
+	return &fullableDir{dir: g.DataDir, filler: filepath.Join(g.DataDir, "e2e-filler")}
 }
