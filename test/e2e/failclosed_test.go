@@ -248,6 +248,17 @@ func TestStoreFullPostgres(t *testing.T) {
 		}
 	}
 	t.Logf("failed session %s: ended=%v reason %q, %d events", ss[0].ID, ss[0].ended(), ss[0].EndReason, len(ev))
+
+	// Its session.end could not be written: the next start's crash recovery closes it.
+	g.stop()
+	g.start(t)
+	ss = g.sessionsByApp(t, app)
+	if len(ss) != 1 || !ss[0].ended() || ss[0].EndReason != "interrupted" {
+		t.Fatalf("after a restart, the failed session is %+v, want it ended as interrupted", ss)
+	}
+	ev = g.events(t, g.adminToken(t), ss[0].ID)
+	checkChain(t, ev)
+	mustQuery(t, ev, insert)
 }
 
 func runPsql(psql string, g *gateway, app, stmt string) cmdResult {
