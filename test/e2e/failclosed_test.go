@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"os/exec"
@@ -672,4 +673,42 @@ func moveToTmpfs(t *testing.T, g *gateway) *fullableDir {
 	}
 	g.start(t)
 	return &fullableDir{dir: g.DataDir, filler: filepath.Join(g.DataDir, "e2e-filler")}
+}
+
+// TestStoreFullMySQLErrSequence: the ERR packet that ends a session whose result could not be
+// recorded must carry the sequence id the client expects next. As of 2026-11 it fails: the
+// relay (internal/engine/mysql relay.go, writeClientError) numbers the ERR after the result
+// packets it framed but never sent (6 instead of 1 for a one-row SELECT). go-sql-driver and
+// libmariadb let an ERR packet out of sequence through (the first with a warning, which this
+// test reads); stricter clients (PyMySQL: "Packet sequence number wrong") report that instead
+// of the gateway's message.
+func TestStoreFullMySQLErrSequence(t *testing.T) {
+	requireMySQL(t)
+	g, store := startGatewayOnTmpfs(t, gwConfig{Listeners: []string{"mysql"}, Targets: []targetCfg{myTarget("my")}})
+	ctx := context.Background()
+	var logged lockedBuffer
+	if err := gomysql.SetLogger(log.New(&logged, "", 0)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gomysql.SetLogger(log.New(os.Stderr, "[mysql] ", log.Ldate|log.Ltime|log.Lshortfile)) })
+	reader, err := g.myOpen(t, "alice", alicePassword, "my", uniq("fcseq")).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	store.fill(t)
+
+	var got string
+	err = reader.QueryRowContext(ctx, fmt.Sprintf("select repeat('r', %d)", padBytes)).Scan(&got)
+	var me *gomysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1026 {
+		t.Fatalf("query while the store is full: %v, want MySQL error 1026", err)
+	}
+	if l := logged.String(); strings.Contains(l, "unexpected sequence nr") {
+		t.Errorf("the ERR packet that ends the session is out of sequence: go-sql-driver logged %q", strings.TrimSpace(l))
+	}
 }
