@@ -432,6 +432,13 @@ func (r *relay) flushOut() (endState, bool) {
 	r.flushRows()
 	r.flushMaskEvent()
 	if err := r.rec.Commit(); err != nil {
+		// None of r.out reaches the client: the error that ends the session takes the
+		// sequence id of the first packet held back (byte 3 of its header), which is the one
+		// the client expects next.
+		if len(r.out) >= headerLen {
+			r.toSeq = r.out[3]
+		}
+		r.out = r.out[:0]
 		return r.recordingFailed(err), true
 	}
 	// Committed: the buffers the events aliased may be reused.
