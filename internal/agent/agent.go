@@ -36,8 +36,9 @@ type Agent struct {
 	// Grace is how long a shutdown lets running sessions finish. Default 30s.
 	Grace time.Duration
 	// Heartbeat is how often the agent reports to the gateway; KeepAlive the tunnel's ping
-	// interval. Defaults 5s and 10s.
-	Heartbeat, KeepAlive time.Duration
+	// interval; a tunnel that cannot write, or whose ping is unanswered, for WriteTimeout is
+	// lost. Defaults 5s, 10s and 10s.
+	Heartbeat, KeepAlive, WriteTimeout time.Duration
 	// MaxBackoff bounds the wait between reconnection attempts. Default 30s.
 	MaxBackoff time.Duration
 	// Connected, when set, is called each time a tunnel is accepted (tests, readiness).
@@ -45,6 +46,13 @@ type Agent struct {
 
 	active   sync.WaitGroup
 	sessions atomic.Int64
+
+	// Tests: the clock, the jitter's random source (rand.N), the wait between attempts (false
+	// when ctx ended first), and a call between the start of a drain and the gateway's notice.
+	now          func() time.Time
+	randN        func(n int64) int64
+	sleep        func(ctx context.Context, d time.Duration) bool
+	beforeNotice func()
 }
 
 // RefusedError is the gateway's refusal of the agent's token: retrying cannot help.
@@ -63,6 +71,46 @@ func (a *Agent) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+func (a *Agent) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
+}
+
+func (a *Agent) wait(ctx context.Context, d time.Duration) bool {
+	if a.sleep != nil {
+		return a.sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Reconnection: the backoff doubles from minBackoff up to MaxBackoff, and starts over after a
+// tunnel that was up for resetAfter.
+const (
+	minBackoff = 500 * time.Millisecond
+	resetAfter = time.Minute
+)
+
+// nextWait returns the next backoff after prev, and the wait it gives: equal jitter, between
+// half the backoff and all of it, so that agents that lost the gateway together do not come
+// back together.
+func (a *Agent) nextWait(prev time.Duration) (backoff, wait time.Duration) {
+	backoff = min(max(2*prev, minBackoff), cmp(a.MaxBackoff, 30*time.Second))
+	randN := a.randN
+	if randN == nil {
+		randN = rand.N[int64]
+	}
+	return backoff, backoff/2 + time.Duration(randN(int64(backoff/2)+1))
+}
+
 func (a *Agent) addr() string {
 	if a.Gateway != "" {
 		return a.Gateway
@@ -75,10 +123,9 @@ func (a *Agent) addr() string {
 // (force, when closed, ends them at once). It returns nil after a drain, or a *RefusedError
 // when the gateway refuses the token.
 func (a *Agent) Run(ctx context.Context, force <-chan struct{}) error {
-	var backoff time.Duration
-	maxB := cmp(a.MaxBackoff, 30*time.Second)
+	var backoff, wait time.Duration
 	for {
-		start := time.Now()
+		start := a.clock()
 		err := a.connect(ctx, force)
 		var refused *RefusedError
 		if errors.As(err, &refused) {
@@ -87,18 +134,13 @@ func (a *Agent) Run(ctx context.Context, force <-chan struct{}) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(start) > time.Minute {
+		if a.clock().Sub(start) > resetAfter {
 			backoff = 0 // it was up for a while: a fresh failure starts over
 		}
-		backoff = min(max(2*backoff, 500*time.Millisecond), maxB)
-		// Equal jitter: between half the backoff and all of it, so that agents that lost the
-		// gateway together do not come back together.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff, wait = a.nextWait(backoff)
 		a.log().Warn("tunnel to the gateway down; reconnecting", "gateway", a.addr(), "err", err, "retry_in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, wait) {
 			return nil
-		case <-time.After(wait):
 		}
 	}
 }
@@ -138,7 +180,7 @@ func (a *Agent) connect(ctx context.Context, force <-chan struct{}) error {
 	}
 	cfg := yamux.DefaultConfig()
 	cfg.KeepAliveInterval = cmp(a.KeepAlive, 10*time.Second)
-	cfg.ConnectionWriteTimeout = 10 * time.Second
+	cfg.ConnectionWriteTimeout = cmp(a.WriteTimeout, 10*time.Second)
 	cfg.LogOutput = io.Discard
 	sess, err := yamux.Client(&coalescer{Conn: tc}, cfg)
 	if err != nil {
@@ -223,6 +265,9 @@ func (a *Agent) connect(ctx context.Context, force <-chan struct{}) error {
 	}
 	// Drain: the gateway stops choosing this agent; running sessions get the grace period.
 	draining.Store(true)
+	if a.beforeNotice != nil {
+		a.beforeNotice()
+	}
 	send(control{Type: "drain", Sessions: a.sessions.Load()})
 	grace := cmp(a.Grace, 30*time.Second)
 	a.log().Info("draining: no new sessions; waiting for running ones", "sessions", a.sessions.Load(), "grace", grace)
@@ -258,7 +303,7 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, draining bool
 	t, ok := a.Targets[req.Target]
 	switch {
 	case draining:
-		fail("", errors.New("the agent is shutting down"))
+		writeFrame(st, openResp{Error: "the agent is shutting down", Refused: refusedDraining})
 		return
 	case !ok:
 		fail("", fmt.Errorf("this agent serves no target %q", req.Target))

@@ -135,7 +135,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture { return newBenchFixture(t) }
 
-func newBenchFixture(t testing.TB) *fixture {
+func newBenchFixture(t testing.TB) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets edit change the hub before it serves.
+func newFixtureWith(t testing.TB, edit func(*Hub)) *fixture {
 	t.Helper()
 	f := &fixture{kv: &memKV{}, target: echoTarget(t)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,6 +146,9 @@ func newBenchFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.hub = &Hub{Registry: &Registry{KV: f.kv}, Cert: testCert(t), Addr: ln.Addr().String()}
+	if edit != nil {
+		edit(f.hub)
+	}
 	go f.hub.Serve(ln)
 	t.Cleanup(f.hub.Close)
 	return f
@@ -152,9 +158,13 @@ type runningAgent struct {
 	cancel context.CancelFunc
 	force  chan struct{}
 	done   chan error
+	up     chan struct{} // a receive for each tunnel the gateway accepted
 }
 
-func (f *fixture) start(t testing.TB, token string) *runningAgent {
+func (f *fixture) start(t testing.TB, token string) *runningAgent { return f.startWith(t, token, nil) }
+
+// startWith starts an agent (edit, when set, changes it first) and waits for its tunnel.
+func (f *fixture) startWith(t testing.TB, token string, edit func(*Agent)) *runningAgent {
 	t.Helper()
 	tok, err := ParseToken(token)
 	if err != nil {
@@ -164,8 +174,11 @@ func (f *fixture) start(t testing.TB, token string) *runningAgent {
 	a := &Agent{Token: tok, Version: "test", MaxBackoff: 50 * time.Millisecond, Heartbeat: 20 * time.Millisecond,
 		Targets:   map[string]target.Target{"echo": {Name: "echo", Type: "agent-test", Address: f.target, Password: "agent-secret"}},
 		Connected: func() { up <- struct{}{} }}
+	if edit != nil {
+		edit(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{cancel: cancel, force: make(chan struct{}), done: make(chan error, 1)}
+	r := &runningAgent{cancel: cancel, force: make(chan struct{}), done: make(chan error, 1), up: up}
 	go func() { r.done <- a.Run(ctx, r.force) }()
 	t.Cleanup(func() {
 		cancel()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"path"
@@ -35,7 +34,8 @@ type Auditor interface {
 type Hub struct {
 	Registry *Registry
 	Cert     tls.Certificate // the gateway's certificate, pinned by join tokens
-	// Addr is the agent address written into join tokens (listen.agents).
+	// Addr is the agent address written into join tokens (TokenAddr). Create refuses to make
+	// a token when it is not an address agents can dial (empty, a wildcard host, port 0).
 	Addr   string
 	Direct connector.Direct
 	Audit  Auditor      // nil: nothing audited
@@ -44,9 +44,11 @@ type Hub struct {
 	// WriteTimeout is lost. Defaults 10s and 10s.
 	KeepAlive, WriteTimeout time.Duration
 
+	// afterVerify, when set, is called after a tunnel's token is verified (tests).
+	afterVerify func(name string)
+
 	mu     sync.Mutex
 	links  map[*link]struct{}
-	seen   map[string]time.Time // last seen of agents whose tunnels closed (this process)
 	ln     net.Listener
 	closed bool
 	wg     sync.WaitGroup
@@ -55,6 +57,7 @@ type Hub struct {
 // link is one connected tunnel.
 type link struct {
 	name, version, remote string
+	secretHash            string // of the registration it authenticated with
 	targets               map[string]Announced
 	sess                  *yamux.Session
 	connectedAt           time.Time
@@ -170,8 +173,9 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 	ctx := context.Background()
-	_, code, err := h.Registry.Verify(ctx, hi.Name, hi.Secret)
-	if err != nil {
+	// refuse tells the agent why its tunnel is refused (written to the connection when this
+	// returns: yamux waits for its send loop, so the agent reads it before the close).
+	refuse := func(code string, err error) {
 		log.Warn("agents: tunnel refused", "agent", hi.Name, "err", err)
 		h.audit(audit.Entry{Action: audit.ActionAgentConnect, Actor: hi.Name, Outcome: audit.Denied, Subject: hi.Name, Client: remote,
 			Detail: map[string]string{"reason": code, "version": hi.Version}})
@@ -179,12 +183,17 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 			code = "error"
 			err = errors.New("the gateway could not check the token")
 		}
-		// Written to the connection when it returns (yamux waits for its send loop), so the
-		// agent reads the answer before the close.
 		writeFrame(ctl, welcome{Error: err.Error(), Code: code})
+	}
+	rec, code, err := h.Registry.Verify(ctx, hi.Name, hi.Secret)
+	if err != nil {
+		refuse(code, err)
 		return
 	}
-	l := &link{name: hi.Name, version: hi.Version, remote: remote, sess: sess, connectedAt: time.Now(), targets: map[string]Announced{}}
+	if h.afterVerify != nil {
+		h.afterVerify(hi.Name)
+	}
+	l := &link{name: hi.Name, version: hi.Version, remote: remote, secretHash: rec.SecretHash, sess: sess, connectedAt: time.Now(), targets: map[string]Announced{}}
 	var names []string
 	for _, t := range hi.Targets {
 		if t.Name == "" || t.Type == "" {
@@ -209,16 +218,29 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 	}
 	h.links[l] = struct{}{}
 	h.mu.Unlock()
+	// A revocation between the check above and now found no link to drop: check again, now
+	// that the link is where Drop looks (a revocation after this check drops it).
+	if _, code, err := h.Registry.Verify(ctx, hi.Name, hi.Secret); err != nil {
+		reason := "revoked"
+		if code != "revoked" {
+			reason = "refused"
+		}
+		l.reason.CompareAndSwap(nil, &reason)
+		h.mu.Lock()
+		delete(h.links, l)
+		h.mu.Unlock()
+		refuse(code, err)
+		return
+	}
+	h.saveSeen(l, names)
 	log = log.With("agent", l.name)
 	defer func() {
 		h.mu.Lock()
 		delete(h.links, l)
-		if h.seen == nil {
-			h.seen = map[string]time.Time{}
-		}
-		h.seen[l.name] = time.Now().UTC()
 		h.mu.Unlock()
 		l.drop("disconnected")
+		l.lastSeen.Store(time.Now().UnixNano())
+		h.saveSeen(l, names)
 		log.Warn("agent tunnel closed", "reason", l.lostReason(), "sessions", l.sessions.Load())
 	}()
 	if err := writeFrame(ctl, welcome{OK: true}); err != nil {
@@ -239,6 +261,17 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 			l.drop("the agent shut down")
 			return
 		}
+	}
+}
+
+// saveSeen stores l's version, targets and last seen in the registry, so that `airlock agents
+// list` shows them after the tunnel is gone and after a restart of the gateway.
+func (h *Hub) saveSeen(l *link, targets []string) {
+	s := Seen{SecretHash: l.secretHash, At: time.Unix(0, l.lastSeen.Load()).UTC(), Version: l.version, Targets: targets}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Registry.SetSeen(ctx, l.name, s); err != nil {
+		h.log().Warn("agents: could not store the agent's last seen", "agent", l.name, "err", err)
 	}
 }
 
@@ -346,21 +379,22 @@ func (h *Hub) open(ctx context.Context, t target.Target, req openReq) (*connecto
 	}
 	var lastErr error
 	for _, l := range cands {
-		u, err, tunnel := h.openOn(ctx, l, req)
+		u, err, retry := h.openOn(ctx, l, req)
 		if err == nil {
 			return u, nil
 		}
 		lastErr = err
-		if !tunnel || ctx.Err() != nil {
-			break // the agent answered: its answer stands
+		if !retry || ctx.Err() != nil {
+			break // the agent answered about the target: its answer stands
 		}
-		h.log().Warn("agents: tunnel failed while opening a session; trying another agent", "agent", l.name, "target", t.Name, "err", err)
+		h.log().Warn("agents: could not open a session on this agent; trying another", "agent", l.name, "target", t.Name, "err", err)
 	}
 	return nil, lastErr
 }
 
-// openOn opens req on l. tunnel reports an error of the tunnel (another agent may do), as
-// against the agent's own answer.
+// openOn opens req on l. retry reports that another agent may do: the tunnel failed, or the
+// agent refused the stream because it is draining (l is then marked draining); any other
+// refusal is the agent's answer about the target.
 func (h *Hub) openOn(ctx context.Context, l *link, req openReq) (*connector.Upstream, error, bool) {
 	l.sessions.Add(1)
 	release := sync.OnceFunc(func() { l.sessions.Add(-1) })
@@ -392,6 +426,13 @@ func (h *Hub) openOn(ctx context.Context, l *link, req openReq) (*connector.Upst
 	if !resp.OK {
 		st.Close()
 		release()
+		if resp.Refused == refusedDraining {
+			// The agent started draining before the gateway read its drain notice.
+			if !l.draining.Swap(true) {
+				h.log().Info("agent draining (it refused a session): no new sessions go to it", "agent", l.name)
+			}
+			return nil, &connector.AgentError{Agent: l.name, Err: fmt.Errorf("%w: agent %s is shutting down", connector.ErrNoAgent, l.name)}, true
+		}
 		return nil, &connector.AgentError{Agent: l.name, Code: resp.Code, Err: errors.New(resp.Error)}, false
 	}
 	st.SetDeadline(time.Time{})
@@ -486,15 +527,26 @@ func (h *Hub) List(ctx context.Context) ([]Info, error) {
 	}
 	h.mu.Lock()
 	links := h.snapshot()
-	seen := maps.Clone(h.seen)
 	h.mu.Unlock()
 	out := make([]Info, 0, len(recs))
 	for _, r := range recs {
 		in := infoOf(r)
-		in.LastSeen = seen[r.Name]
+		// What was stored when its tunnel last connected or closed (this gateway or another
+		// sharing the store, before a restart included); live tunnels below replace it.
+		seen, ok, err := h.Registry.GetSeen(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			in.LastSeen, in.Version = seen.At, seen.Version
+			in.Targets = append(in.Targets, seen.Targets...)
+		}
 		for _, l := range links {
 			if l.name != r.Name || l.sess.IsClosed() {
 				continue
+			}
+			if !in.Connected {
+				in.Targets = in.Targets[:0]
 			}
 			in.Connected = true
 			in.Connections++
@@ -522,8 +574,41 @@ func infoOf(r Record) Info {
 	return Info{Name: r.Name, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, RevokedAt: r.RevokedAt, RevokedBy: r.RevokedBy, Targets: []string{}}
 }
 
-// Create registers an agent and returns it with its join token, shown this once.
+// ErrNoAddress is Create's error when the gateway has no address agents can dial.
+var ErrNoAddress = errors.New("the gateway has no agent address to put in join tokens")
+
+// TokenAddr is the address join tokens carry: advertise (agents.advertise) when set, else
+// listen (listen.agents), or bound, the address the listener bound, when listen's port is 0.
+func TokenAddr(advertise, listen, bound string) string {
+	if advertise != "" {
+		return advertise
+	}
+	if _, port, err := net.SplitHostPort(listen); err == nil && port == "0" && bound != "" {
+		return bound
+	}
+	return listen
+}
+
+// Dialable reports why addr is no address for an agent to dial (nil when it is one).
+func Dialable(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrNoAddress, addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
+		return fmt.Errorf("%w: listen.agents %s is a wildcard address, which agents cannot dial; "+
+			"set agents.advertise (env AIRLOCK_AGENTS_ADVERTISE) in the gateway's config to the host:port agents reach it at, "+
+			"e.g. gw.example.com:8443, and restart it", ErrNoAddress, addr)
+	}
+	return nil
+}
+
+// Create registers an agent and returns it with its join token, shown this once. It refuses,
+// registering nothing, when the hub's Addr is not one agents can dial.
 func (h *Hub) Create(ctx context.Context, name, by string) (Info, string, error) {
+	if err := Dialable(h.Addr); err != nil {
+		return Info{}, "", err
+	}
 	pin, err := h.Pin()
 	if err != nil {
 		return Info{}, "", err

@@ -19,6 +19,7 @@ import (
 const (
 	kvNames = "agents/names"  // JSON list of registered names
 	kvAgent = "agents/agent/" // + name: the Record (JSON)
+	kvSeen  = "agents/seen/"  // + name: the Seen (JSON)
 )
 
 // Record is a registered agent, as stored.
@@ -29,6 +30,17 @@ type Record struct {
 	CreatedBy  string    `json:"created_by"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 	RevokedBy  string    `json:"revoked_by,omitempty"`
+}
+
+// Seen is what the gateway last knew of an agent's tunnel, written when a tunnel is accepted
+// and when it closes, so that the status outlives the gateway process. It has a key of its own
+// rather than fields of the Record: gateways sharing a store write it on every connection, and
+// a read-modify-write of the Record could then undo a revocation made by another gateway.
+type Seen struct {
+	SecretHash string    `json:"secret_hash"` // of the registration it belongs to
+	At         time.Time `json:"at"`
+	Version    string    `json:"version,omitempty"`
+	Targets    []string  `json:"targets,omitempty"`
 }
 
 // Errors of the registry.
@@ -130,6 +142,24 @@ func (r *Registry) List(ctx context.Context) ([]Record, error) {
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+// SetSeen stores what the gateway knows of name's tunnel now.
+func (r *Registry) SetSeen(ctx context.Context, name string, s Seen) error {
+	return store.PutJSON(ctx, r.KV, kvSeen+name, s)
+}
+
+// GetSeen returns what the gateway last stored of rec's tunnels; ok is false when that
+// registration never connected (a Seen of an earlier registration of the name does not count).
+func (r *Registry) GetSeen(ctx context.Context, rec Record) (Seen, bool, error) {
+	s, err := store.GetJSON[Seen](ctx, r.KV, kvSeen+rec.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return Seen{}, false, nil
+	}
+	if err != nil {
+		return Seen{}, false, err
+	}
+	return s, s.SecretHash == rec.SecretHash, nil
 }
 
 func (r *Registry) names(ctx context.Context) ([]string, error) {

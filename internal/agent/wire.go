@@ -63,7 +63,13 @@ type openResp struct {
 	State []byte `json:"state,omitempty"`
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"` // the protocol's error code (a SQLSTATE), when it had one
+	// Refused says why the agent refused the stream itself, before touching any target:
+	// refusedDraining when it is shutting down. The gateway then tries another agent.
+	Refused string `json:"refused,omitempty"`
 }
+
+// refusedDraining is openResp.Refused of an agent that is draining.
+const refusedDraining = "draining"
 
 func writeFrame(w io.Writer, v any) error {
 	b, err := json.Marshal(v)

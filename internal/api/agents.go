@@ -51,6 +51,8 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusConflict, "conflict", "%v", err)
 	case errors.Is(err, agent.ErrInvalid):
 		return errorf(http.StatusBadRequest, "bad_request", "%v", err)
+	case errors.Is(err, agent.ErrNoAddress):
+		return errorf(http.StatusConflict, "agents_no_address", "%v", err)
 	case err != nil:
 		return err
 	}

@@ -40,10 +40,12 @@ type Config struct {
 	MySQL    MySQL    `yaml:"mysql"`
 	// Kubernetes configures the Kubernetes listener.
 	Kubernetes Kubernetes `yaml:"kubernetes"`
-	Recording  Recording  `yaml:"recording"`
-	Auth       Auth       `yaml:"auth"`
-	Approvals  Approvals  `yaml:"approvals"`
-	Retention  Retention  `yaml:"retention"`
+	// Agents configures the listener of network-resident agents (listen.agents).
+	Agents    Agents    `yaml:"agents"`
+	Recording Recording `yaml:"recording"`
+	Auth      Auth      `yaml:"auth"`
+	Approvals Approvals `yaml:"approvals"`
+	Retention Retention `yaml:"retention"`
 
 	// ShutdownGrace is how long SIGTERM lets running sessions finish before ending them.
 	// Default 30s.
@@ -112,6 +114,16 @@ type Kubernetes struct {
 	// recording keeps (forward.data events; their length and SHA-256 are always kept).
 	// Default 16777216 (16 MiB); -1 keeps none.
 	ForwardLimit int `yaml:"forward_limit"`
+}
+
+// Agents configures the listener of network-resident agents (docs/agent.md).
+type Agents struct {
+	// Advertise is the host:port agents dial to reach listen.agents, written into the join
+	// tokens of `airlock agents create` (e.g. gw.example.com:8443, when listen.agents is
+	// 0.0.0.0:8443 or sits behind NAT). Default "": listen.agents itself (with port 0, the port
+	// bound); with a wildcard host there, creating an agent is refused until this is set.
+	// Env: AIRLOCK_AGENTS_ADVERTISE.
+	Advertise string `yaml:"advertise"`
 }
 
 // MySQL configures the MySQL/MariaDB listener.
@@ -416,6 +428,18 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("config: %s: %w", a.name, err)
+		}
+	}
+	if a := c.Agents.Advertise; a != "" {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("config: agents.advertise: %w", err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("config: agents.advertise %q: the host must be one agents can dial, not a wildcard", a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("config: agents.advertise %q: the port must be a number from 1 to 65535", a)
 		}
 	}
 	switch c.Log.Level {

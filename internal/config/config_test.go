@@ -75,6 +75,9 @@ func TestLoadRejects(t *testing.T) {
 		{"bad listen", "listen:\n  api: nope\n", "listen.api"},
 		{"bad fsync", "recording:\n  fsync: sometimes\n", "recording.fsync"},
 		{"bad recording mode", "targets:\n  - {name: a, type: postgres, address: 'h:1', recording: {mode: off}}\n", "recording.mode"},
+		{"advertise without port", "agents:\n  advertise: gw.example.com\n", "agents.advertise"},
+		{"wildcard advertise", "agents:\n  advertise: 0.0.0.0:8443\n", "wildcard"},
+		{"advertise port 0", "agents:\n  advertise: 'gw.example.com:0'\n", "agents.advertise"},
 		{"bad access", "policies:\n  - {name: p, subjects: ['*'], targets: ['*'], access: maybe}\n", "access"},
 	}
 	for _, tt := range tests {
@@ -90,12 +93,12 @@ func TestLoadRejects(t *testing.T) {
 func TestApplyEnv(t *testing.T) {
 	c := &Config{}
 	err := ApplyEnv(c, []string{"AIRLOCK_LISTEN_API=127.0.0.1:9", "AIRLOCK_DATA_DIR=/d", "AIRLOCK_SHUTDOWN_GRACE=2s",
-		"AIRLOCK_POSTGRES_ALLOW_PLAINTEXT_LOOPBACK=true", "AIRLOCK_POSTGRES_MAX_MESSAGE_SIZE=42", "OTHER=1"})
+		"AIRLOCK_POSTGRES_ALLOW_PLAINTEXT_LOOPBACK=true", "AIRLOCK_POSTGRES_MAX_MESSAGE_SIZE=42", "AIRLOCK_AGENTS_ADVERTISE=gw.example.com:8443", "OTHER=1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Listen.API != "127.0.0.1:9" || c.DataDir != "/d" || c.ShutdownGrace != 2*time.Second ||
-		!c.Postgres.AllowPlaintextLoopback || c.Postgres.MaxMessageSize != 42 {
+		!c.Postgres.AllowPlaintextLoopback || c.Postgres.MaxMessageSize != 42 || c.Agents.Advertise != "gw.example.com:8443" {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if err := ApplyEnv(&Config{}, []string{"AIRLOCK_SHUTDOWN_GRACE=soon"}); err == nil {
@@ -171,5 +174,12 @@ func TestPolicyRecordingOnOff(t *testing.T) {
 	}
 	if c.Policies[0].MaxDuration != time.Hour {
 		t.Fatalf("max_duration %v", c.Policies[0].MaxDuration)
+	}
+}
+
+func TestAgentsAdvertise(t *testing.T) {
+	c, err := Load(write(t, "listen:\n  agents: 0.0.0.0:8443\nagents:\n  advertise: gw.example.com:8443\n"))
+	if err != nil || c.Agents.Advertise != "gw.example.com:8443" || c.Listen.Agents != "0.0.0.0:8443" {
+		t.Fatalf("%+v %v", c.Agents, err)
 	}
 }

@@ -138,7 +138,7 @@ func New(cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) 
 	// dials a target without an agent directly) and adds the targets agents announce.
 	var conn connector.Connector = connector.Direct{}
 	if a := cfg.Listen.Agents; a != "" && a != "off" {
-		g.agents = &agent.Hub{Registry: &agent.Registry{KV: st}, Cert: cert, Addr: a, Audit: lateAudit{g}, Log: log}
+		g.agents = &agent.Hub{Registry: &agent.Registry{KV: st}, Cert: cert, Addr: agent.TokenAddr(cfg.Agents.Advertise, a, ""), Audit: lateAudit{g}, Log: log}
 		catalog.Announced = g.agents
 		conn = g.agents
 	}
@@ -360,8 +360,10 @@ func (g *Gateway) Start() error {
 			g.closeListeners()
 			return fmt.Errorf("listen agents on %s: %w", g.cfg.Listen.Agents, err)
 		}
-		if _, port, _ := net.SplitHostPort(g.cfg.Listen.Agents); port == "0" {
-			g.agents.Addr = aln.Addr().String() // join tokens carry the port actually bound
+		// Join tokens carry agents.advertise, else listen.agents (with port 0, the port bound).
+		g.agents.Addr = agent.TokenAddr(g.cfg.Agents.Advertise, g.cfg.Listen.Agents, aln.Addr().String())
+		if err := agent.Dialable(g.agents.Addr); err != nil {
+			g.log.Warn("agents: `airlock agents create` will refuse to make join tokens", "err", err)
 		}
 		g.listeners["agents"] = aln
 		g.log.Info("listening", "listener", "agents", "addr", aln.Addr().String())

@@ -105,8 +105,8 @@ func TestAgentPrivateNetwork(t *testing.T) {
 			t.Errorf("GET /api/v1/agents: %+v", a)
 		}
 		ls := run(time.Minute, cli, nil, airlockBin, "agents", "list")
-		if ls.Code != 0 || !strings.Contains(ls.Stdout, "dc1-a") || !strings.Contains(ls.Stdout, "connected") || !strings.Contains(ls.Stdout, "private") {
-			t.Errorf("airlock agents list: %s", ls)
+		if row := agentsListRow(ls.Stdout, "dc1-a"); ls.Code != 0 || len(row) != 6 || row[1] != "connected" || row[3] != "private" {
+			t.Errorf("airlock agents list: dc1-a's row %q, want STATE connected and TARGETS private: %s", row, ls)
 		}
 		// A catalog lookup (psql's \d runs through the same tunnel).
 		if r := run(time.Minute, env(uniq("agent_d")), nil, "psql", "-X", "-c", `\d marker`); r.Code != 0 || !strings.Contains(r.Stdout, "v") {
@@ -315,6 +315,23 @@ func TestAgentPrivateNetwork(t *testing.T) {
 			t.Errorf("agent.create / agent.revoke not in the audit log")
 		}
 	})
+}
+
+// agentsListRow returns the cells of name's row in `airlock agents list` (columns are at
+// least two spaces apart; a cell has at most one), or nil.
+func agentsListRow(out, name string) []string {
+	for _, line := range strings.Split(out, "\n") {
+		var cells []string
+		for _, c := range strings.Split(line, "  ") {
+			if c = strings.TrimSpace(c); c != "" {
+				cells = append(cells, c)
+			}
+		}
+		if len(cells) > 0 && cells[0] == name {
+			return cells
+		}
+	}
+	return nil
 }
 
 // agentAddr is the gateway's listen.agents, read back from its config.
