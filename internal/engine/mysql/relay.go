@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,7 +316,15 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 	case gomysql.COM_PING, gomysql.COM_SET_OPTION, gomysql.COM_DEBUG:
 		return r.exchange(p, respOK)
 	case gomysql.COM_PROCESS_KILL, gomysql.COM_REFRESH:
-		r.rec.Record(event.Query, event.QueryData{Text: commandName(p[0]) + " " + fmt.Sprint(p[1:]), Protocol: "command"}, nil)
+		// The SQL these old commands stand for, recorded and guarded as if sent as text.
+		sql := commandSQL(p)
+		if r.guard != nil {
+			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.Allow {
+				return r.refuse(newError(codeDeniedByPolicy, v.Msg))
+			}
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "command"}, nil)
+		r.statements.Add(1)
 		return r.exchange(p, respOK)
 	case gomysql.COM_FIELD_LIST:
 		return r.exchange(p, respFieldList)
@@ -343,6 +352,35 @@ func commandName(c byte) string {
 		return "COM_STMT_BULK_EXECUTE"
 	}
 	return fmt.Sprintf("command 0x%02x", c)
+}
+
+// refreshFlags are COM_REFRESH's flags (include/mysql_com.h, REFRESH_*) as the SQL that does
+// the same: COM_REFRESH is what mysqladmin's flush-* and reload send.
+var refreshFlags = []struct {
+	bit byte
+	sql string
+}{
+	{0x01, "FLUSH PRIVILEGES"}, {0x02, "FLUSH LOGS"}, {0x04, "FLUSH TABLES"}, {0x08, "FLUSH HOSTS"},
+	{0x10, "FLUSH STATUS"}, {0x20, "FLUSH THREADS"}, {0x40, "RESET SLAVE"}, {0x80, "RESET MASTER"},
+}
+
+// commandSQL is the statement text a COM_PROCESS_KILL or COM_REFRESH stands for: "KILL 5",
+// "FLUSH TABLES; FLUSH LOGS". A malformed packet gives its bytes after the command's name,
+// which no parser accepts (a guarded target refuses it as unclassifiable).
+func commandSQL(p []byte) string {
+	switch {
+	case p[0] == gomysql.COM_PROCESS_KILL && len(p) == 5:
+		return "KILL " + strconv.FormatUint(uint64(binary.LittleEndian.Uint32(p[1:])), 10)
+	case p[0] == gomysql.COM_REFRESH && len(p) == 2 && p[1] != 0:
+		var out []string
+		for _, f := range refreshFlags {
+			if p[1]&f.bit != 0 {
+				out = append(out, f.sql)
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	return commandName(p[0]) + " " + fmt.Sprint(p[1:])
 }
 
 // refuse answers the client's command with an ERR packet of the gateway's own; nothing reaches
