@@ -327,6 +327,16 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 		r.statements.Add(1)
 		return r.exchange(p, respOK)
 	case gomysql.COM_FIELD_LIST:
+		// What the stock client's auto-rehash sends for every table: recorded and guarded as
+		// the SHOW COLUMNS it stands for.
+		sql := fieldListSQL(p[1:], r.noBackslashEscapes())
+		if r.guard != nil {
+			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.Allow {
+				return r.refuse(newError(codeDeniedByPolicy, v.Msg))
+			}
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "field_list"}, nil)
+		r.statements.Add(1)
 		return r.exchange(p, respFieldList)
 	case gomysql.COM_STATISTICS:
 		return r.exchange(p, respOnePacket)
@@ -352,6 +362,20 @@ func commandName(c byte) string {
 		return "COM_STMT_BULK_EXECUTE"
 	}
 	return fmt.Sprintf("command 0x%02x", c)
+}
+
+// fieldListSQL is the statement a COM_FIELD_LIST (table name, NUL, column wildcard) stands
+// for: SHOW COLUMNS FROM `t` [LIKE 'wild'].
+func fieldListSQL(p []byte, noBackslashEscapes bool) string {
+	table, wild, _ := bytes.Cut(p, []byte{0})
+	sql := "SHOW COLUMNS FROM " + quoteIdent(string(table))
+	if w := string(bytes.TrimRight(wild, "\x00")); w != "" {
+		if !noBackslashEscapes {
+			w = strings.ReplaceAll(w, `\`, `\\`)
+		}
+		sql += " LIKE '" + strings.ReplaceAll(w, "'", "''") + "'"
+	}
+	return sql
 }
 
 // refreshFlags are COM_REFRESH's flags (include/mysql_com.h, REFRESH_*) as the SQL that does
@@ -540,6 +564,7 @@ func (r *relay) response(kind respKind) error {
 	case respPrepare:
 		return r.prepareResponse()
 	case respFieldList:
+		r.fields = r.fields[:0]
 		for {
 			p, err := r.readUp()
 			if err != nil {
@@ -547,7 +572,18 @@ func (r *relay) response(kind respKind) error {
 			}
 			end := isEOF(p) || (len(p) > 0 && p[0] == gomysql.ERR_HEADER)
 			if end {
+				if isEOF(p) {
+					// The definitions are the answer: their names, and how many.
+					r.recordColumns(false)
+					r.recordResult("FIELD_LIST", int64(len(r.fields)))
+				}
 				r.onTerminal(p, true)
+			} else {
+				f := &gomysql.Field{}
+				if f.Parse(p) != nil {
+					f = &gomysql.Field{Name: []byte("?")}
+				}
+				r.fields = append(r.fields, f)
 			}
 			r.emit()
 			if end {

@@ -358,3 +358,23 @@ func TestCommandSQL(t *testing.T) {
 		}
 	}
 }
+
+func TestFieldListSQL(t *testing.T) {
+	tests := []struct {
+		p      string
+		noBack bool
+		want   string
+	}{
+		{"t\x00", false, "SHOW COLUMNS FROM `t`"},
+		{"t", false, "SHOW COLUMNS FROM `t`"},
+		{"we`ird\x00", false, "SHOW COLUMNS FROM `we``ird`"},
+		{"t\x00c%", false, "SHOW COLUMNS FROM `t` LIKE 'c%'"},
+		{"t\x00it's\\", false, `SHOW COLUMNS FROM ` + "`t`" + ` LIKE 'it''s\\'`},
+		{"t\x00it's\\", true, `SHOW COLUMNS FROM ` + "`t`" + ` LIKE 'it''s\'`},
+	}
+	for _, tt := range tests {
+		if got := fieldListSQL([]byte(tt.p), tt.noBack); got != tt.want {
+			t.Errorf("fieldListSQL(%q) = %q, want %q", tt.p, got, tt.want)
+		}
+	}
+}
