@@ -579,8 +579,8 @@ func (r *relay) response(kind respKind) error {
 				}
 				r.onTerminal(p, true)
 			} else {
-				f := &gomysql.Field{}
-				if f.Parse(p) != nil {
+				f, err := parseField(bytes.Clone(p)) // p's buffer is reused
+				if err != nil {
 					f = &gomysql.Field{Name: []byte("?")}
 				}
 				r.fields = append(r.fields, f)
