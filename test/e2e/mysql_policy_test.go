@@ -227,6 +227,8 @@ func TestMySQLPolicySettings(t *testing.T) {
 			{"prepare variable", "SET @q = 'DELETE FROM " + tbl + "'; PREPARE s FROM @q; EXECUTE s"},
 			{"procedure", "CREATE PROCEDURE airlock_wipe() BEGIN DELETE FROM " + tbl + "; END"},
 			{"garbage", "SELEC 1"},
+			{"alter engine blackhole", "ALTER TABLE " + tbl + " ENGINE=BLACKHOLE"},
+			{"alter discard tablespace", "ALTER TABLE " + tbl + " DISCARD TABLESPACE"},
 		}
 		for _, tt := range refused {
 			t.Run(tt.name, func(t *testing.T) {

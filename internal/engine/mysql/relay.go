@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,9 +316,27 @@ func (r *relay) command(p []byte) (st endState, done bool) {
 	case gomysql.COM_PING, gomysql.COM_SET_OPTION, gomysql.COM_DEBUG:
 		return r.exchange(p, respOK)
 	case gomysql.COM_PROCESS_KILL, gomysql.COM_REFRESH:
-		r.rec.Record(event.Query, event.QueryData{Text: commandName(p[0]) + " " + fmt.Sprint(p[1:]), Protocol: "command"}, nil)
+		// The SQL these old commands stand for, recorded and guarded as if sent as text.
+		sql := commandSQL(p)
+		if r.guard != nil {
+			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.Allow {
+				return r.refuse(newError(codeDeniedByPolicy, v.Msg))
+			}
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "command"}, nil)
+		r.statements.Add(1)
 		return r.exchange(p, respOK)
 	case gomysql.COM_FIELD_LIST:
+		// What the stock client's auto-rehash sends for every table: recorded and guarded as
+		// the SHOW COLUMNS it stands for.
+		sql := fieldListSQL(p[1:], r.noBackslashEscapes())
+		if r.guard != nil {
+			if v := r.decide(r.ctx, sql, r.classify(sql)); !v.Allow {
+				return r.refuse(newError(codeDeniedByPolicy, v.Msg))
+			}
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: sql, Protocol: "field_list"}, nil)
+		r.statements.Add(1)
 		return r.exchange(p, respFieldList)
 	case gomysql.COM_STATISTICS:
 		return r.exchange(p, respOnePacket)
@@ -343,6 +362,49 @@ func commandName(c byte) string {
 		return "COM_STMT_BULK_EXECUTE"
 	}
 	return fmt.Sprintf("command 0x%02x", c)
+}
+
+// fieldListSQL is the statement a COM_FIELD_LIST (table name, NUL, column wildcard) stands
+// for: SHOW COLUMNS FROM `t` [LIKE 'wild'].
+func fieldListSQL(p []byte, noBackslashEscapes bool) string {
+	table, wild, _ := bytes.Cut(p, []byte{0})
+	sql := "SHOW COLUMNS FROM " + quoteIdent(string(table))
+	if w := string(bytes.TrimRight(wild, "\x00")); w != "" {
+		if !noBackslashEscapes {
+			w = strings.ReplaceAll(w, `\`, `\\`)
+		}
+		sql += " LIKE '" + strings.ReplaceAll(w, "'", "''") + "'"
+	}
+	return sql
+}
+
+// refreshFlags are COM_REFRESH's flags (include/mysql_com.h, REFRESH_*) as the SQL that does
+// the same: COM_REFRESH is what mysqladmin's flush-* and reload send.
+var refreshFlags = []struct {
+	bit byte
+	sql string
+}{
+	{0x01, "FLUSH PRIVILEGES"}, {0x02, "FLUSH LOGS"}, {0x04, "FLUSH TABLES"}, {0x08, "FLUSH HOSTS"},
+	{0x10, "FLUSH STATUS"}, {0x20, "FLUSH THREADS"}, {0x40, "RESET SLAVE"}, {0x80, "RESET MASTER"},
+}
+
+// commandSQL is the statement text a COM_PROCESS_KILL or COM_REFRESH stands for: "KILL 5",
+// "FLUSH TABLES; FLUSH LOGS". A malformed packet gives its bytes after the command's name,
+// which no parser accepts (a guarded target refuses it as unclassifiable).
+func commandSQL(p []byte) string {
+	switch {
+	case p[0] == gomysql.COM_PROCESS_KILL && len(p) == 5:
+		return "KILL " + strconv.FormatUint(uint64(binary.LittleEndian.Uint32(p[1:])), 10)
+	case p[0] == gomysql.COM_REFRESH && len(p) == 2 && p[1] != 0:
+		var out []string
+		for _, f := range refreshFlags {
+			if p[1]&f.bit != 0 {
+				out = append(out, f.sql)
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	return commandName(p[0]) + " " + fmt.Sprint(p[1:])
 }
 
 // refuse answers the client's command with an ERR packet of the gateway's own; nothing reaches
@@ -509,6 +571,7 @@ func (r *relay) response(kind respKind) error {
 	case respPrepare:
 		return r.prepareResponse()
 	case respFieldList:
+		r.fields = r.fields[:0]
 		for {
 			p, err := r.readUp()
 			if err != nil {
@@ -516,7 +579,18 @@ func (r *relay) response(kind respKind) error {
 			}
 			end := isEOF(p) || (len(p) > 0 && p[0] == gomysql.ERR_HEADER)
 			if end {
+				if isEOF(p) {
+					// The definitions are the answer: their names, and how many.
+					r.recordColumns(false)
+					r.recordResult("FIELD_LIST", int64(len(r.fields)))
+				}
 				r.onTerminal(p, true)
+			} else {
+				f, err := parseField(bytes.Clone(p)) // p's buffer is reused
+				if err != nil {
+					f = &gomysql.Field{Name: []byte("?")}
+				}
+				r.fields = append(r.fields, f)
 			}
 			r.emit()
 			if end {

@@ -338,3 +338,43 @@ func TestLocalInfileRecordedBeforeForwarded(t *testing.T) {
 		})
 	}
 }
+
+func TestCommandSQL(t *testing.T) {
+	tests := []struct {
+		p    []byte
+		want string
+	}{
+		{[]byte{gomysql.COM_PROCESS_KILL, 5, 0, 0, 0}, "KILL 5"},
+		{[]byte{gomysql.COM_PROCESS_KILL, 0x01, 0x02, 0, 0}, "KILL 513"},
+		{[]byte{gomysql.COM_PROCESS_KILL, 5}, "COM_PROCESS_KILL [5]"},
+		{[]byte{gomysql.COM_REFRESH, 0x04}, "FLUSH TABLES"},
+		{[]byte{gomysql.COM_REFRESH, 0x06}, "FLUSH LOGS; FLUSH TABLES"},
+		{[]byte{gomysql.COM_REFRESH, 0x81}, "FLUSH PRIVILEGES; RESET MASTER"},
+		{[]byte{gomysql.COM_REFRESH, 0}, "COM_REFRESH [0]"},
+	}
+	for _, tt := range tests {
+		if got := commandSQL(tt.p); got != tt.want {
+			t.Errorf("commandSQL(%v) = %q, want %q", tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestFieldListSQL(t *testing.T) {
+	tests := []struct {
+		p      string
+		noBack bool
+		want   string
+	}{
+		{"t\x00", false, "SHOW COLUMNS FROM `t`"},
+		{"t", false, "SHOW COLUMNS FROM `t`"},
+		{"we`ird\x00", false, "SHOW COLUMNS FROM `we``ird`"},
+		{"t\x00c%", false, "SHOW COLUMNS FROM `t` LIKE 'c%'"},
+		{"t\x00it's\\", false, `SHOW COLUMNS FROM ` + "`t`" + ` LIKE 'it''s\\'`},
+		{"t\x00it's\\", true, `SHOW COLUMNS FROM ` + "`t`" + ` LIKE 'it''s\'`},
+	}
+	for _, tt := range tests {
+		if got := fieldListSQL([]byte(tt.p), tt.noBack); got != tt.want {
+			t.Errorf("fieldListSQL(%q) = %q, want %q", tt.p, got, tt.want)
+		}
+	}
+}

@@ -220,6 +220,8 @@ func kindOf(n sqlparser.Statement) string {
 		return "maintenance"
 	case *sqlparser.Use:
 		return "use"
+	case *sqlparser.Kill:
+		return "kill"
 	}
 	return "other"
 }
@@ -362,6 +364,18 @@ func (a *analyzer) alter(st *stmtState, n *sqlparser.AlterTable) {
 			st.flag(guard.ClassDestructive, "ALTER ... DROP COLUMN "+sqlparser.String(x.Name))
 		case *sqlparser.DropKey:
 			st.flag(guard.ClassDestructive, "ALTER ... DROP "+sqlparser.String(x))
+		case *sqlparser.TablespaceOperation:
+			// DISCARD TABLESPACE deletes the table's data file; IMPORT reads one back.
+			if !x.Import {
+				st.flag(guard.ClassDestructive, "ALTER ... DISCARD TABLESPACE")
+			}
+		case sqlparser.TableOptions:
+			for _, to := range x {
+				// The BLACKHOLE engine stores nothing: converting a table to it drops every row.
+				if strings.EqualFold(to.Name, "engine") && strings.EqualFold(strings.Trim(to.String, "`'\""), "blackhole") {
+					st.flag(guard.ClassDestructive, "ALTER ... ENGINE=BLACKHOLE")
+				}
+			}
 		}
 	}
 	if ps := n.PartitionSpec; ps != nil {
@@ -370,6 +384,8 @@ func (a *analyzer) alter(st *stmtState, n *sqlparser.AlterTable) {
 			st.flag(guard.ClassDestructive, "ALTER ... DROP PARTITION")
 		case sqlparser.TruncateAction:
 			st.flag(guard.ClassDestructive, "ALTER ... TRUNCATE PARTITION")
+		case sqlparser.DiscardAction:
+			st.flag(guard.ClassDestructive, "ALTER ... DISCARD PARTITION TABLESPACE")
 		}
 	}
 }

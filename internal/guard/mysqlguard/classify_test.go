@@ -37,6 +37,14 @@ func TestClassifyClasses(t *testing.T) {
 		{"alter drop primary key", "ALTER TABLE t DROP PRIMARY KEY", D},
 		{"alter drop partition", "ALTER TABLE t DROP PARTITION p0", D},
 		{"alter truncate partition", "ALTER TABLE t TRUNCATE PARTITION p0", D},
+		{"alter engine blackhole", "ALTER TABLE t ENGINE=BLACKHOLE", D},
+		{"alter engine blackhole lower quoted", "alter table t engine = 'blackhole'", D},
+		{"alter engine blackhole backquoted", "ALTER TABLE t ENGINE `BlackHole`", D},
+		{"alter engine blackhole with other option", "ALTER TABLE t COMMENT 'x', ENGINE=BLACKHOLE", D},
+		{"alter discard tablespace", "ALTER TABLE t DISCARD TABLESPACE", D},
+		{"alter discard partition tablespace", "ALTER TABLE t DISCARD PARTITION p0 TABLESPACE", D},
+		{"alter discard all partitions", "ALTER TABLE t DISCARD PARTITION ALL TABLESPACE", D},
+		{"alter blackhole in versioned comment", "ALTER TABLE t /*!50000 ENGINE=BLACKHOLE */", D},
 		{"delete no where", "DELETE FROM t", D},
 		{"delete limit no where", "DELETE FROM t LIMIT 10", D},
 		{"delete 1=1", "DELETE FROM t WHERE 1=1", D},
@@ -131,6 +139,9 @@ func TestClassifyClasses(t *testing.T) {
 		{"explain delete", "EXPLAIN DELETE FROM t", N},
 		{"prepare select", "PREPARE s FROM 'SELECT * FROM t WHERE id = ?'", N},
 		{"alter add column", "ALTER TABLE t ADD COLUMN c int", N},
+		{"alter engine innodb", "ALTER TABLE t ENGINE=InnoDB", N},
+		{"alter import tablespace", "ALTER TABLE t IMPORT TABLESPACE", N},
+		{"create table blackhole", "CREATE TABLE t (a int) ENGINE=BLACKHOLE", N},
 		{"create table", "CREATE TABLE t (id int primary key)", N},
 		{"procedure harmless", "CREATE PROCEDURE p() BEGIN SELECT 1; END", N},
 		{"load data", "LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t", N},
@@ -168,6 +179,8 @@ func TestClassifyKindsAndRelations(t *testing.T) {
 		{"CALL p(1)", [][]string{{"call"}}, []string{"p"}},
 		{"SHOW TABLES; SET @x = 1; COMMIT", [][]string{{"show"}, {"set"}, {"transaction"}}, nil},
 		{"LOAD DATA LOCAL INFILE '/x' INTO TABLE t", [][]string{{"load"}}, nil},
+		{"KILL 5", [][]string{{"kill"}}, nil},
+		{"KILL QUERY 7", [][]string{{"kill"}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
