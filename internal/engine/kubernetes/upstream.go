@@ -90,11 +90,11 @@ func newUpstream(t target.Target, dial func(context.Context, target.Target) (net
 		tlsCfg.RootCAs = pool
 	}
 	if t.ClientCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.ClientCertFile, t.ClientKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load client certificate: %w", err)
+		cf := &certFiles{cert: t.ClientCertFile, key: t.ClientKeyFile}
+		if _, err := cf.get(); err != nil {
+			return nil, err
 		}
-		tlsCfg.Certificates = []tls.Certificate{cert}
+		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cf.get() }
 	}
 	// Every connection to the API server goes through the connector, to the target's
 	// host:port whatever the request's URL says.
@@ -145,4 +145,52 @@ func resolveToken(t target.Target) (string, error) {
 		return "", errors.New("token_file is empty")
 	}
 	return tok, nil
+}
+
+// certFiles is a client certificate read from its files, read again for a new connection when
+// either file changed (a rotated certificate is used without a restart, as token_file is).
+type certFiles struct {
+	cert, key string
+
+	mu     sync.Mutex
+	stamp  [2]fileStamp
+	cached *tls.Certificate
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// get returns the certificate, loading it again when its files changed since the last load. A
+// rotation caught half-way (the new certificate with the old key) fails that connection only:
+// the next one reads the files again.
+func (c *certFiles) get() (*tls.Certificate, error) {
+	sc, err := stampOf(c.cert)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	sk, err := stampOf(c.key)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate key: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cached != nil && c.stamp == [2]fileStamp{sc, sk} {
+		return c.cached, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("load client certificate: %w", err)
+	}
+	c.cached, c.stamp = &cert, [2]fileStamp{sc, sk}
+	return c.cached, nil
 }
