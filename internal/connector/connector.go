@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/target"
@@ -171,4 +172,34 @@ type LostError struct {
 
 func (e *LostError) Error() string {
 	return fmt.Sprintf("the tunnel to agent %s was lost (%s)", e.Agent, e.Reason)
+}
+
+// LostConn remembers the first *LostError its connection returned, for an engine whose protocol
+// library reads the connection itself and tells only that it closed (x/crypto/ssh closes a
+// failed connection's channels before saying why; SPDY's does not say at all).
+type LostConn struct {
+	net.Conn
+	lost atomic.Pointer[LostError]
+}
+
+// Lost returns the loss the connection saw, nil when none.
+func (c *LostConn) Lost() *LostError { return c.lost.Load() }
+
+func (c *LostConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.note(err)
+	return n, err
+}
+
+func (c *LostConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.note(err)
+	return n, err
+}
+
+func (c *LostConn) note(err error) {
+	var lost *LostError
+	if err != nil && errors.As(err, &lost) {
+		c.lost.CompareAndSwap(nil, lost)
+	}
 }

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/airlock-gw/airlock/internal/connector"
 )
@@ -55,36 +53,10 @@ func (r *streamRecorder) tellLost(w io.Writer, msg string) {
 	out.frame(true, 0x8, []byte{0x03, 0xe8}) // close, 1000: normal closure
 }
 
-// lostConn remembers the first *connector.LostError its stream returned, for a relay (SPDY)
-// whose library reads the connection itself and tells only that it closed.
-type lostConn struct {
-	net.Conn
-	lost atomic.Pointer[connector.LostError]
-}
-
-func (c *lostConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.note(err)
-	return n, err
-}
-
-func (c *lostConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.note(err)
-	return n, err
-}
-
-func (c *lostConn) note(err error) {
-	var lost *connector.LostError
-	if err != nil && errors.As(err, &lost) {
-		c.lost.CompareAndSwap(nil, lost)
-	}
-}
-
 // tellLostSPDY writes, on an exec's or attach's SPDY error stream, the Status the API server
 // writes there when a command fails, when the target's side was lost with its agent.
-func (s *session) tellLostSPDY(errStream io.Writer, lc *lostConn) {
-	if lost := lc.lost.Load(); lost != nil {
+func (s *session) tellLostSPDY(errStream io.Writer, lc *connector.LostConn) {
+	if lost := lc.Lost(); lost != nil {
 		body, _ := json.Marshal(status(http.StatusServiceUnavailable, "ServiceUnavailable", s.lostMessage(lost)))
 		errStream.Write(body)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
+	"github.com/airlock-gw/airlock/internal/connector"
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/masking"
 )
@@ -35,7 +36,7 @@ func isSPDY(upgrade string) bool {
 // and returns the bytes each way.
 func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool) (toUp, toCli int64, err error) {
 	var up, cli httpstream.Connection
-	lc := &lostConn{Conn: upRaw}
+	lc := &connector.LostConn{Conn: upRaw}
 	up, err = spdy.NewClientConnection(lc)
 	if err != nil {
 		return 0, 0, err
@@ -108,7 +109,7 @@ func (s *session) relaySPDY(cliRaw net.Conn, upRaw net.Conn, id uint64, tty bool
 	cli.Close()
 	up.Close()
 	wg.Wait()
-	if lost := lc.lost.Load(); lost != nil {
+	if lost := lc.Lost(); lost != nil {
 		fail = lost // the end of the target's side, whatever the copiers saw
 	}
 	return n.up.Load(), n.cli.Load(), fail

@@ -22,7 +22,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -194,7 +193,7 @@ func (e *Engine) dialViaAgent(ctx context.Context, t target.Target) (*ssh.Client
 		ClientVersion: "SSH-2.0-Airlock",
 		Timeout:       upstreamHandshakeTimeout,
 	}
-	lc := &lostConn{Conn: u}
+	lc := &connector.LostConn{Conn: u}
 	u.SetDeadline(time.Now().Add(upstreamHandshakeTimeout))
 	cc, chans, reqs, err := ssh.NewClientConn(lc, t.Name, cfg)
 	if err != nil {
@@ -202,32 +201,5 @@ func (e *Engine) dialViaAgent(ctx context.Context, t target.Target) (*ssh.Client
 		return nil, upstreamInfo{}, &userError{fmt.Sprintf("SSH to target %s through agent %s failed: %v", t.Name, u.Via, err)}
 	}
 	u.SetDeadline(time.Time{})
-	return ssh.NewClient(cc, chans, reqs), upstreamInfo{Version: st.Version, Login: st.Login, Via: u.Via, lost: lc.lost.Load}, nil
-}
-
-// lostConn remembers the first *connector.LostError its stream returned: x/crypto/ssh closes
-// the channels of a connection that failed before Wait says why, and a channel that ends needs
-// to know at once whether it ended with the agent (session.agentLost).
-type lostConn struct {
-	net.Conn
-	lost atomic.Pointer[connector.LostError]
-}
-
-func (c *lostConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.note(err)
-	return n, err
-}
-
-func (c *lostConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.note(err)
-	return n, err
-}
-
-func (c *lostConn) note(err error) {
-	var lost *connector.LostError
-	if err != nil && errors.As(err, &lost) {
-		c.lost.CompareAndSwap(nil, lost)
-	}
+	return ssh.NewClient(cc, chans, reqs), upstreamInfo{Version: st.Version, Login: st.Login, Via: u.Via, lost: lc.Lost}, nil
 }
