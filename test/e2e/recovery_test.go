@@ -96,22 +96,7 @@ func killDuringStreamingResult(t *testing.T, cfg gwConfig) (session string, even
 	if s.EndReason != "interrupted" || endReason(ev) != "interrupted" {
 		t.Errorf("session end_reason %q, session.end reason %q; want interrupted", s.EndReason, endReason(ev))
 	}
-	recorded := map[string]bool{}
-	for _, e := range ofType(ev, "rows") {
-		for _, r := range e.Rows {
-			var vals []any
-			if err := json.Unmarshal(r, &vals); err != nil || len(vals) != 2 {
-				t.Fatalf("row %s: %v", r, err)
-			}
-			s, _ := vals[0].(string)
-			recorded[s] = true
-		}
-	}
-	for n := 1; n <= received; n++ {
-		if !recorded[strconv.Itoa(n)] {
-			t.Fatalf("row %d reached the client but is not in the recording (%d rows recorded)", n, len(recorded))
-		}
-	}
+	requireRowsRecorded(t, ev, received)
 	code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/verify", nil)
 	var res struct {
 		Intact      bool  `json:"intact"`
@@ -207,6 +192,20 @@ func killPsqlDuringStreamingResult(t *testing.T) {
 	if s.EndReason != "interrupted" {
 		t.Errorf("session end_reason %q, want interrupted", s.EndReason)
 	}
+	requireRowsRecorded(t, ev, received)
+	code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/verify", nil)
+	var res struct {
+		Intact bool `json:"intact"`
+	}
+	if code != 200 || json.Unmarshal(body, &res) != nil || !res.Intact {
+		t.Fatalf("verify after recovery: HTTP %d %s", code, clip(string(body), 2000))
+	}
+}
+
+// requireRowsRecorded fails unless rows 1..received of the kill tests' query (a number, then
+// padding) are all in the recording's rows events.
+func requireRowsRecorded(t *testing.T, ev []Event, received int) {
+	t.Helper()
 	recorded := map[string]bool{}
 	for _, e := range ofType(ev, "rows") {
 		for _, r := range e.Rows {
@@ -220,14 +219,7 @@ func killPsqlDuringStreamingResult(t *testing.T) {
 	}
 	for n := 1; n <= received; n++ {
 		if !recorded[strconv.Itoa(n)] {
-			t.Fatalf("psql printed row %d but it is not in the recording (%d rows recorded)", n, len(recorded))
+			t.Fatalf("row %d reached the client but is not in the recording (%d rows recorded)", n, len(recorded))
 		}
-	}
-	code, body := g.api(t, g.adminToken(t), "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/verify", nil)
-	var res struct {
-		Intact bool `json:"intact"`
-	}
-	if code != 200 || json.Unmarshal(body, &res) != nil || !res.Intact {
-		t.Fatalf("verify after recovery: HTTP %d %s", code, clip(string(body), 2000))
 	}
 }
