@@ -43,6 +43,10 @@ type Hub struct {
 	// KeepAlive is the interval of the tunnel's keepalive pings; a tunnel that misses them for
 	// WriteTimeout is lost. Defaults 10s and 10s.
 	KeepAlive, WriteTimeout time.Duration
+	// Recheck is how often a connected agent's registration is read again (at its heartbeats),
+	// so that a revocation made by another gateway sharing the store drops the tunnel here too.
+	// Default 15s.
+	Recheck time.Duration
 
 	// afterVerify, when set, is called after a tunnel's token is verified (tests).
 	afterVerify func(name string)
@@ -247,12 +251,30 @@ func (h *Hub) serveTunnel(c *tls.Conn) {
 		return
 	}
 	log.Info("agent connected", "version", l.version, "targets", names)
+	recheck := h.Recheck
+	if recheck <= 0 {
+		recheck = 15 * time.Second
+	}
+	checked := time.Now()
 	for {
 		var m control
 		if err := readFrame(ctl, &m); err != nil {
 			return
 		}
 		l.lastSeen.Store(time.Now().UnixNano())
+		if time.Since(checked) >= recheck {
+			// Revoked elsewhere (another gateway on the same store, or the store edited)?
+			// A store that cannot answer now keeps the tunnel: only a refusal drops it.
+			checked = time.Now()
+			vctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, code, err := h.Registry.Verify(vctx, hi.Name, hi.Secret)
+			cancel()
+			if err != nil && (code == "revoked" || code == "unknown" || code == "bad_secret") {
+				log.Warn("agent's registration no longer admits it: tunnel dropped", "code", code, "err", err)
+				l.drop("revoked")
+				return
+			}
+		}
 		switch m.Type {
 		case "drain":
 			l.draining.Store(true)

@@ -467,3 +467,37 @@ func TestTokenAddr(t *testing.T) {
 		}
 	}
 }
+
+// A revocation made through another gateway sharing the store drops the tunnel at the next
+// registry check of this one (Hub.Recheck), not only at the agent's next reconnect.
+func TestRevocationByAnotherGateway(t *testing.T) {
+	f := newFixture(t) // gateway A: where the admin creates and revokes
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Hub{Registry: &Registry{KV: f.kv}, Cert: f.hub.Cert, Addr: ln.Addr().String(), Recheck: 50 * time.Millisecond}
+	go b.Serve(ln)
+	t.Cleanup(b.Close)
+	tok := f.create(t, "dc1-a")
+	r := f.startWith(t, tok, func(a *Agent) { a.Gateway = b.Addr }) // connected to gateway B
+	if in := infoOfAgent(t, b, "dc1-a"); !in.Connected {
+		t.Fatalf("not connected to gateway B: %+v", in)
+	}
+	if _, err := f.hub.Revoke(context.Background(), "dc1-a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		r.done <- err // for startWith's cleanup
+		var refused *RefusedError
+		if !errors.As(err, &refused) || refused.Code != "revoked" {
+			t.Fatalf("Run: %v, want refused as revoked", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("gateway B kept the revoked agent's tunnel: %+v", infoOfAgent(t, b, "dc1-a"))
+	}
+	if _, err := b.Open(context.Background(), echoTgt, "agent-test", []byte("x")); !errors.Is(err, connector.ErrNoAgent) {
+		t.Errorf("a session on gateway B after the revocation: %v, want no agent", err)
+	}
+}
