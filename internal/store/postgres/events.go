@@ -70,69 +70,30 @@ func (s *Store) Events(ctx context.Context, id string, after uint64, fn func(*ev
 	}
 	h := sha256.New()
 	var canon []byte
-	for {
-		n := 0
-		err := s.withPool(ctx, s.readPool, func(c *pgx.Conn) error {
-			rows, err := c.Query(ctx, `SELECT seq, type, offset_ns, time_ns, data, raw, hash FROM events
-				WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, id, int64(seq), pageSize)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			var (
-				e               = event.Event{Session: id}
-				rseq, off, wall int64
-				typ             string
-				stored          []byte
-			)
-			for rows.Next() {
-				if err := rows.Scan(&rseq, &typ, &off, &wall, &e.Data, &e.Raw, &stored); err != nil {
-					return err
-				}
-				n++
-				if uint64(rseq) != seq+1 {
-					return &CorruptError{Session: id, Seq: seq + 1, Reason: fmt.Sprintf("sequence %d follows %d", rseq, seq)}
-				}
-				if !anchored {
-					return &CorruptError{Session: id, Seq: after, Reason: "event missing"}
-				}
-				e.Seq, e.Type, e.Offset, e.Time = uint64(rseq), event.Type(typ), time.Duration(off), time.Unix(0, wall).UTC()
-				if len(e.Raw) == 0 {
-					e.Raw = nil
-				}
-				canon = e.Canonical(canon[:0])
-				h.Reset()
-				h.Write(prev[:])
-				h.Write(canon)
-				h.Sum(e.Hash[:0])
-				if !bytes.Equal(e.Hash[:], stored) {
-					return &CorruptError{Session: id, Seq: e.Seq, Reason: "hash chain broken"}
-				}
-				e.Prev = prev
-				if err := fn(&e); err != nil {
-					return callbackError{err}
-				}
-				prev, seq = e.Hash, e.Seq
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			return rows.Err()
-		})
-		var cb callbackError
-		if errors.As(err, &cb) {
-			return cb.err
+	err = s.scanEvents(ctx, id, int64(after), func(e *event.Event, stored []byte) error {
+		if e.Seq != seq+1 {
+			return &CorruptError{Session: id, Seq: seq + 1, Reason: fmt.Sprintf("sequence %d follows %d", e.Seq, seq)}
 		}
-		var ce *CorruptError
-		if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if !anchored {
+			return &CorruptError{Session: id, Seq: after, Reason: "event missing"}
+		}
+		canon = e.Canonical(canon[:0])
+		h.Reset()
+		h.Write(prev[:])
+		h.Write(canon)
+		h.Sum(e.Hash[:0])
+		if !bytes.Equal(e.Hash[:], stored) {
+			return &CorruptError{Session: id, Seq: e.Seq, Reason: "hash chain broken"}
+		}
+		e.Prev = prev
+		if err := fn(e); err != nil {
 			return err
 		}
-		if err != nil {
-			return wrap(fmt.Sprintf("read recording %q", id), err)
-		}
-		if n < pageSize {
-			break
-		}
+		prev, seq = e.Hash, e.Seq
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// An ended session states how many events it has and its last hash: a recording cut
 	// short (or extended) after the end is caught here rather than read as complete.
@@ -166,39 +127,49 @@ func (s *Store) Records(ctx context.Context, id string, fn func(*store.Record) e
 	if _, err := s.Session(ctx, id); err != nil {
 		return err
 	}
-	var seq int64
+	return s.scanEvents(ctx, id, 0, func(e *event.Event, stored []byte) error {
+		rec := store.Record{Event: e}
+		if len(stored) != len(rec.Hash) {
+			rec.Damage = fmt.Sprintf("stored hash is %d bytes, not 32", len(stored))
+		}
+		copy(rec.Hash[:], stored)
+		e.Hash = rec.Hash
+		return fn(&rec)
+	})
+}
+
+// scanEvents reads session id's rows after sequence number after, in sequence order, a page
+// (pageSize rows) per query, and calls fn with each decoded as an event (Hash and Prev are fn's
+// to set; the event is reused for the next row) and the hash stored with it. fn's error stops
+// the read and is returned as it is; a failed query is wrapped.
+func (s *Store) scanEvents(ctx context.Context, id string, after int64, fn func(e *event.Event, stored []byte) error) error {
+	last := after
 	for {
 		n := 0
 		err := s.withPool(ctx, s.readPool, func(c *pgx.Conn) error {
 			rows, err := c.Query(ctx, `SELECT seq, type, offset_ns, time_ns, data, raw, hash FROM events
-				WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, id, seq, pageSize)
+				WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, id, last, pageSize)
 			if err != nil {
 				return err
 			}
 			defer rows.Close()
 			var (
-				e         = event.Event{Session: id}
-				rec       store.Record
-				off, wall int64
-				typ       string
-				stored    []byte
+				e               = event.Event{Session: id}
+				rseq, off, wall int64
+				typ             string
+				stored          []byte
 			)
 			for rows.Next() {
-				if err := rows.Scan(&seq, &typ, &off, &wall, &e.Data, &e.Raw, &stored); err != nil {
+				if err := rows.Scan(&rseq, &typ, &off, &wall, &e.Data, &e.Raw, &stored); err != nil {
 					return err
 				}
 				n++
-				e.Seq, e.Type, e.Offset, e.Time = uint64(seq), event.Type(typ), time.Duration(off), time.Unix(0, wall).UTC()
+				last = rseq
+				e.Seq, e.Type, e.Offset, e.Time = uint64(rseq), event.Type(typ), time.Duration(off), time.Unix(0, wall).UTC()
 				if len(e.Raw) == 0 {
 					e.Raw = nil
 				}
-				rec = store.Record{Event: &e}
-				if len(stored) != len(rec.Hash) {
-					rec.Damage = fmt.Sprintf("stored hash is %d bytes, not 32", len(stored))
-				}
-				copy(rec.Hash[:], stored)
-				e.Hash = rec.Hash
-				if err := fn(&rec); err != nil {
+				if err := fn(&e, stored); err != nil {
 					return callbackError{err}
 				}
 				if err := ctx.Err(); err != nil {
