@@ -17,33 +17,9 @@ import (
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/recorder"
 	"github.com/airlock-gw/airlock/internal/store"
+	"github.com/airlock-gw/airlock/internal/store/postgres/pgtest"
 	"github.com/airlock-gw/airlock/internal/store/storetest"
 )
-
-// testDSN is the server the tests use: AIRLOCK_TEST_POSTGRES, or the local test database.
-func testDSN() string {
-	if dsn := os.Getenv("AIRLOCK_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// admin returns a connection for the test's own DDL. Without a server the test is skipped,
-// except in CI, where a missing server must fail rather than pass by skipping.
-func admin(t testing.TB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and no PostgreSQL for the store tests (AIRLOCK_TEST_POSTGRES, default 127.0.0.1:5432): %v", err)
-		}
-		t.Skipf("no PostgreSQL for the store tests (set AIRLOCK_TEST_POSTGRES): %v", err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
 
 // schemaFor names a schema after the test and a hash of dir, so that reopening dir reaches the
 // same data, and drops it when the test ends.
@@ -61,7 +37,7 @@ func schemaFor(t testing.TB, c *pgx.Conn, dir string) string {
 }
 
 func TestStore(t *testing.T) {
-	c := admin(t)
+	c := pgtest.Connect(t)
 	schemas := map[string]string{}
 	var mu sync.Mutex
 	storetest.Run(t, func(t *testing.T, dir string) store.Store {
@@ -72,7 +48,7 @@ func TestStore(t *testing.T) {
 			schemas[dir] = schema
 		}
 		mu.Unlock()
-		s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+		s, err := Open(context.Background(), pgtest.DSN(), Options{Schema: schema})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,9 +58,9 @@ func TestStore(t *testing.T) {
 
 func openTest(t testing.TB) (*Store, *pgx.Conn, string) {
 	t.Helper()
-	c := admin(t)
+	c := pgtest.Connect(t)
 	schema := schemaFor(t, c, "")
-	s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+	s, err := Open(context.Background(), pgtest.DSN(), Options{Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +205,7 @@ func TestLimitedRole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := pgx.ParseConfig(testDSN())
+	cfg, err := pgx.ParseConfig(pgtest.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +299,7 @@ func TestExpiryGate(t *testing.T) {
 
 // TestConcurrentOpen starts several stores on a fresh schema at once, as replicas do.
 func TestConcurrentOpen(t *testing.T) {
-	c := admin(t)
+	c := pgtest.Connect(t)
 	schema := schemaFor(t, c, "")
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -331,7 +307,7 @@ func TestConcurrentOpen(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := Open(context.Background(), testDSN(), Options{Schema: schema})
+			s, err := Open(context.Background(), pgtest.DSN(), Options{Schema: schema})
 			if err == nil {
 				s.Close()
 			}
@@ -372,11 +348,11 @@ var _ recorder.Resumer = (*Store)(nil)
 // TestResume: a gateway that stopped without ending a session leaves it to the next start's
 // crash recovery, which must not take a session that a running gateway is still recording.
 func TestResume(t *testing.T) {
-	c := admin(t)
+	c := pgtest.Connect(t)
 	schema := schemaFor(t, c, "")
 	ctx := context.Background()
 	open := func() *Store {
-		s, err := Open(ctx, testDSN(), Options{Schema: schema})
+		s, err := Open(ctx, pgtest.DSN(), Options{Schema: schema})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -441,7 +417,7 @@ func TestResumeRefusesCorrupt(t *testing.T) {
 	if _, err := c.Exec(ctx, `ALTER TABLE `+tbl+` DISABLE TRIGGER events_append_only; UPDATE `+tbl+` SET data = '\x7b7d' WHERE seq = 2`); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(ctx, testDSN(), Options{Schema: schema})
+	s2, err := Open(ctx, pgtest.DSN(), Options{Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,10 +431,10 @@ func TestResumeRefusesCorrupt(t *testing.T) {
 // TestSlowReaderDoesNotBlockWriters: a reader whose callback stalls (a slow export client)
 // holds a read connection, never one that Append needs.
 func TestSlowReaderDoesNotBlockWriters(t *testing.T) {
-	c := admin(t)
+	c := pgtest.Connect(t)
 	schema := schemaFor(t, c, "")
 	ctx := context.Background()
-	s, err := Open(ctx, testDSN(), Options{Schema: schema, MaxConns: 1, MaxReadConns: 1, WriteTimeout: 5 * time.Second})
+	s, err := Open(ctx, pgtest.DSN(), Options{Schema: schema, MaxConns: 1, MaxReadConns: 1, WriteTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
