@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,29 +44,18 @@ func echoServer(t testing.TB) string {
 // bgSSH is ssh running in the background (ssh -N -L/-R), with its stderr kept.
 type bgSSH struct {
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
+	stderr lockedBuffer
 	done   chan struct{}
 }
 
-func (b *bgSSH) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stderr.Write(p)
-}
-
-func (b *bgSSH) errText() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stderr.String()
-}
+func (b *bgSSH) errText() string { return b.stderr.String() }
 
 func (c *sshClient) background(t *testing.T, env []string, args ...string) *bgSSH {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bgSSH{cmd: exec.CommandContext(ctx, "ssh", args...), done: make(chan struct{})}
 	b.cmd.Env = env
-	b.cmd.Stderr = b
+	b.cmd.Stderr = &b.stderr
 	if err := b.cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
