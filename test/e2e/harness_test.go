@@ -1098,3 +1098,27 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// approvalRequest is a statement waiting for approval, as GET /api/v1/requests lists it.
+type approvalRequest struct{ ID, User, Target, Rule, Statement string }
+
+// waitApprovalRequest polls GET /api/v1/requests (as admin, a token) for up to a minute and
+// returns the first request match accepts; the test fails, naming what, when none comes.
+func (g *gateway) waitApprovalRequest(t testing.TB, admin, what string, match func(approvalRequest) bool) approvalRequest {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		code, body := g.api(t, admin, "GET", "/api/v1/requests", nil)
+		var res struct {
+			Requests []approvalRequest
+		}
+		if code == 200 && json.Unmarshal(body, &res) == nil {
+			for _, r := range res.Requests {
+				if match(r) {
+					return r
+				}
+			}
+		}
+	}
+	t.Fatalf("no approval request for %s", what)
+	return approvalRequest{}
+}

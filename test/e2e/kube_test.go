@@ -271,24 +271,11 @@ stringData: {password: %s}
 		// pending waits for the gateway's approval request for configmap name and returns its id.
 		pending := func(name string) string {
 			t.Helper()
-			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				code, body := kg.api(t, admin, "GET", "/api/v1/requests", nil)
-				var res struct {
-					Requests []struct{ ID, User, Target, Rule, Statement string }
-				}
-				if code == 200 && json.Unmarshal(body, &res) == nil {
-					for _, r := range res.Requests {
-						if strings.Contains(r.Statement, name) {
-							if r.User != "alice" || r.Target != "kind-1" || r.Rule != "configmap-deletes-need-approval" {
-								t.Errorf("approval request %+v", r)
-							}
-							return r.ID
-						}
-					}
-				}
+			r := kg.waitApprovalRequest(t, admin, name, func(r approvalRequest) bool { return strings.Contains(r.Statement, name) })
+			if r.User != "alice" || r.Target != "kind-1" || r.Rule != "configmap-deletes-need-approval" {
+				t.Errorf("approval request %+v", r)
 			}
-			t.Fatalf("no approval request for %s", name)
-			return ""
+			return r.ID
 		}
 		since := time.Now()
 		for _, tc := range []struct {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -135,23 +134,9 @@ func TestMySQLCommands(t *testing.T) {
 			go func() {
 				done <- g.mariadb(t, "alice", alicePassword, "my_approve", "--comments", "-e", "select '"+m+"'; "+stmt)
 			}()
-			var id string
-			for deadline := time.Now().Add(time.Minute); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				code, body := g.api(t, admin, "GET", "/api/v1/requests", nil)
-				var res struct {
-					Requests []struct{ ID, User, Target, Statement string }
-				}
-				if code == 200 && json.Unmarshal(body, &res) == nil {
-					for _, r := range res.Requests {
-						if strings.Contains(r.Statement, m) && r.User == "alice" && r.Target == "my_approve" {
-							id = r.ID
-						}
-					}
-				}
-			}
-			if id == "" {
-				t.Fatalf("%q: no approval request", stmt)
-			}
+			id := g.waitApprovalRequest(t, admin, stmt, func(r approvalRequest) bool {
+				return strings.Contains(r.Statement, m) && r.User == "alice" && r.Target == "my_approve"
+			}).ID
 			select {
 			case r := <-done:
 				t.Fatalf("%q ran without waiting for the approval: %s", stmt, r)

@@ -553,23 +553,9 @@ func TestPolicySettings(t *testing.T) {
 			go func() {
 				done <- run(2*time.Minute, g.psqlEnv("alice", alicePassword, "pg_approve", app), nil, psql, "-X", "-v", "VERBOSITY=verbose", "-c", tc.stmt)
 			}()
-			var id string
-			for deadline := time.Now().Add(time.Minute); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				code, body := g.api(t, admin, "GET", "/api/v1/requests", nil)
-				var res struct {
-					Requests []struct{ ID, User, Target, Statement string }
-				}
-				if code == 200 && json.Unmarshal(body, &res) == nil {
-					for _, r := range res.Requests {
-						if r.Statement == tc.stmt && r.User == "alice" && r.Target == "pg_approve" {
-							id = r.ID
-						}
-					}
-				}
-			}
-			if id == "" {
-				t.Fatalf("%q: no approval request", tc.stmt)
-			}
+			id := g.waitApprovalRequest(t, admin, tc.stmt, func(r approvalRequest) bool {
+				return r.Statement == tc.stmt && r.User == "alice" && r.Target == "pg_approve"
+			}).ID
 			select {
 			case r := <-done:
 				t.Fatalf("%q ran without waiting for the approval: %s", tc.stmt, r)
