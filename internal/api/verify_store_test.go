@@ -201,12 +201,7 @@ func TestVerifyFileStoreTampered(t *testing.T) {
 			for _, tt := range fileTampering {
 				t.Run(tt.name, func(t *testing.T) {
 					f := newFixture(t)
-					dir := t.TempDir()
-					st, err := filestore.Open(dir, filestore.Options{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { st.Close() })
+					st, dir := fileStore(t)
 					id, _ := recordSigned(t, f, st, ended)
 					rf := openRecFile(t, dir, id)
 					if len(rf.records) != 7+btoi(ended) {
@@ -224,6 +219,18 @@ func TestVerifyFileStoreTampered(t *testing.T) {
 	}
 }
 
+// fileStore opens a file store in a directory of its own, closed when the test ends.
+func fileStore(t *testing.T) (*filestore.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, dir
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -233,12 +240,7 @@ func btoi(b bool) int {
 
 func TestVerifyFileStoreTruncated(t *testing.T) {
 	f := newFixture(t)
-	dir := t.TempDir()
-	st, err := filestore.Open(dir, filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, dir := fileStore(t)
 	id, _ := recordSigned(t, f, st, true)
 	rf := openRecFile(t, dir, id)
 	// Cut after the last intermediate checkpoint: session.end and the final checkpoint gone.
@@ -258,12 +260,7 @@ func TestVerifyFileStoreTruncated(t *testing.T) {
 // A store read that fails after the response began must not look like a complete export.
 func TestExportAbortsOnDamage(t *testing.T) {
 	f := newFixture(t)
-	dir := t.TempDir()
-	st, err := filestore.Open(dir, filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, dir := fileStore(t)
 	id, _ := recordSigned(t, f, st, true)
 	rf := openRecFile(t, dir, id)
 	rf.replaceText(t, 3, "select 1", "select 9", false)
