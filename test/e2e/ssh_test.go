@@ -132,6 +132,16 @@ func testSSHExec(t *testing.T, f *sshFixture) {
 			t.Errorf("%q: want exit %d, got %s", tc.cmd, tc.code, r)
 		}
 	}
+
+	// The client's stdin, and its end, reach the command after the exec request they follow:
+	// an EOF that overtook it was lost by sshd, and a command reading stdin hung.
+	for i := range 3 {
+		a := append(f.c.opts("alice:web-1", f.st.AliceKey), "-p", fmt.Sprint(f.c.port), "127.0.0.1", "cat; echo eof-seen")
+		r := run(20*time.Second, f.c.env(), strings.NewReader(strings.Repeat("x", i*1000)), "ssh", a...)
+		if r.Code != 0 || r.Stdout != strings.Repeat("x", i*1000)+"eof-seen\n" {
+			t.Fatalf("cat with %d bytes of stdin: %s", i*1000, r)
+		}
+	}
 }
 
 // testSSHBulkOutput: output big enough to take copyOut's pipelined path (pipeOut: one goroutine

@@ -58,6 +58,14 @@ type channel struct {
 	echo   []byte    // typed on the terminal, not yet seen echoed (see echoed)
 	echoAt time.Time // when echo was last typed
 
+	// ready is closed once the channel's shell, exec or subsystem request went on to the target
+	// (or was refused), or the client's requests ended: input waits for it, so that neither
+	// its bytes nor its EOF reach the target before the request the client sent ahead of them
+	// (an EOF that overtook the exec was lost: "ssh gw 'read x' < /dev/null" hung), and so
+	// that the first bytes of an sftp or scp channel are read as such.
+	ready     chan struct{}
+	readyOnce sync.Once
+
 	wmu    sync.Mutex // serialises writes to the client
 	out    *maskStream
 	errOut *maskStream
@@ -88,7 +96,7 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 		uc.Close()
 		return
 	}
-	ch := &channel{s: s, id: s.nextID.Add(1), cc: cc, uc: uc, env: map[string]string{}}
+	ch := &channel{s: s, id: s.nextID.Add(1), cc: cc, uc: uc, env: map[string]string{}, ready: make(chan struct{})}
 	ch.out = newMaskStream(ch, "")
 	ch.errOut = newMaskStream(ch, "stderr")
 	s.channels.Add(1)
@@ -103,7 +111,7 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	upDone := make(chan struct{})
 	go func() { defer close(upDone); ch.upstreamRequests(ureqs) }()
 	clientDone := make(chan struct{})
-	go func() { defer close(clientDone); ch.clientRequests(creqs); uc.Close() }()
+	go func() { defer close(clientDone); ch.clientRequests(creqs); ch.open(); uc.Close() }()
 
 	outputs.Wait()
 	<-upDone
@@ -206,6 +214,9 @@ func (ch *channel) forward(req *ssh.Request) {
 	}
 }
 
+// open lets input through (ready).
+func (ch *channel) open() { ch.readyOnce.Do(func() { close(ch.ready) }) }
+
 // start handles shell, exec and subsystem: the policy, the guardrails, then the recording.
 func (ch *channel) start(req *ssh.Request) {
 	s := ch.s
@@ -216,6 +227,7 @@ func (ch *channel) start(req *ssh.Request) {
 		return
 	}
 	ch.started = true
+	defer ch.open() // once the request went on, or was refused
 	pty := ch.pty.Load()
 	env := map[string]string{}
 	for k, v := range ch.env {
@@ -529,6 +541,7 @@ func lastLineBreak(b []byte) int {
 // copyIn relays the client's input to the target: recorded, then forwarded. EOF is passed on.
 func (ch *channel) copyIn() {
 	s := ch.s
+	<-ch.ready
 	buf := growBuf{make([]byte, minBuf)}
 	for {
 		n, err := ch.cc.Read(buf.b)
