@@ -14,6 +14,7 @@ const (
 	fxpRead     = 5
 	fxpWrite    = 6
 	fxpSetstat  = 9
+	fxpFsetstat = 10
 	fxpOpendir  = 11
 	fxpRemove   = 13
 	fxpMkdir    = 14
@@ -25,12 +26,20 @@ const (
 	fxpData     = 103
 	fxpExtended = 200
 
-	fxfRead  = 0x01
-	fxfWrite = 0x02
+	fxfRead   = 0x01
+	fxfWrite  = 0x02
+	fxfAppend = 0x04
+	fxfCreat  = 0x08
+	fxfTrunc  = 0x10
 
-	// sftpHeaderMax is how much of a packet the observer keeps: enough for every field it reads
-	// (paths included); the payload of a write or a data answer is only counted.
+	// sftpHeaderMax is how much of a write request or of an answer the observer keeps: enough
+	// for every field it reads; the payload of a write or a data answer is only counted.
 	sftpHeaderMax = 8 << 10
+	// sftpRequestMax is how much of any other request it keeps: all of it, up to the largest
+	// packet OpenSSH's sftp-server takes (SFTP_MAX_MSG_LENGTH). A rename or symlink carries two
+	// paths of up to PATH_MAX (4 KiB on Linux) each, more than sftpHeaderMax: cut there, the
+	// second did not parse and the change went unrecorded.
+	sftpRequestMax = 256 << 10
 )
 
 // sftpStatus names the SFTP status codes.
@@ -75,6 +84,7 @@ func (m chanMutex) unlock() { <-m }
 func newSFTPObserver(ch *channel) *sftpObserver {
 	o := &sftpObserver{ch: ch, pending: map[uint32]sftpOp{}, handles: map[string]*sftpFile{}, mu: make(chanMutex, 1)}
 	o.cli.onPacket = o.request
+	o.cli.requests = true
 	o.srv.onPacket = o.answer
 	return o
 }
@@ -83,7 +93,7 @@ func (o *sftpObserver) fromClient(b []byte) { o.cli.feed(b) }
 func (o *sftpObserver) fromServer(b []byte) { o.srv.feed(b) }
 
 // sftpReader splits a byte stream into SFTP packets (uint32 length, then the body), handing
-// over the first sftpHeaderMax bytes of each body and its full length.
+// over the first bytes of each body (keep) and its full length.
 type sftpReader struct {
 	lenBuf   [4]byte
 	lenN     int
@@ -92,6 +102,18 @@ type sftpReader struct {
 	hdr      []byte
 	onPacket func(hdr []byte, total int)
 	broken   bool
+	// requests: the client's direction, whose packets other than writes are kept whole (up
+	// to sftpRequestMax).
+	requests bool
+}
+
+// keep is how much of the current packet the reader keeps, once its type (the body's first
+// byte) is typ.
+func (r *sftpReader) keep(typ byte) int {
+	if r.requests && typ != fxpWrite {
+		return sftpRequestMax
+	}
+	return sftpHeaderMax
 }
 
 func (r *sftpReader) feed(b []byte) {
@@ -114,7 +136,11 @@ func (r *sftpReader) feed(b []byte) {
 			continue
 		}
 		n := min(r.remain, len(b))
-		if room := sftpHeaderMax - len(r.hdr); room > 0 {
+		typ := b[0]
+		if len(r.hdr) > 0 {
+			typ = r.hdr[0]
+		}
+		if room := r.keep(typ) - len(r.hdr); room > 0 {
 			r.hdr = append(r.hdr, b[:min(n, room)]...)
 		}
 		r.remain -= n
@@ -173,7 +199,9 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 		path := f.str()
 		pflags := f.u32()
 		if f.ok {
-			o.pending[id] = sftpOp{typ: typ, path: path, write: pflags&fxfWrite != 0 || pflags&fxfRead == 0}
+			// Creating or truncating a file changes it as a write does, whatever the access.
+			write := pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc) != 0 || pflags&fxfRead == 0
+			o.pending[id] = sftpOp{typ: typ, path: path, write: write}
 		}
 	case fxpOpendir:
 		if p := f.str(); f.ok {
@@ -201,6 +229,14 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 		if p := f.str(); f.ok {
 			o.pending[id] = sftpOp{typ: typ, path: p}
 		}
+	case fxpFsetstat: // a setstat (chmod, chown, truncate, times) of an open file
+		if h := f.str(); f.ok {
+			op := sftpOp{typ: fxpSetstat}
+			if file := o.handles[h]; file != nil {
+				op.path = file.path
+			}
+			o.pending[id] = op
+		}
 	case fxpRename, fxpSymlink:
 		a := f.str()
 		b := f.str()
@@ -210,6 +246,10 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	case fxpExtended:
 		name := f.str()
 		switch name {
+		case "lsetstat@openssh.com": // setstat of a symbolic link itself
+			if p := f.str(); f.ok {
+				o.pending[id] = sftpOp{typ: fxpSetstat, path: p}
+			}
 		case "posix-rename@openssh.com":
 			a, b := f.str(), f.str()
 			if f.ok {

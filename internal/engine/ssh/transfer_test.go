@@ -77,7 +77,7 @@ func FuzzSFTPObserver(f *testing.F) {
 		o.fromClient(cli[:k])
 		o.fromServer(srv)
 		o.fromClient(cli[k:])
-		if len(o.cli.hdr) > sftpHeaderMax || len(o.srv.hdr) > sftpHeaderMax {
+		if len(o.cli.hdr) > sftpRequestMax || len(o.srv.hdr) > sftpHeaderMax {
 			t.Fatalf("kept %d and %d bytes of a packet", len(o.cli.hdr), len(o.srv.hdr))
 		}
 	})
