@@ -124,6 +124,12 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	if xf := ch.xfer.Load(); xf != nil {
 		xf.record(ch, exit)
 	}
+	if sf := ch.sftp.Load(); sf != nil {
+		sf.end()
+		if err := s.rec.Commit(); err != nil {
+			s.fail(endState{reason: "error", err: err})
+		}
+	}
 	ch.wmu.Lock()
 	for _, r := range exits {
 		cc.SendRequest(r.Type, false, r.Payload)
@@ -551,6 +557,12 @@ func (ch *channel) copyIn() {
 				xf.fromClient.Add(int64(n))
 			} else if sf := ch.sftp.Load(); sf != nil {
 				sf.fromClient(data)
+				if bad := sf.malformed(); bad != "" {
+					// The target would run a request other than the one the observer read.
+					s.denied(ch.id, "sftp", bad, "a malformed sftp request is not relayed: what the target would do with it could not be recorded")
+					ch.abort("airlock: the gateway ends this sftp session: the client sent " + bad)
+					return
+				}
 				if cerr := s.rec.Commit(); cerr != nil {
 					s.fail(endState{reason: "error", err: cerr})
 					ch.uc.Close()

@@ -73,6 +73,11 @@ type sftpObserver struct {
 	pending map[uint32]sftpOp
 	handles map[string]*sftpFile
 	mu      chanMutex
+	// bad says why the client's stream cannot be followed: a request whose fields run past
+	// its length, which a server would read from the bytes after it (OpenSSH's sftp-server
+	// runs such a request, then exits), so that what it does is not what the observer saw.
+	// The channel must then end before the bytes reach the target. Client goroutine only.
+	bad string
 }
 
 // chanMutex is a one-slot channel used as a mutex (the two directions share the maps).
@@ -85,6 +90,7 @@ func newSFTPObserver(ch *channel) *sftpObserver {
 	o := &sftpObserver{ch: ch, pending: map[uint32]sftpOp{}, handles: map[string]*sftpFile{}, mu: make(chanMutex, 1)}
 	o.cli.onPacket = o.request
 	o.cli.requests = true
+	o.cli.onBroken = func(total int) { o.bad = fmt.Sprintf("an sftp packet of length %d", total) }
 	o.srv.onPacket = o.answer
 	return o
 }
@@ -101,6 +107,7 @@ type sftpReader struct {
 	total    int
 	hdr      []byte
 	onPacket func(hdr []byte, total int)
+	onBroken func(total int) // a length it does not take (0, or over 16 MiB)
 	broken   bool
 	// requests: the client's direction, whose packets other than writes are kept whole (up
 	// to sftpRequestMax).
@@ -131,6 +138,9 @@ func (r *sftpReader) feed(b []byte) {
 			r.hdr = r.hdr[:0]
 			if r.total == 0 || r.total > 1<<24 {
 				r.broken = true // not an sftp stream we understand: stop observing
+				if r.onBroken != nil {
+					r.onBroken(r.total)
+				}
 				return
 			}
 			continue
@@ -185,8 +195,12 @@ func (f *sftpFields) strLen() int {
 	return n
 }
 
+// malformed is why the client's stream cannot be relayed, or "".
+func (o *sftpObserver) malformed() string { return o.bad }
+
 func (o *sftpObserver) request(hdr []byte, total int) {
 	if len(hdr) < 5 {
+		o.bad = fmt.Sprintf("an sftp packet of %d bytes, too short for a request", total)
 		return
 	}
 	typ := hdr[0]
@@ -194,6 +208,11 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	id := f.u32()
 	o.mu.lock()
 	defer o.mu.unlock()
+	defer func() {
+		if !f.ok && o.bad == "" {
+			o.bad = fmt.Sprintf("an sftp request (type %d) whose fields do not fit in its %d bytes", typ, total)
+		}
+	}()
 	switch typ {
 	case fxpOpen:
 		path := f.str()
@@ -214,8 +233,12 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	case fxpWrite:
 		h := f.str()
 		f.u32()
-		f.u32() // offset
+		f.u32()                       // offset
+		at := len(hdr) - len(f.b) + 4 // through the data's length
 		n := f.strLen()
+		if at+n > total {
+			f.ok = false
+		}
 		if file := o.handles[h]; f.ok && file != nil {
 			file.written += int64(n)
 		}
@@ -333,5 +356,39 @@ func (o *sftpObserver) answer(hdr []byte, total int) {
 			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: sftpOpNames[op.typ],
 				Path: op.path, NewPath: op.newPath, Status: status}, nil)
 		}
+	}
+}
+
+// end records, when the channel ends, what the target may have done without its answer
+// reaching the observer: a file still open (the client never closed it, or the channel went
+// before it could: its bytes so far, status "not closed"), and a change whose answer did not
+// come back ("no answer").
+func (o *sftpObserver) end() {
+	o.mu.lock()
+	defer o.mu.unlock()
+	rec := o.ch.s.rec
+	for h, file := range o.handles {
+		delete(o.handles, h)
+		if file.dir {
+			continue
+		}
+		name := "read"
+		if file.write {
+			name = "write"
+		}
+		rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name, Path: file.path,
+			BytesRead: file.read, BytesWritten: file.written, Status: "not closed"}, nil)
+	}
+	for id, op := range o.pending {
+		delete(o.pending, id)
+		name := sftpOpNames[op.typ]
+		if op.typ == fxpOpen && op.write {
+			name = "write"
+		}
+		if name == "" {
+			continue // a read, a close, an opendir, a read-only open: nothing changed
+		}
+		rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name,
+			Path: op.path, NewPath: op.newPath, Status: "no answer"}, nil)
 	}
 }

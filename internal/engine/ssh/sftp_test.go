@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,8 +47,12 @@ func observeSFTP(t *testing.T, exchange ...[2][]byte) []event.FileTransferData {
 	o := newSFTPObserver(&channel{s: &session{rec: rec}, id: 1})
 	for _, x := range exchange {
 		o.fromClient(x[0])
+		if o.malformed() != "" {
+			t.Fatalf("malformed: %s", o.malformed())
+		}
 		o.fromServer(x[1])
 	}
+	o.end() // the channel ends
 	if err := rec.End(context.Background(), event.SessionEndData{Reason: "client_disconnected"}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +109,70 @@ func TestSFTPObserverRecordsChanges(t *testing.T) {
 		if g.Op != w.Op || g.Path != w.Path || g.NewPath != w.NewPath || g.Status != "ok" {
 			t.Errorf("event %d: %s %.40q -> %.40q (%s), want %s %.40q -> %.40q (ok)", i, g.Op, g.Path, g.NewPath, g.Status, w.Op, w.Path, w.NewPath)
 		}
+	}
+}
+
+// TestSFTPObserverUnfinished: a file the client never closes (it drops the channel instead)
+// and a change whose answer does not come back before the channel ends are recorded when it
+// ends; they were not recorded at all (a file's bytes were recorded at its close only).
+func TestSFTPObserverUnfinished(t *testing.T) {
+	data := make([]byte, 5000)
+	got := observeSFTP(t,
+		[2][]byte{sftpPacket(fxpOpen, 1, sftpStr("/etc/cron.d/job"), sftpU32(fxfWrite|fxfCreat|fxfTrunc), sftpU32(0)), sftpPacket(fxpHandle, 1, sftpStr("h1"))},
+		[2][]byte{sftpPacket(fxpWrite, 2, sftpStr("h1"), sftpU32(0), sftpU32(0), sftpStr(string(data))), sftpPacket(fxpStatus, 2, sftpOK)},
+		[2][]byte{sftpPacket(fxpOpen, 3, sftpStr("/etc/motd"), sftpU32(fxfRead), sftpU32(0)), nil}, // read-only, unanswered
+		[2][]byte{sftpPacket(fxpRemove, 4, sftpStr("/var/log/auth.log")), nil},
+	)
+	if len(got) != 2 {
+		t.Fatalf("recorded %+v, want the unclosed write and the unanswered remove", got)
+	}
+	slices.SortFunc(got, func(a, b event.FileTransferData) int { return strings.Compare(a.Op, b.Op) })
+	if g := got[1]; g.Op != "write" || g.Path != "/etc/cron.d/job" || g.BytesWritten != int64(len(data)) || g.Status != "not closed" {
+		t.Errorf("unclosed file: %+v", g)
+	}
+	if g := got[0]; g.Op != "remove" || g.Path != "/var/log/auth.log" || g.Status != "no answer" {
+		t.Errorf("unanswered remove: %+v", g)
+	}
+}
+
+// TestSFTPObserverMalformed: a request whose fields run past its declared length is one the
+// target reads differently from the observer (OpenSSH's sftp-server takes the rest from the
+// bytes after the packet, runs the request, and only then exits): the observer says so, for
+// the channel to end before the bytes reach the target. Before, a REMOVE sent with a length
+// of 9 went unrecorded.
+func TestSFTPObserverMalformed(t *testing.T) {
+	short := func(p []byte, n uint32) []byte {
+		binary.BigEndian.PutUint32(p, n)
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"remove past its length", short(sftpPacket(fxpRemove, 1, sftpStr("/etc/passwd")), 9)},
+		{"rename past its length", short(sftpPacket(fxpRename, 1, sftpStr("/a"), sftpStr("/b")), 15)},
+		{"write data past its length", short(sftpPacket(fxpWrite, 1, sftpStr("h"), sftpU32(0), sftpU32(0), sftpStr("abcdef")), 27)},
+		{"length 0", append([]byte{0, 0, 0, 0}, sftpPacket(fxpRemove, 1, sftpStr("/etc/passwd"))[4:]...)},
+		{"no id", short(sftpPacket(fxpRemove, 1), 3)},
+		{"extended name past its length", short(sftpPacket(fxpExtended, 1, sftpStr("posix-rename@openssh.com")), 12)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newSFTPObserver(&channel{s: &session{}, id: 1})
+			o.fromClient(tc.b)
+			if o.malformed() == "" {
+				t.Errorf("% x: not reported", tc.b)
+			}
+		})
+	}
+	// Well-formed requests, a packet split anywhere, and trailing bytes a server discards are fine.
+	o := newSFTPObserver(&channel{s: &session{}, id: 1})
+	stream := append(sftpPacket(1, 3), sftpPacket(fxpWrite, 1, sftpStr("h"), sftpU32(0), sftpU32(0), sftpStr("abcdef"))...)
+	stream = append(stream, sftpPacket(fxpRemove, 2, sftpStr("/x"), []byte("trailing"))...)
+	stream = append(stream, sftpPacket(17, 3, sftpStr("/etc"))...) // stat: not followed
+	for i := range stream {
+		o.fromClient(stream[i : i+1])
+	}
+	if m := o.malformed(); m != "" {
+		t.Errorf("a well-formed stream reported: %s", m)
 	}
 }
