@@ -130,23 +130,42 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 			s.fail(endState{reason: "error", err: err})
 		}
 	}
+	ch.sendExits(exits)
+	cc.CloseWrite()
+	cc.Close()
+	uc.Close()
+	<-clientDone
+}
+
+// sendExits ends the channel for the client once the target's output is through: the target's
+// exit status, or why there is none. A session that is failing (the recording could not be
+// kept: the target's last output may not have reached the client) ends the channel with the
+// reason and exit status 255 instead of the target's status, which would say all went well:
+// run's abort may come too late to say it on a channel that closes by itself.
+func (ch *channel) sendExits(exits []*ssh.Request) {
+	s := ch.s
 	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if ch.closed.Load() { // abort told the client already
+		return
+	}
+	if f := s.failure.Load(); f != nil {
+		ch.tell(failMessage(*f))
+		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+		ch.closed.Store(true)
+		return
+	}
 	for _, r := range exits {
-		cc.SendRequest(r.Type, false, r.Payload)
+		ch.cc.SendRequest(r.Type, false, r.Payload)
 	}
 	if len(exits) == 0 {
 		// No exit status: the program may have been cut off with the agent that carried it.
 		if lost := s.agentLost(nil); lost != nil {
 			ch.tell(s.lostMessage(lost))
-			cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+			ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
 			ch.closed.Store(true)
 		}
 	}
-	ch.wmu.Unlock()
-	cc.CloseWrite()
-	cc.Close()
-	uc.Close()
-	<-clientDone
 }
 
 // clientRequests passes the client's channel requests on, after policy and recording.
