@@ -132,6 +132,33 @@ func testSSHExec(t *testing.T, f *sshFixture) {
 			t.Errorf("%q: want exit %d, got %s", tc.cmd, tc.code, r)
 		}
 	}
+
+	// The client's stdin, and its end, reach the command after the exec request they follow:
+	// an EOF that overtook it was lost by sshd, and a command reading stdin hung.
+	for i := range 3 {
+		a := append(f.c.opts("alice:web-1", f.st.AliceKey), "-p", fmt.Sprint(f.c.port), "127.0.0.1", "cat; echo eof-seen")
+		r := run(20*time.Second, f.c.env(), strings.NewReader(strings.Repeat("x", i*1000)), "ssh", a...)
+		if r.Code != 0 || r.Stdout != strings.Repeat("x", i*1000)+"eof-seen\n" {
+			t.Fatalf("cat with %d bytes of stdin: %s", i*1000, r)
+		}
+	}
+
+	// A command that starts as scp's server side but runs more is an ordinary command: its
+	// output is recorded (it was taken for a copy, whose stdin and stdout are not kept, and
+	// needed only sftp in the policy).
+	since = time.Now()
+	cmd := "scp -f /nonexistent 2>/dev/null; echo not-a-copy-$((6*7))"
+	r = f.c.ssh("alice:web-1", f.st.AliceKey, cmd)
+	if !strings.Contains(r.Stdout, "not-a-copy-42") {
+		t.Fatalf("%q: %s", cmd, r)
+	}
+	_, ev = f.g.waitSSHSession(t, "alice", "web-1", since)
+	if out := terminalText(ev, "terminal.output", ""); out != r.Stdout {
+		t.Errorf("%q: recorded stdout %q != what the client saw %q", cmd, out, r.Stdout)
+	}
+	if x := ofType(ev, "file.transfer"); len(x) != 0 {
+		t.Errorf("%q recorded as a file copy: %+v", cmd, x)
+	}
 }
 
 // testSSHBulkOutput: output big enough to take copyOut's pipelined path (pipeOut: one goroutine

@@ -58,6 +58,14 @@ type channel struct {
 	echo   []byte    // typed on the terminal, not yet seen echoed (see echoed)
 	echoAt time.Time // when echo was last typed
 
+	// ready is closed once the channel's shell, exec or subsystem request went on to the target
+	// (or was refused), or the client's requests ended: input waits for it, so that neither
+	// its bytes nor its EOF reach the target before the request the client sent ahead of them
+	// (an EOF that overtook the exec was lost: "ssh gw 'read x' < /dev/null" hung), and so
+	// that the first bytes of an sftp or scp channel are read as such.
+	ready     chan struct{}
+	readyOnce sync.Once
+
 	wmu    sync.Mutex // serialises writes to the client
 	out    *maskStream
 	errOut *maskStream
@@ -88,7 +96,7 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 		uc.Close()
 		return
 	}
-	ch := &channel{s: s, id: s.nextID.Add(1), cc: cc, uc: uc, env: map[string]string{}}
+	ch := &channel{s: s, id: s.nextID.Add(1), cc: cc, uc: uc, env: map[string]string{}, ready: make(chan struct{})}
 	ch.out = newMaskStream(ch, "")
 	ch.errOut = newMaskStream(ch, "stderr")
 	s.channels.Add(1)
@@ -103,7 +111,7 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	upDone := make(chan struct{})
 	go func() { defer close(upDone); ch.upstreamRequests(ureqs) }()
 	clientDone := make(chan struct{})
-	go func() { defer close(clientDone); ch.clientRequests(creqs); uc.Close() }()
+	go func() { defer close(clientDone); ch.clientRequests(creqs); ch.open(); uc.Close() }()
 
 	outputs.Wait()
 	<-upDone
@@ -116,23 +124,48 @@ func (s *session) handleSession(nc ssh.NewChannel) {
 	if xf := ch.xfer.Load(); xf != nil {
 		xf.record(ch, exit)
 	}
+	if sf := ch.sftp.Load(); sf != nil {
+		sf.end()
+		if err := s.rec.Commit(); err != nil {
+			s.fail(endState{reason: "error", err: err})
+		}
+	}
+	ch.sendExits(exits)
+	cc.CloseWrite()
+	cc.Close()
+	uc.Close()
+	<-clientDone
+}
+
+// sendExits ends the channel for the client once the target's output is through: the target's
+// exit status, or why there is none. A session that is failing (the recording could not be
+// kept: the target's last output may not have reached the client) ends the channel with the
+// reason and exit status 255 instead of the target's status, which would say all went well:
+// run's abort may come too late to say it on a channel that closes by itself.
+func (ch *channel) sendExits(exits []*ssh.Request) {
+	s := ch.s
 	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if ch.closed.Load() { // abort told the client already
+		return
+	}
+	if f := s.failure.Load(); f != nil {
+		ch.tell(failMessage(*f))
+		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+		ch.closed.Store(true)
+		return
+	}
 	for _, r := range exits {
-		cc.SendRequest(r.Type, false, r.Payload)
+		ch.cc.SendRequest(r.Type, false, r.Payload)
 	}
 	if len(exits) == 0 {
 		// No exit status: the program may have been cut off with the agent that carried it.
 		if lost := s.agentLost(nil); lost != nil {
 			ch.tell(s.lostMessage(lost))
-			cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+			ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
 			ch.closed.Store(true)
 		}
 	}
-	ch.wmu.Unlock()
-	cc.CloseWrite()
-	cc.Close()
-	uc.Close()
-	<-clientDone
 }
 
 // clientRequests passes the client's channel requests on, after policy and recording.
@@ -206,6 +239,9 @@ func (ch *channel) forward(req *ssh.Request) {
 	}
 }
 
+// open lets input through (ready).
+func (ch *channel) open() { ch.readyOnce.Do(func() { close(ch.ready) }) }
+
 // start handles shell, exec and subsystem: the policy, the guardrails, then the recording.
 func (ch *channel) start(req *ssh.Request) {
 	s := ch.s
@@ -216,6 +252,7 @@ func (ch *channel) start(req *ssh.Request) {
 		return
 	}
 	ch.started = true
+	defer ch.open() // once the request went on, or was refused
 	pty := ch.pty.Load()
 	env := map[string]string{}
 	for k, v := range ch.env {
@@ -529,6 +566,7 @@ func lastLineBreak(b []byte) int {
 // copyIn relays the client's input to the target: recorded, then forwarded. EOF is passed on.
 func (ch *channel) copyIn() {
 	s := ch.s
+	<-ch.ready
 	buf := growBuf{make([]byte, minBuf)}
 	for {
 		n, err := ch.cc.Read(buf.b)
@@ -538,6 +576,12 @@ func (ch *channel) copyIn() {
 				xf.fromClient.Add(int64(n))
 			} else if sf := ch.sftp.Load(); sf != nil {
 				sf.fromClient(data)
+				if bad := sf.malformed(); bad != "" {
+					// The target would run a request other than the one the observer read.
+					s.denied(ch.id, "sftp", bad, "a malformed sftp request is not relayed: what the target would do with it could not be recorded")
+					ch.abort("airlock: the gateway ends this sftp session: the client sent " + bad)
+					return
+				}
 				if cerr := s.rec.Commit(); cerr != nil {
 					s.fail(endState{reason: "error", err: cerr})
 					ch.uc.Close()

@@ -2,13 +2,18 @@ package ssh
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/airlock-gw/airlock/internal/masking"
+	"github.com/airlock-gw/airlock/internal/recorder"
 )
 
 // fakeChannel is the client's side of a channel: it keeps what the gateway writes.
@@ -120,4 +125,53 @@ func TestMaskEchoNotHeld(t *testing.T) {
 		t.Fatalf("output that was not typed: the client got %q, want the digit held", got)
 	}
 	ch.out.end()
+}
+
+// reqChannel is a fakeChannel that also keeps the requests the gateway sends the client.
+type reqChannel struct {
+	fakeChannel
+	reqs []string
+}
+
+func (r *reqChannel) SendRequest(name string, _ bool, payload []byte) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "exit-status" && len(payload) == 4 {
+		name += fmt.Sprintf(" %d", binary.BigEndian.Uint32(payload))
+	}
+	r.reqs = append(r.reqs, name)
+	return true, nil
+}
+
+// TestExitAfterRecordingFailure: a channel whose program ends while the session fails on its
+// recording (output cut short, not recorded and not forwarded) does not pass on the target's
+// exit status 0, which told the client all went well; it gets the reason and status 255, even
+// when the channel closes before run's abort reaches it.
+func TestExitAfterRecordingFailure(t *testing.T) {
+	s := &session{failed: make(chan endState, 1)}
+	cc := &reqChannel{}
+	ch := &channel{s: s, id: 1, cc: cc}
+	s.fail(endState{reason: "error", err: fmt.Errorf("%w: disk full", recorder.ErrUnavailable)})
+	ch.sendExits([]*ssh.Request{{Type: "exit-status", Payload: ssh.Marshal(struct{ Status uint32 }{0})}})
+	if got := strings.Join(cc.reqs, ","); got != "exit-status 255" {
+		t.Errorf("the client got %q, want exit-status 255 only", got)
+	}
+	if out := cc.String(); !strings.Contains(out, "airlock: recording failed, so the gateway ends this session") {
+		t.Errorf("the client was told %q, not why the session ends", out)
+	}
+	// run's abort comes after: it says nothing more.
+	ch.out, ch.errOut = newMaskStream(ch, ""), newMaskStream(ch, "stderr")
+	ch.uc = cc
+	ch.abort("airlock: late")
+	if strings.Contains(cc.String(), "late") || len(cc.reqs) != 1 {
+		t.Errorf("abort wrote again: %q, %q", cc.String(), cc.reqs)
+	}
+
+	// Without a failure the target's status passes as it is.
+	s2 := &session{failed: make(chan endState, 1)}
+	cc2 := &reqChannel{}
+	(&channel{s: s2, id: 1, cc: cc2}).sendExits([]*ssh.Request{{Type: "exit-status", Payload: ssh.Marshal(struct{ Status uint32 }{3})}})
+	if got := strings.Join(cc2.reqs, ","); got != "exit-status 3" || cc2.String() != "" {
+		t.Errorf("the client got %q and %q, want exit-status 3 alone", got, cc2.String())
+	}
 }

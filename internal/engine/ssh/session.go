@@ -44,7 +44,8 @@ type session struct {
 	mu                             sync.Mutex
 	live                           map[uint32]*channel
 	ending                         atomic.Bool
-	failed                         chan endState // first fatal error of a relay goroutine
+	failed                         chan endState            // first fatal error of a relay goroutine
+	failure                        atomic.Pointer[endState] // the same, for the channels ending
 	failOnce                       sync.Once
 }
 
@@ -65,7 +66,18 @@ func newSession(e *Engine, log *slog.Logger, c *conn, sc *ssh.ServerConn, rec *r
 
 // fail ends the session from a relay goroutine.
 func (s *session) fail(st endState) {
-	s.failOnce.Do(func() { s.failed <- st })
+	s.failOnce.Do(func() { s.failure.Store(&st); s.failed <- st })
+}
+
+// failMessage is what the client is told when a relay goroutine ends the session.
+func failMessage(st endState) string {
+	switch {
+	case st.reason == "error" && errors.Is(st.err, recorder.ErrUnavailable):
+		return "airlock: recording failed, so the gateway ends this session: " + st.err.Error()
+	case st.err != nil:
+		return "airlock: " + st.err.Error()
+	}
+	return "airlock: the session ended"
 }
 
 // record writes one event before the bytes or request it describes are forwarded. An error
@@ -145,14 +157,7 @@ func (s *session) run(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-c
 		}
 		s.abortAll("airlock: " + cause.Error())
 	case st = <-s.failed:
-		msg := "airlock: the session ended"
-		if st.err != nil {
-			msg = "airlock: " + st.err.Error()
-		}
-		if st.reason == "error" && errors.Is(st.err, recorder.ErrUnavailable) {
-			msg = "airlock: recording failed, so the gateway ends this session: " + st.err.Error()
-		}
-		s.abortAll(msg)
+		s.abortAll(failMessage(st))
 	}
 	s.ending.Store(true)
 	s.sc.Close()

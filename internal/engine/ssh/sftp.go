@@ -14,6 +14,7 @@ const (
 	fxpRead     = 5
 	fxpWrite    = 6
 	fxpSetstat  = 9
+	fxpFsetstat = 10
 	fxpOpendir  = 11
 	fxpRemove   = 13
 	fxpMkdir    = 14
@@ -25,12 +26,20 @@ const (
 	fxpData     = 103
 	fxpExtended = 200
 
-	fxfRead  = 0x01
-	fxfWrite = 0x02
+	fxfRead   = 0x01
+	fxfWrite  = 0x02
+	fxfAppend = 0x04
+	fxfCreat  = 0x08
+	fxfTrunc  = 0x10
 
-	// sftpHeaderMax is how much of a packet the observer keeps: enough for every field it reads
-	// (paths included); the payload of a write or a data answer is only counted.
+	// sftpHeaderMax is how much of a write request or of an answer the observer keeps: enough
+	// for every field it reads; the payload of a write or a data answer is only counted.
 	sftpHeaderMax = 8 << 10
+	// sftpRequestMax is how much of any other request it keeps: all of it, up to the largest
+	// packet OpenSSH's sftp-server takes (SFTP_MAX_MSG_LENGTH). A rename or symlink carries two
+	// paths of up to PATH_MAX (4 KiB on Linux) each, more than sftpHeaderMax: cut there, the
+	// second did not parse and the change went unrecorded.
+	sftpRequestMax = 256 << 10
 )
 
 // sftpStatus names the SFTP status codes.
@@ -64,6 +73,11 @@ type sftpObserver struct {
 	pending map[uint32]sftpOp
 	handles map[string]*sftpFile
 	mu      chanMutex
+	// bad says why the client's stream cannot be followed: a request whose fields run past
+	// its length, which a server would read from the bytes after it (OpenSSH's sftp-server
+	// runs such a request, then exits), so that what it does is not what the observer saw.
+	// The channel must then end before the bytes reach the target. Client goroutine only.
+	bad string
 }
 
 // chanMutex is a one-slot channel used as a mutex (the two directions share the maps).
@@ -75,6 +89,8 @@ func (m chanMutex) unlock() { <-m }
 func newSFTPObserver(ch *channel) *sftpObserver {
 	o := &sftpObserver{ch: ch, pending: map[uint32]sftpOp{}, handles: map[string]*sftpFile{}, mu: make(chanMutex, 1)}
 	o.cli.onPacket = o.request
+	o.cli.requests = true
+	o.cli.onBroken = func(total int) { o.bad = fmt.Sprintf("an sftp packet of length %d", total) }
 	o.srv.onPacket = o.answer
 	return o
 }
@@ -83,7 +99,7 @@ func (o *sftpObserver) fromClient(b []byte) { o.cli.feed(b) }
 func (o *sftpObserver) fromServer(b []byte) { o.srv.feed(b) }
 
 // sftpReader splits a byte stream into SFTP packets (uint32 length, then the body), handing
-// over the first sftpHeaderMax bytes of each body and its full length.
+// over the first bytes of each body (keep) and its full length.
 type sftpReader struct {
 	lenBuf   [4]byte
 	lenN     int
@@ -91,7 +107,20 @@ type sftpReader struct {
 	total    int
 	hdr      []byte
 	onPacket func(hdr []byte, total int)
+	onBroken func(total int) // a length it does not take (0, or over 16 MiB)
 	broken   bool
+	// requests: the client's direction, whose packets other than writes are kept whole (up
+	// to sftpRequestMax).
+	requests bool
+}
+
+// keep is how much of the current packet the reader keeps, once its type (the body's first
+// byte) is typ.
+func (r *sftpReader) keep(typ byte) int {
+	if r.requests && typ != fxpWrite {
+		return sftpRequestMax
+	}
+	return sftpHeaderMax
 }
 
 func (r *sftpReader) feed(b []byte) {
@@ -109,12 +138,19 @@ func (r *sftpReader) feed(b []byte) {
 			r.hdr = r.hdr[:0]
 			if r.total == 0 || r.total > 1<<24 {
 				r.broken = true // not an sftp stream we understand: stop observing
+				if r.onBroken != nil {
+					r.onBroken(r.total)
+				}
 				return
 			}
 			continue
 		}
 		n := min(r.remain, len(b))
-		if room := sftpHeaderMax - len(r.hdr); room > 0 {
+		typ := b[0]
+		if len(r.hdr) > 0 {
+			typ = r.hdr[0]
+		}
+		if room := r.keep(typ) - len(r.hdr); room > 0 {
 			r.hdr = append(r.hdr, b[:min(n, room)]...)
 		}
 		r.remain -= n
@@ -159,8 +195,12 @@ func (f *sftpFields) strLen() int {
 	return n
 }
 
+// malformed is why the client's stream cannot be relayed, or "".
+func (o *sftpObserver) malformed() string { return o.bad }
+
 func (o *sftpObserver) request(hdr []byte, total int) {
 	if len(hdr) < 5 {
+		o.bad = fmt.Sprintf("an sftp packet of %d bytes, too short for a request", total)
 		return
 	}
 	typ := hdr[0]
@@ -168,12 +208,19 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	id := f.u32()
 	o.mu.lock()
 	defer o.mu.unlock()
+	defer func() {
+		if !f.ok && o.bad == "" {
+			o.bad = fmt.Sprintf("an sftp request (type %d) whose fields do not fit in its %d bytes", typ, total)
+		}
+	}()
 	switch typ {
 	case fxpOpen:
 		path := f.str()
 		pflags := f.u32()
 		if f.ok {
-			o.pending[id] = sftpOp{typ: typ, path: path, write: pflags&fxfWrite != 0 || pflags&fxfRead == 0}
+			// Creating or truncating a file changes it as a write does, whatever the access.
+			write := pflags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc) != 0 || pflags&fxfRead == 0
+			o.pending[id] = sftpOp{typ: typ, path: path, write: write}
 		}
 	case fxpOpendir:
 		if p := f.str(); f.ok {
@@ -186,8 +233,12 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	case fxpWrite:
 		h := f.str()
 		f.u32()
-		f.u32() // offset
+		f.u32()                       // offset
+		at := len(hdr) - len(f.b) + 4 // through the data's length
 		n := f.strLen()
+		if at+n > total {
+			f.ok = false
+		}
 		if file := o.handles[h]; f.ok && file != nil {
 			file.written += int64(n)
 		}
@@ -201,6 +252,14 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 		if p := f.str(); f.ok {
 			o.pending[id] = sftpOp{typ: typ, path: p}
 		}
+	case fxpFsetstat: // a setstat (chmod, chown, truncate, times) of an open file
+		if h := f.str(); f.ok {
+			op := sftpOp{typ: fxpSetstat}
+			if file := o.handles[h]; file != nil {
+				op.path = file.path
+			}
+			o.pending[id] = op
+		}
 	case fxpRename, fxpSymlink:
 		a := f.str()
 		b := f.str()
@@ -210,6 +269,10 @@ func (o *sftpObserver) request(hdr []byte, total int) {
 	case fxpExtended:
 		name := f.str()
 		switch name {
+		case "lsetstat@openssh.com": // setstat of a symbolic link itself
+			if p := f.str(); f.ok {
+				o.pending[id] = sftpOp{typ: fxpSetstat, path: p}
+			}
 		case "posix-rename@openssh.com":
 			a, b := f.str(), f.str()
 			if f.ok {
@@ -293,5 +356,39 @@ func (o *sftpObserver) answer(hdr []byte, total int) {
 			o.ch.s.rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: sftpOpNames[op.typ],
 				Path: op.path, NewPath: op.newPath, Status: status}, nil)
 		}
+	}
+}
+
+// end records, when the channel ends, what the target may have done without its answer
+// reaching the observer: a file still open (the client never closed it, or the channel went
+// before it could: its bytes so far, status "not closed"), and a change whose answer did not
+// come back ("no answer").
+func (o *sftpObserver) end() {
+	o.mu.lock()
+	defer o.mu.unlock()
+	rec := o.ch.s.rec
+	for h, file := range o.handles {
+		delete(o.handles, h)
+		if file.dir {
+			continue
+		}
+		name := "read"
+		if file.write {
+			name = "write"
+		}
+		rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name, Path: file.path,
+			BytesRead: file.read, BytesWritten: file.written, Status: "not closed"}, nil)
+	}
+	for id, op := range o.pending {
+		delete(o.pending, id)
+		name := sftpOpNames[op.typ]
+		if op.typ == fxpOpen && op.write {
+			name = "write"
+		}
+		if name == "" {
+			continue // a read, a close, an opendir, a read-only open: nothing changed
+		}
+		rec.Record(event.FileTransfer, event.FileTransferData{Tool: "sftp", Channel: o.ch.id, Op: name,
+			Path: op.path, NewPath: op.newPath, Status: "no answer"}, nil)
 	}
 }

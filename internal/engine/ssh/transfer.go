@@ -25,13 +25,28 @@ type transfer struct {
 
 // parseTransfer recognises the server side of scp (-t: to the target, -f: from it) and of
 // rsync (--server, with --sender when files come from the target). Anything else is nil.
+//
+// A transfer's stdin and stdout are not recorded and it needs only the policy's sftp, so only
+// a command that runs nothing but the tool qualifies: one simple command for the target's
+// shell (simpleCommand: "scp -f x; sh -i" would be an unrecorded shell), whose program is
+// scp or rsync by name or in a system directory (not a program of the user's own called scp).
 func parseTransfer(cmd string) *transfer {
+	if !simpleCommand(cmd) {
+		return nil
+	}
 	f := strings.Fields(cmd)
 	if len(f) < 2 {
 		return nil
 	}
 	t := &transfer{path: f[len(f)-1]}
-	switch path.Base(f[0]) {
+	prog := f[0]
+	if dir, base := path.Split(prog); dir != "" {
+		if !systemBinDirs[dir] {
+			return nil
+		}
+		prog = base
+	}
+	switch prog {
 	case "scp":
 		t.tool = "scp"
 		for _, a := range f[1 : len(f)-1] {
@@ -59,6 +74,47 @@ func parseTransfer(cmd string) *transfer {
 		return nil
 	}
 	return t
+}
+
+// systemBinDirs are where a transfer's program may be named by its path (rsync's
+// --rsync-path=/usr/local/bin/rsync).
+var systemBinDirs = map[string]bool{"/bin/": true, "/usr/bin/": true, "/usr/local/bin/": true}
+
+// simpleCommand reports whether a POSIX shell runs cmd as one simple command: no separator
+// (; & | newline), redirection, subshell, command or parameter substitution outside single
+// quotes (nor a substitution inside double quotes). Backslash escapes, as rsync writes paths,
+// and globs are fine.
+func simpleCommand(cmd string) bool {
+	var quote byte
+	for i := 0; i < len(cmd); i++ {
+		c := cmd[i]
+		switch quote {
+		case '\'':
+			if c == '\'' {
+				quote = 0
+			}
+			continue
+		case '"':
+			switch c {
+			case '"':
+				quote = 0
+			case '\\':
+				i++
+			case '$', '`':
+				return false
+			}
+			continue
+		}
+		switch c {
+		case '\'', '"':
+			quote = c
+		case '\\':
+			i++
+		case ';', '&', '|', '<', '>', '(', ')', '`', '$', '\n', 0:
+			return false
+		}
+	}
+	return quote == 0
 }
 
 // record writes the transfer's file_transfer event; status is the exit status or signal.

@@ -16,7 +16,24 @@ func TestParseTransfer(t *testing.T) {
 		{"/usr/bin/scp -t .", "scp", "write", "."},
 		{"rsync --server -vlogDtpre.iLsfxCIvu . /tmp/dest/", "rsync", "write", "/tmp/dest/"},
 		{"rsync --server --sender -vlogDtpre.iLsfxCIvu . /tmp/src", "rsync", "read", "/tmp/src"},
+		{`rsync --server -logDtpre.iLsfxCIvu . /tmp/a\;c`, "rsync", "write", `/tmp/a\;c`},
+		{"scp -t '/tmp/a;b'", "scp", "write", "'/tmp/a;b'"},
+		{"/usr/local/bin/rsync --server . /d", "rsync", "write", "/d"},
 		{"scp other:/a /b", "", "", ""}, // a copy the target makes itself: an ordinary command
+		// More than the tool: an ordinary command (recorded, needs exec), not a transfer
+		// whose stdin and stdout go unrecorded with only sftp allowed.
+		{"scp -f x; sh -i 2>&1", "", "", ""},
+		{"scp -t x && rm -rf /", "", "", ""},
+		{"scp -t x | sh", "", "", ""},
+		{"scp -t x\nsh -i", "", "", ""},
+		{"scp -t $(sh -c id)", "", "", ""},
+		{"scp -t `id`", "", "", ""},
+		{`scp -t "$(id)"`, "", "", ""},
+		{"scp -f x > /tmp/y", "", "", ""},
+		{"rsync --server --sender . x & sh", "", "", ""},
+		{"scp -t 'x", "", "", ""},
+		{"./scp -t x", "", "", ""}, // a program of the user's own
+		{"/tmp/u/scp -f x", "", "", ""},
 		{"rsync -a a b", "", "", ""},
 		{"cat /etc/passwd", "", "", ""},
 		{"scp", "", "", ""},
@@ -60,7 +77,7 @@ func FuzzSFTPObserver(f *testing.F) {
 		o.fromClient(cli[:k])
 		o.fromServer(srv)
 		o.fromClient(cli[k:])
-		if len(o.cli.hdr) > sftpHeaderMax || len(o.srv.hdr) > sftpHeaderMax {
+		if len(o.cli.hdr) > sftpRequestMax || len(o.srv.hdr) > sftpHeaderMax {
 			t.Fatalf("kept %d and %d bytes of a packet", len(o.cli.hdr), len(o.srv.hdr))
 		}
 	})
