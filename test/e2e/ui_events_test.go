@@ -66,6 +66,7 @@ func writeRecordings(t *testing.T, dataDir string) (kube, ssh, pg string) {
 		s.Record(event.ExecExit, event.ExitData{Channel: 0, Status: &status}, nil)
 	})
 	pg = session("postgres", "pg", func(s *recorder.Session) {
+		s.Record(event.Query, event.QueryData{Text: "select 'a\u202e'; drop table t; --", Protocol: "simple"}, nil)
 		s.Record(event.Query, event.QueryData{Text: "listen jobs", Protocol: "simple"}, nil)
 		s.Record(event.Result, event.ResultData{Tag: "LISTEN"}, nil)
 		s.Record(event.Notification, event.NotificationData{PID: 42, Channel: "jobs", Payload: "run-now"}, nil)
@@ -76,7 +77,8 @@ func writeRecordings(t *testing.T, dataDir string) (kube, ssh, pg string) {
 // TestUIShowsWhatThePlayerDoesNot: the session page of a Kubernetes session shows its API
 // requests, their answers and a denial, and says where it cut a long output; the page of an
 // SSH session shows, below its player, the file transfer, forward, refusal and exit that the
-// terminal never drew; a PostgreSQL session's page shows its notifications.
+// terminal never drew; a PostgreSQL session's page shows its notifications, and a statement's
+// bidirectional override as a code point, not reordering the text after it.
 func TestUIShowsWhatThePlayerDoesNot(t *testing.T) {
 	requireBinary(t)
 	requirePostgres(t)
@@ -119,7 +121,12 @@ func TestUIShowsWhatThePlayerDoesNot(t *testing.T) {
 
 	b.do("open the PostgreSQL session", chromedp.Navigate(base+"/#/sessions/"+pg), chromedp.WaitVisible(chromedp.CSS("ol.timeline li.ev")))
 	b.waitJS("the timeline is drawn to the session's end", `document.querySelector('#content').textContent.includes('Session end')`)
-	if got := b.text("#content"); !strings.Contains(got, `Notification on "jobs" from pid 42: run-now`) {
+	got := b.text("#content")
+	if !strings.Contains(got, `Notification on "jobs" from pid 42: run-now`) {
 		t.Errorf("the PostgreSQL session's page lacks its notification:\n%s", got)
+	}
+	// A bidirectional override would show the statement's end reversed: it is shown as a code.
+	if !strings.Contains(got, "select 'a<U+202E>'; drop table t; --") || strings.Contains(got, "\u202e") {
+		t.Errorf("the statement with a right-to-left override is not shown as sent:\n%q", got)
 	}
 }
