@@ -2,12 +2,14 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/asciicast"
 	"github.com/airlock-gw/airlock/internal/event"
@@ -52,6 +54,29 @@ func castSession(sess store.Session) asciicast.Session {
 	return asciicast.Session{ID: sess.ID, User: sess.User, Target: sess.Target, Type: sess.Type, StartedAt: sess.StartedAt}
 }
 
+// maxLiveScreen bounds the output a live terminal view is first drawn from: the last MiB of
+// what the session printed so far, from a line's start. A screen needs far less; keeping all
+// of it would hold, for each watcher, everything a session printed (gigabytes for a cat of a
+// large file) while the view catches up.
+const maxLiveScreen = 1 << 20
+
+// screenTail returns the end of b, at most maxLiveScreen bytes from the start of a line (or,
+// with no line end in it, of a UTF-8 sequence), in b's own memory.
+func screenTail(b []byte) []byte {
+	if len(b) <= maxLiveScreen {
+		return b
+	}
+	t := b[len(b)-maxLiveScreen:]
+	if i := bytes.IndexByte(t, '\n'); i >= 0 {
+		t = t[i+1:]
+	} else {
+		for len(t) > 0 && !utf8.RuneStart(t[0]) {
+			t = t[1:]
+		}
+	}
+	return append(b[:0], t...)
+}
+
 // sseLines turns each line an asciicast.Writer writes into a server-sent "message" event.
 type sseLines struct{ w io.Writer }
 
@@ -65,7 +90,8 @@ func (s sseLines) Write(b []byte) (int, error) {
 
 // liveCast streams a running terminal session to asciinema-player's eventsource driver
 // (GET .../live?format=asciicast): first a reset to the terminal as it is now ({"cols",
-// "rows", "time", "init"}: its current size, and everything output so far to draw), then
+// "rows", "time", "init"}: its current size, and the output so far to draw, its last MiB:
+// maxLiveScreen), then
 // [seconds, "o", text] and [seconds, "r", {"cols","rows"}] for each new event as it is recorded, then a "done" event
 // once the session ended. The same reading rules as the live route (masked as the client saw
 // it; reading someone else's session audited by readRecording).
@@ -91,13 +117,15 @@ func (s *Server) liveCast(w http.ResponseWriter, r *http.Request, sess store.Ses
 						cols, rows = d.Cols, d.Rows
 					}
 				case event.TerminalOutput:
-					screen = append(screen, e.Raw...)
+					if screen = append(screen, e.Raw...); len(screen) > 2*maxLiveScreen {
+						screen = screenTail(screen)
+					}
 				}
 				return nil
 			},
 			caughtUp: func() error {
 				if c == nil {
-					c = asciicast.Live(sseLines{out}, castSession(sess), now, cols, rows, screen)
+					c = asciicast.Live(sseLines{out}, castSession(sess), now, cols, rows, screenTail(screen))
 					screen = nil
 				}
 				return c.Err()

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -350,4 +351,47 @@ func TestTargetKeepPassword(t *testing.T) {
 	if got, _ := f.st.GetTarget(context.Background(), "db2"); got.Password != "" {
 		t.Fatalf("a replacement without keep_password kept the password")
 	}
+}
+
+// A live terminal view is first drawn from the end of the output so far, not all of it: a
+// watcher of a session that printed gigabytes would otherwise have the gateway hold them.
+func TestLiveCastDrawsFromTheEndOfTheOutput(t *testing.T) {
+	f := newFixture(t)
+	rec := newRec("big1")
+	rec.Add("terminal.resize", time.Millisecond, mustJSON(map[string]any{"channel": 0, "cols": 80, "rows": 24, "term": "xterm"}), nil)
+	line := strings.Repeat("x", 1000) + "\r\n"
+	chunk := []byte(strings.Repeat(line, 64)) // about 64 KiB
+	for i := range 48 {                       // about 3 MiB
+		rec.Add("terminal.output", time.Duration(i+2)*time.Millisecond, mustJSON(map[string]any{"channel": 0}), chunk)
+	}
+	rec.Add("terminal.output", time.Second, mustJSON(map[string]any{"channel": 0}), []byte("LAST LINE\r\n"))
+	end := t0.Add(2 * time.Second)
+	f.st.Put(store.Session{ID: "big1", User: "alice", Target: "host", Type: "ssh", StartedAt: t0, EndedAt: &end}, rec.Evs)
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/sessions/big1/live?format=asciicast", nil)
+	req.Header.Set("Authorization", "Bearer "+f.tokens["alice"])
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		l, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var reset struct{ Init string }
+		if err := json.Unmarshal([]byte(l), &reset); err != nil {
+			t.Fatalf("first data %.100q: %v", l, err)
+		}
+		if len(reset.Init) > maxLiveScreen || !strings.HasSuffix(reset.Init, "LAST LINE\r\n") || !strings.HasPrefix(reset.Init, line) {
+			t.Fatalf("init holds %d bytes (at most %d), from %.20q to %.20q; want the end of the output from a line's start",
+				len(reset.Init), maxLiveScreen, reset.Init, reset.Init[max(0, len(reset.Init)-20):])
+		}
+		return
+	}
+	t.Fatalf("no data: %v", sc.Err())
 }

@@ -10,7 +10,7 @@
 // and each line typed (what was typed while the terminal did not echo is never recorded).
 // Other sessions (postgres, mysql) are written as a transcript: statements with a psql-like
 // prompt, results as unaligned rows, errors and notices as psql prints them, each at the offset
-// it was recorded.
+// it was recorded, the controls in their text written as escapes (\x1b).
 package asciicast
 
 import (
@@ -24,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/termsafe"
 )
 
 // Session is what the header says of the session.
@@ -284,9 +285,12 @@ func terminalLineEnds(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
 }
 
+// out writes a transcript's text. What it quotes was recorded (statements, values, messages):
+// its controls are written as escapes (termsafe.Visible), so that a player shows them rather
+// than obeys them.
 func (c *Writer) out(t float64, text string) {
 	if text != "" {
-		c.emit(t, "o", terminalLineEnds(text))
+		c.emit(t, "o", terminalLineEnds(termsafe.Visible(text)))
 	}
 }
 

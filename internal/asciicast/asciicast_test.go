@@ -147,3 +147,34 @@ func TestTranscript(t *testing.T) {
 		}
 	}
 }
+
+// A transcript quotes what the audited user sent and the target answered: a control there is
+// written as an escape, so that a player (asciinema play in a terminal) shows it and does not
+// obey it.
+func TestTranscriptWritesControlsAsEscapes(t *testing.T) {
+	var b strings.Builder
+	c := New(&b, Session{ID: "s5", User: "bob", Target: "pg", Type: "postgres", StartedAt: t0})
+	ms := time.Millisecond
+	for _, e := range []*event.Event{
+		ev(event.Query, ms, `{"text":"drop table t /*\r\u001b[Kselect 1 */"}`, ""),
+		ev(event.Columns, 2*ms, `{"columns":[{"name":"a"}]}`, ""),
+		{Type: event.Rows, Offset: 3 * ms, Data: []byte(`{}`), Raw: event.AppendRow(nil, [][]byte{[]byte("\x1b]52;c;eA==\x07")})},
+		ev(event.Error, 5*ms, `{"severity":"ERROR","message":"\u001b[2J"}`, ""),
+	} {
+		c.Event(e)
+	}
+	c.Finish()
+	_, evs := lines(t, b.String())
+	var text strings.Builder
+	for _, e := range evs {
+		text.WriteString(e[2].(string))
+	}
+	for _, want := range []string{`pg=> drop table t /*\r\x1b[Kselect 1 */`, `\x1b]52;c;eA==\x07`, `ERROR:  \x1b[2J`} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("transcript lacks %s:\n%q", want, text.String())
+		}
+	}
+	if strings.ContainsAny(text.String(), "\x1b\x07") || strings.Contains(strings.ReplaceAll(text.String(), "\r\n", ""), "\r") {
+		t.Errorf("transcript holds recorded controls:\n%q", text.String())
+	}
+}

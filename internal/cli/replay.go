@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/termsafe"
 )
 
 func init() {
@@ -158,7 +159,9 @@ func runReplay(e *env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	p := &player{w: e.stdout, maxRows: *maxRows}
+	// Recorded text is printed as text (escapes visible) and terminal output without what
+	// would attack the viewer's terminal: see termsafe.
+	p := &player{w: termsafe.Writer{W: e.stdout}, term: &termsafe.Filter{W: e.stdout}, maxRows: *maxRows}
 	start := e.now()
 	tail, err := c.streamEvents(ctx, pos[0], *reveal, func(ev *apiEvent) error {
 		if *speed > 0 {
@@ -198,7 +201,8 @@ func runReplay(e *env, args []string) int {
 // player prints events. Rows are gathered (at most maxRows per result) and printed as a table
 // when the result ends, like psql.
 type player struct {
-	w       io.Writer
+	w       io.Writer // lines: a termsafe.Writer
+	term    io.Writer // a terminal's output: a termsafe.Filter
 	maxRows int
 	cols    []event.Column
 	rows    [][]string
@@ -357,9 +361,10 @@ func (p *player) event(ev *apiEvent) {
 		}
 	case event.TerminalOutput:
 		// A terminal's output is written as it came, escape sequences and all, so that the
-		// viewer's terminal shows what the user's did (at the recorded size, ideally).
+		// viewer's terminal shows what the user's did (at the recorded size, ideally), less
+		// the sequences that would make it do more than draw (termsafe.Filter).
 		p.flushTable()
-		io.WriteString(p.w, ev.raw())
+		io.WriteString(p.term, ev.raw())
 	case event.TerminalInput, event.TerminalResize:
 		// What was typed shows in the output (echo); sizes are the viewer's terminal's.
 	case event.Exec:
@@ -485,7 +490,7 @@ func (p *player) flushTable() {
 	widths := make([]int, n)
 	for i := range headers {
 		if i < len(p.cols) {
-			headers[i] = p.cols[i].Name
+			headers[i] = termsafe.Visible(p.cols[i].Name)
 			right[i] = numericOID(p.cols[i].OID)
 		} else {
 			headers[i] = fmt.Sprintf("?column%d?", i+1)
@@ -560,11 +565,12 @@ func numericOID(oid uint32) bool {
 	return false
 }
 
-// formatValue renders an API value: a string, null (shown empty, as psql does), or {"hex"}.
+// formatValue renders an API value: a string (controls escaped: see termsafe.Visible), null
+// (shown empty, as psql does), or {"hex"}.
 func formatValue(v json.RawMessage) string {
 	var s string
 	if json.Unmarshal(v, &s) == nil {
-		return strings.ReplaceAll(s, "\n", `\n`)
+		return termsafe.Visible(strings.ReplaceAll(s, "\n", `\n`))
 	}
 	var h struct{ Hex string }
 	if json.Unmarshal(v, &h) == nil && h.Hex != "" {

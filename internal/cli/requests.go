@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-gw/airlock/internal/approval"
+	"github.com/airlock-gw/airlock/internal/termsafe"
 )
 
 func init() {
@@ -48,7 +49,9 @@ func runRequestsList(e *env, args []string) int {
 		return exitOK
 	}
 	now := e.now()
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	// The statement is the requester's: its controls are printed as escapes (termsafe), or
+	// it could redraw the line and show the approver another statement than the one pending.
+	tw := tabwriter.NewWriter(termsafe.Writer{W: e.stdout}, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tSESSION\tRULE\tEXPIRES IN\tSTATEMENT")
 	for _, r := range ans.Requests {
 		left := r.ExpiresAt.Sub(now).Truncate(time.Second)

@@ -103,3 +103,31 @@ func TestRequests(t *testing.T) {
 		t.Errorf("unknown: %d %s", code, errOut)
 	}
 }
+
+// A pending statement is the requester's text: controls in it are shown as escapes, so that it
+// cannot redraw its row of the list and show the approver a harmless statement instead.
+func TestRequestsListShowsControlsAsText(t *testing.T) {
+	hash, _ := auth.HashPassword("pw")
+	svc, err := auth.NewService(bytes.Repeat([]byte("k"), 32), []auth.User{{Name: "root", PasswordHash: hash, Role: auth.RoleAdmin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := apitest.New()
+	pending := make(chan struct{}, 1) // the webhook says when the request is pending
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pending <- struct{}{} }))
+	t.Cleanup(hook.Close)
+	b := &approval.Broker{Now: func() time.Time { return t0 }, Webhook: hook.URL}
+	srv := &api.Server{Store: st, Auth: svc, Policy: &policy.Engine{}, Targets: &target.Catalog{Store: st}, Approvals: b}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	h := (&harness{url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}).as(t, "root")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go b.Request(ctx, approval.Request{Session: "s1", User: "mallory", Target: "pg", Rule: "no-drop",
+		Statement: "drop table payments /*\x1b[2K\x1b[1G x  mallory  pg  s1  no-drop  0s  select 1 */"})
+	<-pending
+	_, out, _ := h.run(t, runRequests, "list")
+	if !strings.Contains(out, `drop table payments /*\x1b[2K\x1b[1G`) || strings.Contains(out, "\x1b") {
+		t.Fatalf("requests list printed the statement's controls:\n%q", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/airlock-gw/airlock/internal/api"
 	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/termsafe"
 )
 
 func init() {
@@ -114,7 +115,7 @@ func runSessionsList(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "No sessions.")
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(termsafe.Writer{W: e.stdout}, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tTYPE\tSTARTED\tDURATION\tEVENTS\tEND REASON")
 	for _, s := range ans.Sessions {
 		dur, events := "active", "-"
@@ -282,9 +283,11 @@ func runSessionsShow(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	printSession(e.stdout, ans.Session, sum)
+	// Recorded text is printed with its controls escaped (termsafe.Visible).
+	out := termsafe.Writer{W: e.stdout}
+	printSession(out, ans.Session, sum)
 	if *reveal {
-		printRevealed(e.stdout, revealed)
+		printRevealed(out, revealed)
 	}
 	if sum.RecordingError != "" {
 		fmt.Fprintf(e.stderr, "airlock: the recording could not be read to its end: %s\n", sum.RecordingError)

@@ -32,8 +32,17 @@ export function append(el: Node, children: Child[]): void {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
     else if (c instanceof Node) el.appendChild(c);
-    else el.appendChild(document.createTextNode(String(c)));
+    else el.appendChild(document.createTextNode(visible(String(c))));
   }
+}
+
+// Bidirectional overrides and isolates would reorder the text after them on screen, so that a
+// recorded statement reads other than it was sent (select 'a<U+202E>'; drop table t; -- shows
+// its end reversed): they are shown as their code points.
+const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
+
+function visible(s: string): string {
+  return s.replace(BIDI, (m) => `<U+${m.charCodeAt(0).toString(16).toUpperCase()}>`);
 }
 
 export function clear(el: Node): void {

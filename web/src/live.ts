@@ -1,7 +1,7 @@
 import { api, Ev, Session } from "./api";
 import { clear, h } from "./dom";
 import { errorBox, me, page, sessionsTable } from "./main";
-import { isTerminal, sessionMeta } from "./session";
+import { isTerminal, sessionMeta, TERMINAL_OTHERS } from "./session";
 import { Timeline } from "./timeline";
 
 export function liveListPage(): [HTMLElement, () => void] {
@@ -39,9 +39,10 @@ export function livePage(id: string): [HTMLElement, () => void] {
     body.appendChild(sessionMeta(s));
     if (me.role === "admin" && s.status === "active") body.appendChild(terminateForm(id, status));
     const tl = new Timeline();
+    const others = new Set(TERMINAL_OTHERS.split(","));
     if (isTerminal(s)) {
       // The terminal itself, drawn by the player from the live asciicast stream; the timeline
-      // below keeps the session's commands and its end.
+      // below keeps what a terminal does not show (TERMINAL_OTHERS).
       const { liveTerminal } = await import("./terminal");
       const [screen, dispose] = liveTerminal(id);
       disposePlayer = dispose;
@@ -52,7 +53,7 @@ export function livePage(id: string): [HTMLElement, () => void] {
     es.addEventListener("open", () => (status.textContent = s.status === "active" ? "Watching: new events appear as they are recorded." : "This session has ended; showing its recording."));
     es.addEventListener("event", (m) => {
       const ev = JSON.parse((m as MessageEvent).data) as Ev;
-      if (!isTerminal(s) || ev.type === "session.start" || ev.type === "session.end" || ev.type === "exec") tl.add(ev);
+      if (!isTerminal(s) || others.has(ev.type)) tl.add(ev);
       if (ev.type === "session.end") status.textContent = `Session ended: ${ev.data?.reason}${ev.data?.error ? " (" + ev.data.error + ")" : ""}`;
     });
     es.addEventListener("end", (m) => {

@@ -4,6 +4,9 @@ import { canReadAll, errorBox, me, page, setBadge } from "./main";
 import { Timeline } from "./timeline";
 import type { TerminalPlayer } from "./terminal";
 
+// The events of a terminal session shown beside its player.
+export const TERMINAL_OTHERS = "session.start,session.end,exec,exec.exit,file.transfer,forward,denied,guardrail,recording.gap";
+
 export function isTerminal(s: Session): boolean {
   return s.type === "ssh";
 }
@@ -75,6 +78,22 @@ export function sessionPage(id: string, params: URLSearchParams): [HTMLElement, 
         .load()
         .catch((e) => content.appendChild(errorBox(e)))
         .finally(() => s.status === "ended" && verify());
+      // What the player does not show: programs and their exits, file transfers, forwards,
+      // refusals, recording gaps.
+      const others = h("section", { id: "session-events", "aria-label": "Other events" }, h("h2", null, "Events"), "Loading…");
+      body.appendChild(others);
+      api<{ events: Ev[]; error?: string }>("GET", `/api/v1/sessions/${encodeURIComponent(id)}/events?types=${TERMINAL_OTHERS}`)
+        .then((res) => {
+          const tl = new Timeline();
+          for (const ev of res.events) tl.add(ev);
+          others.lastChild?.remove();
+          others.appendChild(tl.el);
+          if (res.error) others.appendChild(errorBox(res.error));
+        })
+        .catch((e) => {
+          others.lastChild?.remove();
+          others.appendChild(errorBox(e));
+        });
       return;
     }
     const reveal = params.get("reveal") === "true";

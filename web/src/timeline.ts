@@ -1,7 +1,7 @@
 // A database session as a timeline of statements with their results. Every value is inserted
 // as text (see dom.ts).
 import { Ev } from "./api";
-import { fmtDuration, h } from "./dom";
+import { append, Child, fmtDuration, h } from "./dom";
 
 export interface Statement {
   el: HTMLElement;
@@ -12,6 +12,25 @@ function cell(v: unknown): string {
   if (typeof v === "string") return v;
   if (typeof v === "object" && v && "hex" in (v as any)) return "\\x" + (v as any).hex;
   return JSON.stringify(v);
+}
+
+// clip shows at most max characters of a recorded text, and says how many more the recording
+// holds: nothing is left out silently.
+function clip(text: string, max: number, cls: string): (HTMLElement | null)[] {
+  if (text.length <= max) return [h("pre", { class: cls }, text), null];
+  return [h("pre", { class: cls }, text.slice(0, max)), h("p", { class: "clipped" }, `… ${text.length - max} more characters: export the recording for all of it`)];
+}
+
+// body is a Kubernetes request's or response's body as recorded (masked), with what its info
+// says was left out.
+function body(ev: Ev, b: { bytes?: number; truncated?: boolean; masked?: number; withheld?: boolean } | undefined): (HTMLElement | null)[] {
+  const text = ev.text ?? (ev.base64 ? `[${b?.bytes ?? "?"} bytes binary]` : "");
+  const notes = [
+    b?.withheld ? "body withheld (not recorded)" : "",
+    b?.truncated ? `recorded body cut at the listener's limit (${b.bytes} bytes in all)` : "",
+    b?.masked ? `${b.masked} values masked` : "",
+  ].filter(Boolean);
+  return [...(text ? clip(text, 4000, "body") : []), notes.length ? h("p", { class: "mask" }, notes.join(" · ")) : null];
 }
 
 function secs(ns: number): string {
@@ -27,9 +46,10 @@ export class Timeline {
   private table: HTMLTableSectionElement | undefined;
   private revealedTable: HTMLTableSectionElement | undefined;
   private rowsShown = 0;
+  private rowsHidden = 0; // past the 500 shown
   statements = 0;
 
-  private card(kind: string, ev: Ev, ...content: (Node | string | null)[]): HTMLElement {
+  private card(kind: string, ev: Ev, ...content: Child[]): HTMLElement {
     const li = h("li", { class: "ev " + kind, "data-seq": ev.seq }, h("span", { class: "at" }, secs(ev.offset_ns)), ...content);
     this.el.appendChild(li);
     return li;
@@ -66,6 +86,7 @@ export class Timeline {
         this.table = undefined;
         this.revealedTable = undefined;
         this.rowsShown = 0;
+        this.rowsHidden = 0;
         const params = (d.params ?? []) as { null?: boolean; text?: string; hex?: string }[];
         this.cur = this.card(
           "stmt",
@@ -88,7 +109,10 @@ export class Timeline {
           this.table = t.tBodies[0];
         }
         for (const r of ev.rows ?? []) {
-          if (this.rowsShown >= 500) break;
+          if (this.rowsShown >= 500) {
+            this.rowsHidden++;
+            continue;
+          }
           this.rowsShown++;
           this.table.appendChild(h("tr", null, r.map((v) => h("td", null, cell(v)))));
         }
@@ -107,7 +131,7 @@ export class Timeline {
       case "result":
         if (!this.cur) this.cur = this.card("stmt", ev);
         this.cur.appendChild(
-          h("p", { class: "result" }, h("span", { class: "tag" }, d.tag || "done"), ` · ${d.rows ?? 0} rows · ${fmtDuration((d.duration_ns ?? 0) / 1e6)}`, this.rowsShown >= 500 ? " · first 500 rows shown" : ""),
+          h("p", { class: "result" }, h("span", { class: "tag" }, d.tag || "done"), ` · ${d.rows ?? 0} rows · ${fmtDuration((d.duration_ns ?? 0) / 1e6)}`, this.rowsHidden ? ` · first 500 rows shown (${this.rowsHidden} more: export the recording for all of them)` : ""),
         );
         break;
       case "error":
@@ -125,8 +149,13 @@ export class Timeline {
         );
         break;
       }
+      case "notification": {
+        const shown = ev.revealed_data ?? d;
+        (this.cur ?? this.card("meta", ev)).appendChild(h("p", { class: "notice" }, `Notification on "${shown.channel ?? ""}" from pid ${shown.pid ?? "?"}: ${shown.payload ?? ""}`));
+        break;
+      }
       case "guardrail":
-        (this.cur ?? this.card("meta", ev)).appendChild(
+        (this.cur ?? this.card("meta", ev, d.statement ? h("pre", { class: "sql" }, d.statement) : null)).appendChild(
           h("p", { class: "guardrail " + (d.action ?? "") }, "Guardrail: ", h("strong", null, d.action ?? "?"), d.rule ? ` by rule ${d.rule}` : "", d.reason ? ` (${d.reason})` : "", d.classes?.length ? ` [${d.classes.join(", ")}]` : ""),
         );
         break;
@@ -137,7 +166,64 @@ export class Timeline {
         break;
       case "copy.in":
       case "copy.out":
-        (this.cur ?? this.card("meta", ev)).appendChild(h("pre", { class: "copy" }, (ev.revealed_text ?? ev.text ?? (ev.base64 ? `[${d.bytes} bytes binary]` : "")).slice(0, 4000)));
+        append(this.cur ?? this.card("meta", ev), clip(ev.revealed_text ?? ev.text ?? (ev.base64 ? `[${d.bytes} bytes binary]` : ""), 4000, "copy"));
+        break;
+      case "kube.request": {
+        this.statements++;
+        const what = [d.verb, d.resource && (d.subresource ? `${d.resource}/${d.subresource}` : d.resource), d.namespace && `in ${d.namespace}`, d.name].filter(Boolean).join(" ");
+        this.cur = this.card(
+          "stmt",
+          ev,
+          h("pre", { class: "sql" }, `${d.method ?? ""} ${d.path ?? ""}${d.query ? "?" + d.query : ""}`),
+          what ? h("p", { class: "params" }, what) : null,
+          d.denied ? h("p", { class: "guardrail deny" }, "Denied", d.rule ? ` by rule ${d.rule}` : "") : null,
+          d.warning ? h("p", { class: "guardrail warn" }, `Warning: ${d.warning}`) : null,
+        );
+        append(this.cur, body(ev, d.body));
+        break;
+      }
+      case "kube.response": {
+        const target = this.cur ?? this.card("stmt", ev);
+        target.appendChild(
+          h("p", { class: d.status >= 400 ? "error" : "result" }, h("span", { class: "tag" }, String(d.status ?? "?")), ` · ${fmtDuration((d.duration_ns ?? 0) / 1e6)}`, d.streamed ? " · streamed" : "", d.source === "gateway" ? " [gateway]" : "", d.message ? `: ${d.message}` : ""),
+        );
+        append(target, body(ev, d.body));
+        break;
+      }
+      case "kube.response.end":
+        (this.cur ?? this.card("meta", ev)).appendChild(h("p", { class: d.error ? "error" : "result" }, `Stream ended · ${fmtDuration((d.duration_ns ?? 0) / 1e6)}`, d.events ? ` · ${d.events} watch events` : "", d.error ? `: ${d.error}` : ""));
+        break;
+      case "kube.watch":
+        (this.cur ?? this.card("meta", ev)).appendChild(h("p", { class: "notice" }, `Watch event ${d.type ?? ""} ${d.kind ?? ""} ${[d.namespace, d.name].filter(Boolean).join("/")}`));
+        break;
+      case "exec.exit":
+        this.card("meta", ev, `Channel ${d.channel}: `, d.status !== undefined && d.status !== null ? `exit status ${d.status}` : `killed by signal ${d.signal ?? "?"}`, d.message ? ` (${d.message})` : "");
+        break;
+      case "file.transfer":
+        this.card(
+          "meta",
+          ev,
+          h("strong", null, `${d.tool ?? "sftp"} ${d.op ?? ""}`),
+          " ",
+          h("code", null, d.path ?? ""),
+          d.new_path ? [" → ", h("code", null, d.new_path)] : null,
+          d.bytes_read || d.bytes_written ? ` · ${d.bytes_read ?? 0} bytes read, ${d.bytes_written ?? 0} bytes written` : "",
+          d.status && d.status !== "ok" ? ` · ${d.status}` : "",
+        );
+        break;
+      case "forward":
+        this.card(
+          "meta",
+          ev,
+          h("strong", null, `${d.kind ?? ""} forward`),
+          ` to ${d.destination ?? ""}`,
+          d.origin ? ` from ${d.origin}` : "",
+          d.closed ? ` closed · ${d.bytes_from_client ?? 0} bytes from client, ${d.bytes_to_client ?? 0} to client` : " opened",
+          d.error ? `: ${d.error}` : "",
+        );
+        break;
+      case "denied":
+        this.card("meta", ev, h("p", { class: "guardrail deny" }, h("strong", null, `Denied ${d.request ?? ""}`), d.detail ? ` ${d.detail}` : "", d.reason ? `: ${d.reason}` : "", d.rule ? ` (rule ${d.rule})` : ""));
         break;
       case "cancel":
         this.card("meta", ev, `Cancel request (${d.delivered ? "delivered" : "not delivered"})`);
@@ -151,7 +237,7 @@ export class Timeline {
       case "terminal.output":
       case "terminal.input":
       case "exec":
-        this.card("meta", ev, h("strong", null, ev.type), " ", h("pre", { class: "term" }, (ev.text ?? d.command ?? "").slice(0, 2000)));
+        append(this.card("meta", ev, h("strong", null, ev.type)), clip(ev.text ?? d.command ?? d.kind ?? "", 2000, "term"));
         break;
       default:
         // checkpoints, originals and others: not shown
