@@ -353,6 +353,20 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 	return id, nil
 }
 
+// stillAuthenticated checks again the credential r was authenticated with, for an answer that
+// lasts (a live stream): an expired or revoked one is refused (and audited) as authenticate
+// refuses it. The error is what the client may be told.
+func (s *Server) stillAuthenticated(r *http.Request) error {
+	if _, err := s.authenticate(r); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return errors.New(e.Message)
+		}
+		return errors.New("your credentials could not be checked again")
+	}
+	return nil
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if s.Ready != nil && !s.Ready() {
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
