@@ -114,17 +114,22 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(tok)
 }
 
-// logout revokes the caller's own gateway token.
+// logout revokes the caller's own gateway token: the bearer token, or the web UI's cookie when
+// the request was signed in by it (authenticate's order).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	id := auth.FromContext(r.Context())
 	if id.Method != "token" {
 		return errorf(http.StatusBadRequest, "bad_request", "only a gateway token can be logged out (an API key is revoked with airlock serviceaccounts revoke)")
 	}
+	token := bearer(r)
+	if c, err := r.Cookie(SessionCookie); token == "" && err == nil {
+		token = c.Value
+	}
 	if err := s.audit(r, audit.Entry{Action: audit.ActionTokenRevoke, Actor: id.User, Outcome: audit.OK, Subject: id.User,
 		Detail: map[string]string{"scope": "token", "token_id": id.TokenID}}); err != nil {
 		return err
 	}
-	if _, err := s.Auth.RevokeToken(r.Context(), bearer(r)); err != nil {
+	if _, err := s.Auth.RevokeToken(r.Context(), token); err != nil {
 		return fmt.Errorf("logout %s: %w", id.User, err)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": true})

@@ -3,10 +3,12 @@ package api
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/event"
 )
@@ -196,5 +198,31 @@ func TestListUsers(t *testing.T) {
 	}
 	if code, _ := f.bearer(t, "GET", "/api/v1/users", f.tokens["carol"], ""); code != 403 {
 		t.Errorf("auditor lists users: %d, want 403", code)
+	}
+}
+
+// TestLogoutByCookie: POST /api/v1/auth/logout signed in by the web UI's cookie revokes the
+// cookie's token (it answered 500 after auditing a revocation it never made: it revoked the
+// absent bearer token).
+func TestLogoutByCookie(t *testing.T) {
+	f := newFixture(t)
+	aud := &memAudit{}
+	f.srv.Audit = aud
+	f.h = f.srv.Handler()
+	c, csrf := webLogin(t, f, "alice")
+	if rw := cookieReq(f, "POST", "/api/v1/auth/logout", "", c, csrf); rw.Code != http.StatusOK {
+		t.Fatalf("logout by cookie: %d %s", rw.Code, rw.Body)
+	}
+	if rw := cookieReq(f, "GET", "/api/v1/whoami", "", c, ""); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("whoami with the logged-out cookie: %d %s, want 401", rw.Code, rw.Body)
+	}
+	var revokes int
+	for _, e := range aud.entries() {
+		if e.Action == audit.ActionTokenRevoke && e.Actor == "alice" && e.Outcome == audit.OK && e.Detail["token_id"] != "" {
+			revokes++
+		}
+	}
+	if revokes != 1 {
+		t.Fatalf("%d token.revoke entries for alice's logout, want 1: %+v", revokes, aud.entries())
 	}
 }
