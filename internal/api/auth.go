@@ -73,16 +73,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, id *auth.Identity
 	if err != nil {
 		return fmt.Errorf("issue token for %s: %w", id.User, err)
 	}
-	c, _ := s.Auth.VerifyToken(token)
-	detail["role"] = string(id.Role)
-	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
-	if c != nil {
-		detail["token_id"] = c.TokenID
-	}
-	if len(id.Groups) > 0 {
-		detail["groups"] = strings.Join(id.Groups, ",")
-	}
-	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK, Detail: detail}); err != nil {
+	if err := s.auditIssue(r, id, token, exp, detail); err != nil {
 		return err
 	}
 	s.log().Info("api login", "user", id.User, "role", id.Role, "method", detail["method"], "remote", r.RemoteAddr)
@@ -92,6 +83,22 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, id *auth.Identity
 	}
 	return writeJSON(w, http.StatusOK, loginResponse{Token: token, ExpiresAt: exp.UTC(), User: id.User, Role: id.Role,
 		Groups: groups, Provider: id.Provider, Refreshable: id.Session != ""})
+}
+
+// auditIssue audits a login that issued token (expiring at exp) to id, with detail plus the
+// role, the groups and the token's id: the entry is the token's issue, which its revocation
+// (logout) and its refresh name by that id.
+func (s *Server) auditIssue(r *http.Request, id *auth.Identity, token string, exp time.Time, detail map[string]string) error {
+	c, _ := s.Auth.VerifyToken(token)
+	detail["role"] = string(id.Role)
+	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
+	if c != nil {
+		detail["token_id"] = c.TokenID
+	}
+	if len(id.Groups) > 0 {
+		detail["groups"] = strings.Join(id.Groups, ",")
+	}
+	return s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK, Detail: detail})
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
