@@ -133,13 +133,41 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		token = c.Value
 	}
 	if err := s.audit(r, audit.Entry{Action: audit.ActionTokenRevoke, Actor: id.User, Outcome: audit.OK, Subject: id.User,
-		Detail: map[string]string{"scope": "token", "token_id": id.TokenID}}); err != nil {
+		Detail: logoutDetail(id, nil)}); err != nil {
 		return err
 	}
 	if _, err := s.Auth.RevokeToken(r.Context(), token); err != nil {
 		return fmt.Errorf("logout %s: %w", id.User, err)
 	}
+	if err := s.endRefresh(r, id); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": true})
+}
+
+// logoutDetail is the detail of a logout's token.revoke entry, with extra: the token's id and,
+// for an OIDC login, that its refresh ends too.
+func logoutDetail(id *auth.Identity, extra map[string]string) map[string]string {
+	d := map[string]string{"scope": "token", "token_id": id.TokenID}
+	if id.Session != "" {
+		d["refresh"] = "ended"
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// endRefresh ends the OIDC login a logged-out token came from, so that no token of it (one
+// issued before a refresh, say) can be refreshed any more.
+func (s *Server) endRefresh(r *http.Request, id *auth.Identity) error {
+	if id.Session == "" {
+		return nil
+	}
+	if err := s.Auth.EndIdPSession(r.Context(), id.Session); err != nil {
+		return fmt.Errorf("logout %s: end the IdP session: %w", id.User, err)
+	}
+	return nil
 }
 
 type revokeRequest struct {

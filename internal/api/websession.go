@@ -159,11 +159,14 @@ func (s *Server) deleteWebSession(w http.ResponseWriter, r *http.Request) error 
 	id := auth.FromContext(r.Context())
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" && r.Header.Get("Authorization") == "" {
 		if err := s.audit(r, audit.Entry{Action: audit.ActionTokenRevoke, Actor: id.User, Outcome: audit.OK, Subject: id.User,
-			Detail: map[string]string{"scope": "token", "token_id": id.TokenID, "via": "web"}}); err != nil {
+			Detail: logoutDetail(id, map[string]string{"via": "web"})}); err != nil {
 			return err
 		}
 		if _, err := s.Auth.RevokeToken(r.Context(), c.Value); err != nil {
 			return fmt.Errorf("sign out %s: %w", id.User, err)
+		}
+		if err := s.endRefresh(r, id); err != nil {
+			return err
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
