@@ -73,16 +73,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, id *auth.Identity
 	if err != nil {
 		return fmt.Errorf("issue token for %s: %w", id.User, err)
 	}
-	c, _ := s.Auth.VerifyToken(token)
-	detail["role"] = string(id.Role)
-	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
-	if c != nil {
-		detail["token_id"] = c.TokenID
-	}
-	if len(id.Groups) > 0 {
-		detail["groups"] = strings.Join(id.Groups, ",")
-	}
-	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK, Detail: detail}); err != nil {
+	if err := s.auditIssue(r, id, token, exp, detail); err != nil {
 		return err
 	}
 	s.log().Info("api login", "user", id.User, "role", id.Role, "method", detail["method"], "remote", r.RemoteAddr)
@@ -92,6 +83,22 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, id *auth.Identity
 	}
 	return writeJSON(w, http.StatusOK, loginResponse{Token: token, ExpiresAt: exp.UTC(), User: id.User, Role: id.Role,
 		Groups: groups, Provider: id.Provider, Refreshable: id.Session != ""})
+}
+
+// auditIssue audits a login that issued token (expiring at exp) to id, with detail plus the
+// role, the groups and the token's id: the entry is the token's issue, which its revocation
+// (logout) and its refresh name by that id.
+func (s *Server) auditIssue(r *http.Request, id *auth.Identity, token string, exp time.Time, detail map[string]string) error {
+	c, _ := s.Auth.VerifyToken(token)
+	detail["role"] = string(id.Role)
+	detail["expires_at"] = exp.UTC().Format(time.RFC3339)
+	if c != nil {
+		detail["token_id"] = c.TokenID
+	}
+	if len(id.Groups) > 0 {
+		detail["groups"] = strings.Join(id.Groups, ",")
+	}
+	return s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK, Detail: detail})
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
@@ -114,20 +121,53 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(tok)
 }
 
-// logout revokes the caller's own gateway token.
+// logout revokes the caller's own gateway token: the bearer token, or the web UI's cookie when
+// the request was signed in by it (authenticate's order).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	id := auth.FromContext(r.Context())
 	if id.Method != "token" {
 		return errorf(http.StatusBadRequest, "bad_request", "only a gateway token can be logged out (an API key is revoked with airlock serviceaccounts revoke)")
 	}
+	token := bearer(r)
+	if c, err := r.Cookie(SessionCookie); token == "" && err == nil {
+		token = c.Value
+	}
 	if err := s.audit(r, audit.Entry{Action: audit.ActionTokenRevoke, Actor: id.User, Outcome: audit.OK, Subject: id.User,
-		Detail: map[string]string{"scope": "token", "token_id": id.TokenID}}); err != nil {
+		Detail: logoutDetail(id, nil)}); err != nil {
 		return err
 	}
-	if _, err := s.Auth.RevokeToken(r.Context(), bearer(r)); err != nil {
+	if _, err := s.Auth.RevokeToken(r.Context(), token); err != nil {
 		return fmt.Errorf("logout %s: %w", id.User, err)
 	}
+	if err := s.endRefresh(r, id); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": true})
+}
+
+// logoutDetail is the detail of a logout's token.revoke entry, with extra: the token's id and,
+// for an OIDC login, that its refresh ends too.
+func logoutDetail(id *auth.Identity, extra map[string]string) map[string]string {
+	d := map[string]string{"scope": "token", "token_id": id.TokenID}
+	if id.Session != "" {
+		d["refresh"] = "ended"
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// endRefresh ends the OIDC login a logged-out token came from, so that no token of it (one
+// issued before a refresh, say) can be refreshed any more.
+func (s *Server) endRefresh(r *http.Request, id *auth.Identity) error {
+	if id.Session == "" {
+		return nil
+	}
+	if err := s.Auth.EndIdPSession(r.Context(), id.Session); err != nil {
+		return fmt.Errorf("logout %s: end the IdP session: %w", id.User, err)
+	}
+	return nil
 }
 
 type revokeRequest struct {

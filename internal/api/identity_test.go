@@ -3,10 +3,13 @@ package api
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/airlock-gw/airlock/internal/audit"
 	"github.com/airlock-gw/airlock/internal/auth"
 	"github.com/airlock-gw/airlock/internal/event"
 )
@@ -196,5 +199,68 @@ func TestListUsers(t *testing.T) {
 	}
 	if code, _ := f.bearer(t, "GET", "/api/v1/users", f.tokens["carol"], ""); code != 403 {
 		t.Errorf("auditor lists users: %d, want 403", code)
+	}
+}
+
+// TestLogoutByCookie: POST /api/v1/auth/logout signed in by the web UI's cookie revokes the
+// cookie's token (it answered 500 after auditing a revocation it never made: it revoked the
+// absent bearer token).
+func TestLogoutByCookie(t *testing.T) {
+	f := newFixture(t)
+	aud := &memAudit{}
+	f.srv.Audit = aud
+	f.h = f.srv.Handler()
+	c, csrf := webLogin(t, f, "alice")
+	if rw := cookieReq(f, "POST", "/api/v1/auth/logout", "", c, csrf); rw.Code != http.StatusOK {
+		t.Fatalf("logout by cookie: %d %s", rw.Code, rw.Body)
+	}
+	if rw := cookieReq(f, "GET", "/api/v1/whoami", "", c, ""); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("whoami with the logged-out cookie: %d %s, want 401", rw.Code, rw.Body)
+	}
+	var revokes int
+	for _, e := range aud.entries() {
+		if e.Action == audit.ActionTokenRevoke && e.Actor == "alice" && e.Outcome == audit.OK && e.Detail["token_id"] != "" {
+			revokes++
+		}
+	}
+	if revokes != 1 {
+		t.Fatalf("%d token.revoke entries for alice's logout, want 1: %+v", revokes, aud.entries())
+	}
+}
+
+// TestLogoutEndsRefresh: logging out a token of an OIDC login ends the login's IdP session, so
+// that a token of the same login issued before a refresh (still in a shell history, a CI log)
+// cannot be refreshed into new tokens after the logout. It could, for 30 days while the IdP
+// session lived: a logout revoked only the one token.
+func TestLogoutEndsRefresh(t *testing.T) {
+	for _, via := range []string{"api", "web"} {
+		t.Run(via, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			sid := auth.NewSessionID()
+			if err := f.srv.Auth.PutIdPSession(ctx, sid, auth.IdPSession{Provider: "corp", User: "dora", RefreshToken: "rt-dora", CreatedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			id := &auth.Identity{User: "dora", Role: auth.RoleUser, Method: "oidc", Via: "oidc", Provider: "corp", Session: sid}
+			older, _, _ := f.srv.Auth.IssueToken(id) // before a refresh
+			newer, _, _ := f.srv.Auth.IssueToken(id) // the refresh's
+			switch via {
+			case "api":
+				if code, m := f.bearer(t, "POST", "/api/v1/auth/logout", newer, ""); code != 200 {
+					t.Fatalf("logout: %d %v", code, m)
+				}
+			case "web":
+				if rw := cookieReq(f, "DELETE", "/api/v1/auth/session", "", &http.Cookie{Name: SessionCookie, Value: newer}, csrfToken(newer)); rw.Code != http.StatusNoContent {
+					t.Fatalf("sign out: %d %s", rw.Code, rw.Body)
+				}
+			}
+			code, m := f.bearer(t, "POST", "/api/v1/auth/refresh", "", `{"token":"`+older+`"}`)
+			if code != 401 || !strings.Contains(fmt.Sprint(m["error"]), "revoked") {
+				t.Fatalf("refresh of the login's older token after the logout: %d %v, want 401 revoked", code, m)
+			}
+			if _, err := f.srv.Auth.GetIdPSession(ctx, sid); auth.Reason(err) != auth.ReasonRevoked {
+				t.Fatalf("the IdP session after the logout: %v, want it ended", err)
+			}
+		})
 	}
 }

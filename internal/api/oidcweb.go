@@ -143,12 +143,7 @@ func (s *Server) finishWebOIDC(w http.ResponseWriter, r *http.Request, p *oidc.P
 	if err != nil {
 		return err
 	}
-	detail := map[string]string{"method": "oidc", "via": "web", "provider": p.Config.Name, "role": string(id.Role),
-		"expires_at": exp.UTC().Format(time.RFC3339)}
-	if c, _ := s.Auth.VerifyToken(token); c != nil {
-		detail["token_id"] = c.TokenID
-	}
-	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK, Detail: detail}); err != nil {
+	if err := s.auditIssue(r, id, token, exp, map[string]string{"method": "oidc", "via": "web", "provider": p.Config.Name}); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: OIDCFlowCookie, Path: oidcFlowPath, MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})

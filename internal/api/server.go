@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,7 +231,23 @@ func (s *Server) Handler() http.Handler {
 	if s.UI != nil {
 		mux.Handle("/", s.UI) // every path no API route takes
 	}
-	return mux
+	modify := s.serve(route{Pattern: "/api/v1/sessions/", h: s.sessionsOther})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The mux answers a path that is not clean (/api/v1/sessions/x/../ID, a doubled slash)
+		// with a redirect to the clean one, before any route: an attempt to change a recording
+		// by such a path is refused and audited here, as by the clean path, whether or not its
+		// client would follow the redirect.
+		if clean := path.Clean(r.URL.Path); clean != strings.TrimSuffix(r.URL.Path, "/") &&
+			(clean == "/api/v1/sessions" || strings.HasPrefix(clean, "/api/v1/sessions/")) {
+			switch r.Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodConnect:
+			default:
+				modify.ServeHTTP(w, r)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // serve adapts a route: authentication and its role, the one place errors are written, the
@@ -351,6 +368,20 @@ func (s *Server) authenticate(r *http.Request) (*auth.Identity, error) {
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: publicReason(err), Err: err}
 	}
 	return id, nil
+}
+
+// stillAuthenticated checks again the credential r was authenticated with, for an answer that
+// lasts (a live stream): an expired or revoked one is refused (and audited) as authenticate
+// refuses it. The error is what the client may be told.
+func (s *Server) stillAuthenticated(r *http.Request) error {
+	if _, err := s.authenticate(r); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return errors.New(e.Message)
+		}
+		return errors.New("your credentials could not be checked again")
+	}
+	return nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -497,8 +498,8 @@ func (s *Server) sessionsOther(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		detail["authenticated"] = "false"
 	}
-	// The session id, when the path names one: /api/v1/sessions/{id}[/...].
-	subject, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/v1/sessions"), "/"), "/")
+	// The session id, when the path names one: /api/v1/sessions/{id}[/...] (once clean).
+	subject, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(path.Clean(r.URL.Path), "/api/v1/sessions"), "/"), "/")
 	s.log().Warn("api: refused attempt to modify a recording", "method", r.Method, "path", r.URL.Path,
 		"user", user, "remote", r.RemoteAddr)
 	s.audit(r, audit.Entry{Action: audit.ActionRecordingModify, Actor: user, Outcome: audit.Denied, Subject: subject, Detail: detail})

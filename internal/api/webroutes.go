@@ -80,6 +80,11 @@ func (s *Server) terminateSession(w http.ResponseWriter, r *http.Request) error 
 // notification of appends, so a watcher polls; a recording read from a position is cheap.
 const livePoll = 250 * time.Millisecond
 
+// liveRecheck is how often a live stream checks again the credential that opened it (its
+// expiry, a revocation, a revoked service account): a stream lasts as long as its session, so
+// the check made when it opened is not enough.
+const liveRecheck = time.Second
+
 // liveSession streams a session's events as server-sent events while it runs: every event
 // already recorded (after ?after=N), then each new one as it is recorded, then an "end" event
 // once the session ended and everything was sent. Values are masked as the client saw them;
@@ -158,8 +163,9 @@ func (c *sentCounter) Write(b []byte) (int, error) {
 
 // followLive streams a session's events to w as server-sent events while it runs: it reads
 // what the store holds, then every livePoll what was added, until the session ended and all of
-// it was read (f.end), the client left, or a write failed. newFeed makes the feed that writes
-// to out. A stream silent for 15 s gets a comment, so that proxies keep it open.
+// it was read (f.end), the client left, a write failed, or the caller's credential no longer
+// passes (checked again every liveRecheck; f.failure says why). newFeed makes the feed that
+// writes to out. A stream silent for 15 s gets a comment, so that proxies keep it open.
 func (s *Server) followLive(w http.ResponseWriter, r *http.Request, id string, newFeed func(out io.Writer) liveFeed) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -173,11 +179,20 @@ func (s *Server) followLive(w http.ResponseWriter, r *http.Request, id string, n
 		sent     = &sentCounter{w: w}
 		sentAt   = time.Now()
 		sentSeen int64
+		checked  = time.Now() // the credential was checked when the request came in
 	)
 	f := newFeed(sent)
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
 	for {
+		if time.Since(checked) >= liveRecheck {
+			if err := s.stillAuthenticated(r); err != nil {
+				s.log().Info("api: live stream ended: the credential no longer passes", "session", id, "err", err)
+				f.failure(err)
+				break
+			}
+			checked = time.Now()
+		}
 		// Whether it had ended before this read: then the read is the last one needed.
 		cur, err := s.Store.Session(ctx, id)
 		if err != nil {

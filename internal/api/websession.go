@@ -123,22 +123,22 @@ func (s *Server) createWebSession(w http.ResponseWriter, r *http.Request) error 
 		s.log().Warn("web login failed", "user", req.Username, "remote", r.RemoteAddr, "err", err)
 		s.authFailure()
 		s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: req.Username, Outcome: audit.Denied,
-			Detail: map[string]string{"method": "password", "via": "web"}})
+			Detail: map[string]string{"method": "password", "via": "web", "reason": auth.Reason(err)}})
 		return errorf(http.StatusUnauthorized, "unauthorized", "%s", auth.ErrBadCredentials.Error())
 	}
-	if err := s.audit(r, audit.Entry{Action: audit.ActionLogin, Actor: id.User, Outcome: audit.OK,
-		Detail: map[string]string{"method": "password", "via": "web", "role": string(id.Role)}}); err != nil {
-		return err
-	}
-	return s.StartWebSession(w, r, id)
+	return s.StartWebSession(w, r, id, map[string]string{"method": "password", "via": "web"})
 }
 
-// StartWebSession issues a gateway token for id (already authenticated, and its login already
-// audited), sets it as the session cookie and answers like GET /api/v1/auth/session.
-func (s *Server) StartWebSession(w http.ResponseWriter, r *http.Request, id *auth.Identity) error {
+// StartWebSession issues a gateway token for id (already authenticated), audits the login with
+// detail as every login is (the token's id, role and groups added), sets the token as the
+// session cookie and answers like GET /api/v1/auth/session.
+func (s *Server) StartWebSession(w http.ResponseWriter, r *http.Request, id *auth.Identity, detail map[string]string) error {
 	token, exp, err := s.Auth.IssueToken(id)
 	if err != nil {
 		return fmt.Errorf("issue token for %s: %w", id.User, err)
+	}
+	if err := s.auditIssue(r, id, token, exp, detail); err != nil {
+		return err
 	}
 	s.setSessionCookie(w, r, token, exp)
 	s.log().Info("web login", "user", id.User, "role", id.Role, "remote", r.RemoteAddr)
@@ -159,11 +159,14 @@ func (s *Server) deleteWebSession(w http.ResponseWriter, r *http.Request) error 
 	id := auth.FromContext(r.Context())
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" && r.Header.Get("Authorization") == "" {
 		if err := s.audit(r, audit.Entry{Action: audit.ActionTokenRevoke, Actor: id.User, Outcome: audit.OK, Subject: id.User,
-			Detail: map[string]string{"scope": "token", "token_id": id.TokenID, "via": "web"}}); err != nil {
+			Detail: logoutDetail(id, map[string]string{"via": "web"})}); err != nil {
 			return err
 		}
 		if _, err := s.Auth.RevokeToken(r.Context(), c.Value); err != nil {
 			return fmt.Errorf("sign out %s: %w", id.User, err)
+		}
+		if err := s.endRefresh(r, id); err != nil {
+			return err
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 )
@@ -139,8 +141,10 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	u, ok := s.users[user]
 	s.mu.RUnlock()
 	if !ok {
-		// Spend the same time as a real check so that user names cannot be probed by timing.
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		// Spend the same time as a real check so that user names cannot be probed by timing:
+		// a check against a hash of the algorithm and cost of a real user's (bcrypt and
+		// argon2id, and their costs, differ by several times).
+		passwordMatches(s.dummyFor(user), password)
 		return nil, fail(ReasonUnknownUser, "no local user %q", user)
 	}
 	mac := hmac.New(sha256.New, s.key)
@@ -167,13 +171,56 @@ func (s *Service) Login(ctx context.Context, user, password string) (*Identity, 
 	return &Identity{User: u.Name, Groups: u.Groups, Role: u.Role, Method: "password"}, nil
 }
 
-// dummyHash is made on first use, not at package init: a bcrypt hash costs about 100 ms of
-// CPU (250 ms on a loaded machine), which every CLI command (kubectl runs
-// `airlock kube-credential` for each command) would otherwise pay at start.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("airlock-dummy"), bcrypt.DefaultCost)
-	return h
-})
+// dummyFor returns the hash Login checks the password of an unknown user name against: one of
+// the algorithm and cost of a local user's hash, the user chosen by a keyed hash of the name
+// (so a name always costs the same, and what it costs tells nothing of whether it exists).
+func (s *Service) dummyFor(name string) string {
+	s.mu.RLock()
+	names := make([]string, 0, len(s.users))
+	for n := range s.users {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	hash := ""
+	if len(names) > 0 {
+		mac := hmac.New(sha256.New, s.key)
+		mac.Write([]byte("airlock-dummy\x00" + name))
+		hash = s.users[names[binary.BigEndian.Uint64(mac.Sum(nil))%uint64(len(names))]].PasswordHash
+	}
+	s.mu.RUnlock()
+	return dummyLike(hash)
+}
+
+// dummies holds, by algorithm and cost, a hash of a password nobody has (dummyLike).
+var dummies sync.Map // string -> func() string
+
+// dummyLike returns a hash of the algorithm and cost of hash (bcrypt's default cost for ""),
+// made on first use, not at package init: a bcrypt hash costs about 100 ms of CPU (250 ms on a
+// loaded machine), which every CLI command (kubectl runs `airlock kube-credential` for each
+// command) would otherwise pay at start.
+func dummyLike(hash string) string {
+	const pw = "airlock-dummy"
+	key, gen := "bcrypt", func() string {
+		h, _ := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+		return string(h)
+	}
+	if a, err := parseArgon2id(hash); err == nil {
+		key = fmt.Sprintf("argon2id m=%d t=%d p=%d salt=%d key=%d", a.memory, a.time, a.threads, len(a.salt), len(a.key))
+		gen = func() string {
+			salt := make([]byte, len(a.salt))
+			rand.Read(salt)
+			return formatArgon2id(a.time, a.memory, a.threads, salt, argon2.IDKey([]byte(pw), salt, a.time, a.memory, a.threads, uint32(len(a.key))))
+		}
+	} else if cost, err := bcrypt.Cost([]byte(hash)); err == nil {
+		key = fmt.Sprintf("bcrypt %d", cost)
+		gen = func() string {
+			h, _ := bcrypt.GenerateFromPassword([]byte(pw), cost)
+			return string(h)
+		}
+	}
+	f, _ := dummies.LoadOrStore(key, sync.OnceValue(gen))
+	return f.(func() string)()
+}
 
 type tokenClaims struct {
 	V        int      `json:"v"`

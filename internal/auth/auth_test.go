@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 func newSvc(t *testing.T) (*Service, *time.Time) {
@@ -78,5 +81,39 @@ func TestAddUserRejects(t *testing.T) {
 	}
 	if _, err := ParseRole("root"); err == nil {
 		t.Error("ParseRole(root) accepted")
+	}
+}
+
+// TestLoginUnknownUserTiming: refusing an unknown user name costs what refusing a known user's
+// wrong password does, whatever the algorithm and cost of the users' hashes. It cost a bcrypt
+// check at the default cost whatever they were, so with argon2id hashes (what airlock
+// hash-password prints) the time of a refusal told whether the name exists.
+func TestLoginUnknownUserTiming(t *testing.T) {
+	// An argon2id hash a few times costlier than bcrypt's default cost, as a config may hold.
+	const passes, memory = 24, 19 * 1024
+	salt := bytes.Repeat([]byte{1}, 16)
+	hash := formatArgon2id(passes, memory, 1, salt, argon2.IDKey([]byte("pw"), salt, passes, memory, 1, 32))
+	s, err := NewService([]byte(strings.Repeat("k", 32)), []User{{Name: "alice", PasswordHash: hash}, {Name: "bob", PasswordHash: hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.Login(ctx, "nobody", "x") // the dummy hash is made on first use
+	fastest := func(user string) time.Duration {
+		best := time.Hour
+		for range 3 {
+			start := time.Now()
+			if _, err := s.Login(ctx, user, "wrong"); !errors.Is(err, ErrBadCredentials) {
+				t.Fatalf("Login(%s, wrong) = %v", user, err)
+			}
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	known := fastest("alice")
+	for _, name := range []string{"carol", "nobody"} {
+		if unknown := fastest(name); unknown < known/2 {
+			t.Errorf("refusing the unknown user %s took %v, refusing alice's wrong password %v: the names can be told apart", name, unknown, known)
+		}
 	}
 }

@@ -27,6 +27,9 @@ type IdPSession struct {
 	RefreshToken string    `json:"refresh_token"`
 	CreatedAt    time.Time `json:"created_at"`
 	RefreshedAt  time.Time `json:"refreshed_at,omitzero"`
+	// EndedAt is when a logout ended the session (EndIdPSession): its refresh token is gone,
+	// and no token of the login can be refreshed any more.
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 // NewSessionID returns a random id for an IdP session.
@@ -53,7 +56,26 @@ func (s *Service) GetIdPSession(ctx context.Context, id string) (IdPSession, err
 	if err != nil {
 		return IdPSession{}, fmt.Errorf("read IdP session: %w", err)
 	}
+	if !sess.EndedAt.IsZero() {
+		return IdPSession{}, fail(ReasonRevoked, "the IdP session %s was ended by a logout at %s", id, sess.EndedAt.Format(time.RFC3339))
+	}
 	return sess, nil
+}
+
+// EndIdPSession ends an IdP session at a logout: the refresh token is forgotten, so that no
+// gateway token of that login (the one logged out, or one issued before a refresh) can be
+// refreshed any more. An unknown or already ended session is no error.
+func (s *Service) EndIdPSession(ctx context.Context, id string) error {
+	sess, err := s.GetIdPSession(ctx, id)
+	var f *Failure
+	if errors.As(err, &f) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sess.RefreshToken, sess.EndedAt = "", s.now().UTC()
+	return s.PutIdPSession(ctx, id, sess)
 }
 
 // VerifyForRefresh checks a gateway token presented for refresh: signature and revocation as

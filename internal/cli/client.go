@@ -159,21 +159,24 @@ type client struct {
 }
 
 // newClient resolves the gateway and token: AIRLOCK_GATEWAY and AIRLOCK_TOKEN override what
-// airlock login saved.
+// airlock login saved. The saved token goes only to the gateway it was saved for: with
+// AIRLOCK_GATEWAY naming another one (and no AIRLOCK_TOKEN), none is sent.
 func (e *env) newClient() (*client, error) {
 	saved, err := e.loadCredentials()
 	if err != nil {
 		return nil, err
 	}
 	saved = e.refreshSaved(saved)
-	c := &client{e: e, gateway: saved.Gateway, token: saved.Token}
-	if v := e.getenv("AIRLOCK_GATEWAY"); v != "" {
-		c.gateway = v
+	c := &client{e: e, gateway: normalizeGateway(saved.Gateway), token: saved.Token}
+	if v := normalizeGateway(e.getenv("AIRLOCK_GATEWAY")); v != "" && v != c.gateway {
+		if c.token != "" && e.getenv("AIRLOCK_TOKEN") == "" {
+			fmt.Fprintf(e.stderr, "airlock: the saved login is for %s, not %s: its token is not sent there (set AIRLOCK_TOKEN, or airlock login --gateway %s)\n", c.gateway, v, v)
+		}
+		c.gateway, c.token = v, ""
 	}
 	if v := e.getenv("AIRLOCK_TOKEN"); v != "" {
 		c.token = v
 	}
-	c.gateway = normalizeGateway(c.gateway)
 	if c.gateway == "" {
 		return nil, errors.New("no gateway: run airlock login --gateway URL --user NAME, or set AIRLOCK_GATEWAY")
 	}

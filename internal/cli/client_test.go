@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,6 +184,52 @@ func TestLoginSavesCredentials(t *testing.T) {
 	}
 	if code, _, _ = h.run(t, runLogin, "--user", "alice", "extra"); code != 2 {
 		t.Fatalf("usage: %d", code)
+	}
+}
+
+// TestSavedTokenStaysWithItsGateway: AIRLOCK_GATEWAY naming another gateway than the saved
+// login's does not send that login's token there (it did: a token of one gateway handed to
+// whatever server the variable named). AIRLOCK_TOKEN still goes wherever it is pointed.
+func TestSavedTokenStaysWithItsGateway(t *testing.T) {
+	h := newHarness(t)
+	h.stdin = "pw\n"
+	if code, _, errOut := h.run(t, runLogin, "--gateway", h.url, "--user", "alice"); code != 0 {
+		t.Fatalf("login: %d %s", code, errOut)
+	}
+	var mu sync.Mutex
+	var got []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":"missing bearer token","code":"unauthorized"}`))
+	}))
+	defer other.Close()
+	h.vars["AIRLOCK_GATEWAY"] = other.URL
+	code, _, errOut := h.run(t, runSessions, "list")
+	mu.Lock()
+	sent := slices.Clone(got)
+	mu.Unlock()
+	if len(sent) != 1 || sent[0] != "" {
+		t.Fatalf("the other gateway got Authorization %q, want one request without any", sent)
+	}
+	if code != 1 || !strings.Contains(errOut, "the saved login is for "+h.url) {
+		t.Fatalf("exit %d, stderr %q; want 1 and why no token was sent", code, errOut)
+	}
+	// The saved gateway named again (as typed, with a trailing slash) still gets the token.
+	h.vars["AIRLOCK_GATEWAY"] = h.url + "/"
+	if code, out, errOut := h.run(t, runSessions, "list"); code != 0 || !strings.Contains(out, "s1") {
+		t.Fatalf("list at the saved gateway: %d %s %s", code, out, errOut)
+	}
+	// An explicit AIRLOCK_TOKEN is sent where AIRLOCK_GATEWAY points.
+	h.vars["AIRLOCK_GATEWAY"], h.vars["AIRLOCK_TOKEN"] = other.URL, "alt_explicit"
+	h.run(t, runSessions, "list")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[1] != "Bearer alt_explicit" {
+		t.Fatalf("with AIRLOCK_TOKEN the other gateway got %q", got)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,9 +45,18 @@ import (
 
 type fakeAuth struct{}
 
+// briefExpiry is when the token alt_brief expires (TestExpiredCredentialNotCached).
+var briefExpiry atomic.Pointer[time.Time]
+
 func (fakeAuth) Authenticate(_ context.Context, user, secret string) (*auth.Identity, error) {
 	if user == "alice" && secret == "alt_good" {
 		return &auth.Identity{User: user, Groups: []string{"dev", "ops"}, Role: auth.RoleUser, Method: "token"}, nil
+	}
+	if exp := briefExpiry.Load(); user == "alice" && secret == "alt_brief" && exp != nil {
+		if !time.Now().Before(*exp) {
+			return nil, &auth.Failure{Reason: auth.ReasonExpired}
+		}
+		return &auth.Identity{User: user, Role: auth.RoleUser, Method: "token", ExpiresAt: *exp}, nil
 	}
 	return nil, auth.ErrBadCredentials
 }
@@ -964,5 +974,26 @@ func TestWatchNotJSONRefused(t *testing.T) {
 	}
 	if !refusal {
 		t.Errorf("the refusal is not recorded")
+	}
+}
+
+// TestExpiredCredentialNotCached: a connection's cache of checked credentials does not outlive
+// the credential: a token that expired is refused on the connection that used it a moment
+// before (it was accepted for up to authCacheTTL past its expiry).
+func TestExpiredCredentialNotCached(t *testing.T) {
+	h := newHarness(t, []config.Policy{{Name: "all", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "allow"}})
+	exp := time.Now().Add(time.Second)
+	briefExpiry.Store(&exp)
+	t.Cleanup(func() { briefExpiry.Store(nil) })
+	if resp, body := h.do(t, "GET", "k/api/v1/namespaces/a/secrets/s", "alice:alt_brief", ""); resp.StatusCode != 200 {
+		t.Fatalf("before the expiry: %d %s", resp.StatusCode, body)
+	}
+	time.Sleep(time.Until(exp) + 100*time.Millisecond)
+	resp, body := h.do(t, "GET", "k/api/v1/namespaces/a/secrets/s", "alice:alt_brief", "")
+	if resp.StatusCode != 401 {
+		t.Fatalf("after the expiry, on the same connection: %d %s, want 401", resp.StatusCode, body)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("client spoke %s: the requests may not have shared a connection", resp.Proto)
 	}
 }

@@ -275,7 +275,7 @@ func (c *clientConn) authenticate(r *http.Request, tname string) (*auth.Identity
 	c.mu.Lock()
 	ci, hit := c.auth[key]
 	c.mu.Unlock()
-	if hit && now.Sub(ci.at) < authCacheTTL {
+	if hit && now.Sub(ci.at) < authCacheTTL && (ci.id.ExpiresAt.IsZero() || now.Before(ci.id.ExpiresAt)) {
 		return ci.id, nil
 	}
 	e := c.e
