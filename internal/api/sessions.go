@@ -340,7 +340,8 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 			flush.Flush()
 		}
 	}
-	// With reveal, a rows event (or an error, notice, notification or copy.out) is held until
+	// With reveal, a rows event (or an error, notice, notification, copy.out or terminal.input)
+	// is held until
 	// the event after it (and any checkpoints between) shows whether an original belongs to it.
 	var held []eventJSON
 	flushHeld := func() {
@@ -364,7 +365,7 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		if reveal {
 			switch {
 			case e.Type == event.Rows, e.Type == event.Error, e.Type == event.Notice,
-				e.Type == event.Notification, e.Type == event.CopyOut:
+				e.Type == event.Notification, e.Type == event.CopyOut, e.Type == event.TerminalInput:
 				flushHeld()
 				ej.Data = append(json.RawMessage(nil), ej.Data...) // e's buffers are reused
 				held = append(held, ej)
@@ -452,7 +453,7 @@ func (s *Server) revealOriginal(session string, e *event.Event, held []eventJSON
 		return
 	}
 	switch {
-	case d.Of == event.CopyOut:
+	case d.Of == event.CopyOut, d.Of == event.TerminalInput:
 		held[0].RevealedText, held[0].RevealedBase64 = textOrBase64(plain)
 	case json.Valid(plain):
 		held[0].RevealedData = plain

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -141,6 +142,35 @@ func testSSHInteractive(t *testing.T, f *sshFixture) {
 	}
 	if withheld == 0 {
 		t.Errorf("no terminal.input event marked withheld")
+	}
+	// Withheld is not lost: the bytes are sealed in an original event, which an auditor's
+	// (audited) reveal opens. A user who makes every line look like a password prompt hides
+	// nothing that way.
+	code, body := f.g.api(t, f.g.adminToken(t), "GET", "/api/v1/sessions/"+url.PathEscape(s.ID)+"/events?reveal=true", nil)
+	if code != 200 {
+		t.Fatalf("reveal events: HTTP %d %s", code, clip(string(body), 500))
+	}
+	var revealed struct {
+		Events []struct {
+			Type         string  `json:"type"`
+			RevealedText *string `json:"revealed_text"`
+			RevealError  string  `json:"reveal_error"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(body, &revealed); err != nil {
+		t.Fatal(err)
+	}
+	var typed strings.Builder
+	for _, e := range revealed.Events {
+		if e.Type == "terminal.input" && e.RevealedText != nil {
+			typed.WriteString(*e.RevealedText)
+		}
+		if e.RevealError != "" {
+			t.Errorf("%s: reveal error %s", e.Type, e.RevealError)
+		}
+	}
+	if !strings.Contains(typed.String(), "hunter2-Secret") {
+		t.Errorf("an auditor's reveal of the withheld input gives %q, want the secret typed", typed.String())
 	}
 	if x := ofType(ev, "exec.exit"); len(x) != 1 || x[0].num("status") != 7 {
 		t.Errorf("exec.exit = %+v, want status 7", x)

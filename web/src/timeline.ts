@@ -237,7 +237,7 @@ export class Timeline {
       case "terminal.output":
       case "terminal.input":
       case "exec":
-        append(this.card("meta", ev, h("strong", null, ev.type)), clip(ev.text ?? d.command ?? d.kind ?? "", 2000, "term"));
+        append(this.card("meta", ev, h("strong", null, ev.type)), clip(ev.revealed_text ?? ev.text ?? d.command ?? d.kind ?? (d.withheld ? `[${d.bytes} bytes typed at a password prompt, sealed]` : ""), 2000, "term"));
         break;
       default:
         // checkpoints, originals and others: not shown

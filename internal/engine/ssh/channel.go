@@ -599,7 +599,7 @@ func (ch *channel) copyIn() {
 						}
 					}
 				}
-				if s.record(event.TerminalInput, d, raw) != nil {
+				if s.recordInput(d, raw, data) != nil {
 					ch.uc.Close()
 					return
 				}

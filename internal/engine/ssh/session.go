@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,30 @@ func (s *session) record(t event.Type, data any, raw []byte) error {
 		return nil
 	}
 	s.rec.Record(t, data, raw)
+	if err := s.rec.Commit(); err != nil {
+		s.log.Error("recording failed: ending session", "err", err)
+		s.fail(endState{reason: "error", err: err})
+		return err
+	}
+	return nil
+}
+
+// recordInput records a read of the client's terminal input: raw as it is, or, when d is
+// Withheld (typed at a password prompt, raw nil), only its length in the terminal.input event
+// and the bytes (data) sealed with the recording key in an original event right after it,
+// which only an auditor's reveal opens (audited), as masked values are kept. Withholding is
+// decided by what the target printed, which a user controls (PS1='Password: '; stty -echo):
+// kept sealed, nothing typed that way escapes the recording.
+func (s *session) recordInput(d event.TerminalData, raw, data []byte) error {
+	if s.rec == nil {
+		return nil
+	}
+	if !d.Withheld || s.e.d.Sealer == nil {
+		return s.record(event.TerminalInput, d, raw)
+	}
+	s.rec.Record(event.TerminalInput, d, nil)
+	keyID, nonce, ct := s.e.d.Sealer.Seal(data, []byte(s.rec.ID()))
+	s.rec.Record(event.Original, event.OriginalData{Of: event.TerminalInput, KeyID: keyID, Nonce: base64.StdEncoding.EncodeToString(nonce)}, ct)
 	if err := s.rec.Commit(); err != nil {
 		s.log.Error("recording failed: ending session", "err", err)
 		s.fail(endState{reason: "error", err: err})
