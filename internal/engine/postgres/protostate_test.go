@@ -1,0 +1,246 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/airlock-gw/airlock/internal/auth"
+	"github.com/airlock-gw/airlock/internal/event"
+	"github.com/airlock-gw/airlock/internal/masking"
+	"github.com/airlock-gw/airlock/internal/recorder"
+	"github.com/airlock-gw/airlock/internal/store"
+)
+
+// protoRelay is a relay with a recording, fed message by message through the same handlers as
+// clientToTarget and targetToClient.
+type protoRelay struct {
+	*relay
+	st  store.Store
+	rec *recorder.Session
+}
+
+func newProtoRelay(t *testing.T, guarded bool, mask []string) protoRelay {
+	r, st, s := newRecordedRelay(t)
+	r.c.id = &auth.Identity{User: "alice"}
+	r.ctx = context.Background()
+	if guarded {
+		r.guard = newGuardrails([]string{"deny:destructive"}, nil)
+	}
+	if mask != nil {
+		m, err := masking.New(mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.masker = newMasker(m)
+	}
+	return protoRelay{relay: r, st: st, rec: s}
+}
+
+// client passes the client's messages and returns what the gateway forwards to the target.
+func (p protoRelay) client(t *testing.T, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+	t.Helper()
+	var buf []byte
+	must(t, feed(encode(t, msgs...), func(typ byte, body []byte) {
+		start := len(buf)
+		buf = append(buf, typ, 0, 0, 0, 0)
+		buf = append(buf, body...)
+		copy(buf[start+1:], be32(len(body)+4))
+		buf = p.clientMessage(typ, buf, start)
+	}))
+	return buf
+}
+
+// target passes the target's messages and returns what the gateway sends to the client.
+func (p protoRelay) target(t *testing.T, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+	t.Helper()
+	var buf []byte
+	must(t, feed(encode(t, msgs...), func(typ byte, body []byte) {
+		start := len(buf)
+		buf = append(buf, typ, 0, 0, 0, 0)
+		buf = append(buf, body...)
+		copy(buf[start+1:], be32(len(body)+4))
+		buf = p.targetMessage(typ, buf, start)
+	}))
+	p.flushRows()
+	p.flushMaskEvent()
+	must(t, p.rec.Commit())
+	return buf
+}
+
+func be32(n int) []byte { return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} }
+
+// frontendMessages decodes what the gateway forwards to the target (copies: the decoder reuses
+// its messages).
+func frontendMessages(t *testing.T, b []byte) []pgproto3.FrontendMessage {
+	t.Helper()
+	be := pgproto3.NewBackend(bytes.NewReader(b), io.Discard)
+	var out []pgproto3.FrontendMessage
+	for {
+		m, err := be.Receive()
+		if err != nil {
+			return out
+		}
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.Describe:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.Query:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.Execute:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.Bind:
+			c := *m
+			out = append(out, &c)
+		default:
+			out = append(out, m)
+		}
+	}
+}
+
+// backendMessages decodes what the gateway sends to the client (their types, and the values of
+// DataRows).
+func backendMessages(t *testing.T, b []byte) []pgproto3.BackendMessage {
+	t.Helper()
+	f := pgproto3.NewFrontend(bytes.NewReader(b), io.Discard)
+	var out []pgproto3.BackendMessage
+	for {
+		m, err := f.Receive()
+		if err != nil {
+			return out
+		}
+		out = append(out, m)
+	}
+}
+
+// refused reports whether fwd is a refusal in place of the client's Execute: the gateway's own
+// Parse of the DO block that raises the refusal, and no Execute of the client's portal p.
+func refused(t *testing.T, fwd []byte) bool {
+	t.Helper()
+	raise := false
+	for _, m := range frontendMessages(t, fwd) {
+		if p, ok := m.(*pgproto3.Parse); ok && strings.Contains(p.Query, "RAISE EXCEPTION") {
+			raise = true
+		}
+	}
+	return raise
+}
+
+var (
+	pc      = &pgproto3.ParseComplete{}
+	bc      = &pgproto3.BindComplete{}
+	rfq     = &pgproto3.ReadyForQuery{TxStatus: 'I'}
+	syncMsg = &pgproto3.Sync{}
+	inUse   = &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P05", Message: `prepared statement "s" already exists`}
+	syntax  = &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: `syntax error at or near "SELEC"`}
+)
+
+// A Parse under a name in use is refused by the target (42P05): the name still holds the DROP,
+// and an Execute of it must be refused, not taken for the SELECT of the refused Parse.
+func TestGuardReParseUnderNameInUse(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, syncMsg)
+	p.target(t, pc, rfq)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "SELECT 1"}, syncMsg)
+	p.target(t, inUse, rfq)
+	if fwd := p.client(t, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, syncMsg); !refused(t, fwd) {
+		t.Fatalf("an Execute of s, which holds DROP TABLE t, was forwarded: %v", frontendMessages(t, fwd))
+	}
+}
+
+// After an error the target skips everything up to Sync, a Parse of the unnamed statement too:
+// it still holds the DROP.
+func TestGuardParseSkippedAfterError(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	p.client(t, &pgproto3.Parse{Query: "DROP TABLE t"}, &pgproto3.Describe{ObjectType: 'S'}, syncMsg)
+	p.target(t, pc, &pgproto3.ParameterDescription{}, &pgproto3.NoData{}, rfq)
+	p.client(t, &pgproto3.Parse{Name: "x", Query: "SELEC"}, &pgproto3.Parse{Query: "SELECT 1"}, syncMsg)
+	p.target(t, syntax, rfq)
+	if fwd := p.client(t, &pgproto3.Bind{}, &pgproto3.Execute{}, syncMsg); !refused(t, fwd) {
+		t.Fatalf("an Execute of the unnamed statement, which holds DROP TABLE t, was forwarded: %v", frontendMessages(t, fwd))
+	}
+}
+
+// Pipelined: the re-Parse's answer has not come back when the Execute is decided; either
+// statement may run, so the DROP decides.
+func TestGuardReParsePipelined(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, syncMsg)
+	p.target(t, pc, rfq)
+	fwd := p.client(t, &pgproto3.Parse{Name: "s", Query: "SELECT 1"}, syncMsg, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, syncMsg)
+	if !refused(t, fwd) {
+		t.Fatalf("an Execute of s, which may hold DROP TABLE t, was forwarded: %v", frontendMessages(t, fwd))
+	}
+}
+
+// A named portal outlives its statement and a Sync (in a transaction): binding the name again
+// fails while it exists, so it still runs the DROP it was bound to.
+func TestGuardPortalBoundAgain(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}, syncMsg)
+	p.target(t, pc, bc, &pgproto3.ReadyForQuery{TxStatus: 'T'})
+	p.client(t, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Parse{Name: "s", Query: "SELECT 1"},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}, syncMsg)
+	p.target(t, &pgproto3.CloseComplete{}, pc, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P03", Message: `cursor "p" already exists`}, &pgproto3.ReadyForQuery{TxStatus: 'E'})
+	if fwd := p.client(t, &pgproto3.Execute{Portal: "p"}, syncMsg); !refused(t, fwd) {
+		t.Fatalf("an Execute of portal p, bound to DROP TABLE t, was forwarded: %v", frontendMessages(t, fwd))
+	}
+}
+
+// The usual flows are decided on exactly what they run: a refused statement does not make the
+// next statement under the same name refused.
+func TestGuardExactInSegment(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	fwd := p.client(t, &pgproto3.Parse{Query: "DELETE FROM t"}, &pgproto3.Bind{}, &pgproto3.Execute{}, syncMsg)
+	if !refused(t, fwd) {
+		t.Fatal("DELETE FROM t was not refused")
+	}
+	got := p.target(t, pc, bc, pc, bc, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42501", Message: refusalPrefix + "x"}, rfq)
+	if n := len(backendMessages(t, got)); n != 4 { // ParseComplete, BindComplete, the error, ReadyForQuery
+		t.Errorf("client got %d messages, want 4: %v", n, backendMessages(t, got))
+	}
+	// A Parse and Describe of a DROP, never executed, then a SELECT under the same name in
+	// one pipeline with its Execute.
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, syncMsg)
+	p.target(t, pc, &pgproto3.ParameterDescription{}, &pgproto3.NoData{}, rfq)
+	for _, fwd := range [][]byte{
+		p.client(t, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, syncMsg),
+		p.client(t, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Parse{Name: "s", Query: "SELECT 2"},
+			&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, syncMsg),
+	} {
+		if refused(t, fwd) {
+			t.Errorf("a SELECT was refused: %v", frontendMessages(t, fwd))
+		}
+	}
+}
+
+// The recording says what the target ran: the statement it holds under the name, not the
+// text of a Parse it refused.
+func TestRecordedExecuteOfNameInUse(t *testing.T) {
+	p := newProtoRelay(t, false, nil)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, syncMsg)
+	p.target(t, pc, rfq)
+	p.client(t, &pgproto3.Parse{Name: "s", Query: "SELECT 1"}, syncMsg)
+	p.target(t, inUse, rfq)
+	p.client(t, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, syncMsg)
+	must(t, p.rec.Commit())
+	var texts []string
+	must(t, p.st.Events(context.Background(), p.rec.ID(), 0, func(e *event.Event) error {
+		if e.Type == event.Query {
+			texts = append(texts, string(e.Data))
+		}
+		return nil
+	}))
+	if len(texts) != 1 || !strings.Contains(texts[0], `"text":"DROP TABLE t"`) {
+		t.Fatalf("recorded queries %q, want the Execute of DROP TABLE t", texts)
+	}
+}
