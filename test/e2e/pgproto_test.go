@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,6 +136,23 @@ func TestPostgresProtocolState(t *testing.T) {
 		exists(t, tbl)
 		if errCode(got) != "42501" {
 			t.Errorf("EXECUTE p: %v, want the refusal 42501", got)
+		}
+	})
+
+	t.Run("MaskUndescribedExecute", func(t *testing.T) {
+		fe, tbl := conn(t), table(t)
+		got := roundTrip(t, fe, &pgproto3.Parse{Query: "select email from " + tbl}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		var rows []string
+		for _, m := range got {
+			if d, ok := m.(*pgproto3.DataRow); ok {
+				rows = append(rows, string(d.Values[0]))
+			}
+			if _, ok := m.(*pgproto3.RowDescription); ok {
+				t.Errorf("the client got a RowDescription it did not ask for")
+			}
+		}
+		if len(rows) != 1 || strings.Contains(rows[0], "jane.roe") {
+			t.Errorf("rows %q, want one masked email", rows)
 		}
 	})
 }

@@ -120,10 +120,16 @@ func (mk *masker) dataRow(cols []event.Column, body []byte) []byte {
 	}
 	changed := false
 	for i, v := range mk.values {
-		if v == nil || i >= len(cols) {
+		if v == nil {
 			continue
 		}
-		if nv, ok := mk.value(cols[i], v); ok {
+		// A value whose column is not known is masked as text, and whole when the session
+		// has column rules: it could be any column.
+		c := event.Column{Ruled: mk.m.HasColumnRules()}
+		if i < len(cols) {
+			c = cols[i]
+		}
+		if nv, ok := mk.value(c, v); ok {
 			mk.values[i] = nv
 			changed = true
 		}

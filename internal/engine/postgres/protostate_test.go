@@ -244,3 +244,55 @@ func TestRecordedExecuteOfNameInUse(t *testing.T) {
 		t.Fatalf("recorded queries %q, want the Execute of DROP TABLE t", texts)
 	}
 }
+
+// Rows of an Execute nobody described: the gateway describes the portal itself (its answer
+// swallowed) and masks them with their own columns, not with none or an earlier result's.
+func TestMaskUndescribedExecute(t *testing.T) {
+	p := newProtoRelay(t, false, []string{"email"})
+	const email = "jane.roe@example.com"
+	fwd := p.client(t, &pgproto3.Parse{Query: "select email from users"}, &pgproto3.Bind{}, &pgproto3.Execute{}, syncMsg)
+	described := false
+	for _, m := range frontendMessages(t, fwd) {
+		if d, ok := m.(*pgproto3.Describe); ok && d.ObjectType == 'P' {
+			described = true
+		}
+	}
+	if !described {
+		t.Errorf("no Describe of the portal before the Execute: %v", frontendMessages(t, fwd))
+	}
+	got := p.target(t, pc, bc,
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("email"), DataTypeOID: oidText}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte(email)}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq)
+	if bytes.Contains(got, []byte(email)) {
+		t.Fatalf("the email reached the client unmasked: %q", got)
+	}
+	for _, m := range backendMessages(t, got) {
+		if _, ok := m.(*pgproto3.RowDescription); ok {
+			t.Errorf("the client got the description it did not ask for")
+		}
+	}
+
+	// A suspended portal executed again after another portal's rows (binary int4).
+	p.client(t, &pgproto3.Parse{Name: "e", Query: "select email from users"}, &pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "e"},
+		&pgproto3.Describe{ObjectType: 'P', Name: "p1"}, &pgproto3.Execute{Portal: "p1", MaxRows: 1},
+		&pgproto3.Parse{Name: "i", Query: "select 1::int4"}, &pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "i", ResultFormatCodes: []int16{1}},
+		&pgproto3.Describe{ObjectType: 'P', Name: "p2"}, &pgproto3.Execute{Portal: "p2"}, &pgproto3.Execute{Portal: "p1"}, syncMsg)
+	got = p.target(t, pc, bc, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("email"), DataTypeOID: oidText}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("a@b.io")}}, &pgproto3.PortalSuspended{},
+		pc, bc, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("int4"), DataTypeOID: 23, Format: 1}}},
+		&pgproto3.DataRow{Values: [][]byte{{0, 0, 0, 1}}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("email"), DataTypeOID: oidText}}}, // the gateway's Describe
+		&pgproto3.DataRow{Values: [][]byte{[]byte(email)}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq)
+	if bytes.Contains(got, []byte(email)) || bytes.Contains(got, []byte("a@b.io")) {
+		t.Fatalf("an email reached the client unmasked: %q", got)
+	}
+}
+
+// Values beyond the columns known (no description at all) are masked as text.
+func TestMaskRowWithoutColumns(t *testing.T) {
+	p := newProtoRelay(t, false, []string{"email"})
+	got := p.target(t, &pgproto3.DataRow{Values: [][]byte{[]byte("jane.roe@example.com")}})
+	if bytes.Contains(got, []byte("jane.roe@example.com")) {
+		t.Fatalf("a value with no known column reached the client unmasked: %q", got)
+	}
+}

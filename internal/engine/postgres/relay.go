@@ -44,6 +44,10 @@ const (
 	pendParse    = 'P' // Parse: ends at ParseComplete or an error
 	pendBind     = 'B' // Bind: ends at BindComplete or an error
 	pendClose    = 'C' // Close: ends at CloseComplete or an error
+	// pendDescribePortal: Describe of a portal, ends at RowDescription, NoData or an error. The
+	// gateway sends one itself before an Execute the client did not describe, when the session
+	// masks: the rows' columns must be those of this portal, not of an earlier result.
+	pendDescribePortal = 'd'
 )
 
 type pending struct {
@@ -101,11 +105,15 @@ type relay struct {
 	// seg holds the statements parsed and portals bound since the client's last message other
 	// than Parse, Bind, Describe, Close and Flush: a Bind (Execute) there uses exactly the
 	// last of them, for the target runs it only if everything before it since then succeeded.
-	seg    segment
-	exec   []*portalInfo // what the Execute being handled may run
-	copyIn []byte
-	guard  *guardrails // nil: no guardrails for this session
-	ctx    context.Context
+	seg  segment
+	exec []*portalInfo // what the Execute being handled may run
+	// describedPortal is the portal the client's previous message described ("" with
+	// describedOK false: the previous message was no Describe of a portal).
+	describedPortal string
+	describedOK     bool
+	copyIn          []byte
+	guard           *guardrails // nil: no guardrails for this session
+	ctx             context.Context
 
 	// Target-to-client direction only.
 	columns    []event.Column
@@ -309,6 +317,9 @@ func (r *relay) clientToTarget() endState {
 // clientMessage records and guards the client message at buf[start:] (the last in buf) and
 // returns buf with what is to be forwarded in its place.
 func (r *relay) clientMessage(typ byte, buf []byte, start int) []byte {
+	if typ == 'E' && r.masker != nil {
+		buf, start = r.describeBeforeExecute(buf, start)
+	}
 	r.onClientMessage(typ, buf[start+5:])
 	if r.guard != nil {
 		buf = r.guardMessage(typ, buf, start)
@@ -331,8 +342,8 @@ func (r *relay) targetMessage(typ byte, buf []byte, start int) []byte {
 		buf = tidyRefusal(buf, start)
 	}
 	if r.onTargetMessage(typ, buf[start+5:]) {
-		// The answer to a Parse or Bind the gateway sent in place of a refused Execute: the
-		// client never sent them, so it must not see it.
+		// The answer to a request the gateway sent itself (the Parse and Bind in place of a
+		// refused Execute, a Describe before an Execute): the client must not see it.
 		buf = buf[:start]
 	}
 	return buf
@@ -353,6 +364,7 @@ func (r *relay) push(p pending) {
 
 // onClientMessage records what a client message means. It never changes the message.
 func (r *relay) onClientMessage(typ byte, body []byte) {
+	r.describedOK = false
 	switch typ {
 	case 'Q':
 		var q pgproto3.Query
@@ -432,8 +444,15 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		r.push(pending{kind: pendExecute, start: now, cols: cols})
 	case 'D':
 		var d pgproto3.Describe
-		if d.Decode(body) == nil && d.ObjectType == 'S' {
+		if d.Decode(body) != nil {
+			break
+		}
+		if d.ObjectType == 'S' {
 			r.push(pending{kind: pendDescribe, stmt: d.Name})
+		} else {
+			r.push(pending{kind: pendDescribePortal})
+			r.describedPortal, r.describedOK = d.Name, true
+			return
 		}
 	case 'C':
 		var c pgproto3.Close
@@ -761,7 +780,8 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 		if r.masker != nil && r.masker.m.HasColumnRules() {
 			r.markRuled(cols, rd.Fields)
 		}
-		if p, ok := r.front(); ok && p.kind == pendDescribe {
+		p, ok := r.front()
+		if ok && p.kind == pendDescribe {
 			// A statement's description: its formats are not bound yet, so it describes no
 			// rows; keep it for the Executes that will use the statement.
 			r.pop()
@@ -772,11 +792,16 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 			r.mu.Unlock()
 			return
 		}
+		if ok && p.kind == pendDescribePortal {
+			r.pop()
+			drop = p.swallow
+		}
 		r.flushRows()
 		r.columns = cols
 		r.haveCols = true
 		r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
 		r.resultRows = 0
+		return drop
 	case 'C', 'I', 's':
 		r.flushRows()
 		var tag string
@@ -859,8 +884,16 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 			r.mu.Unlock()
 		}
 	case 'n':
-		if p, ok := r.front(); ok && p.kind == pendDescribe {
+		p, ok := r.front()
+		if ok && p.kind == pendDescribe {
 			r.pop()
+		}
+		if ok && p.kind == pendDescribePortal {
+			// The portal returns no rows: none may be read with an earlier result's columns.
+			r.pop()
+			r.flushRows()
+			r.columns, r.haveCols = nil, true
+			return p.swallow
 		}
 	case 'N':
 		var n pgproto3.ErrorResponse // a NoticeResponse has the same fields
@@ -950,6 +983,24 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		}
 	}
 	return buf
+}
+
+// describeBeforeExecute puts a Describe of the Execute's portal before the Execute at
+// buf[start:] unless the client's previous message described that portal, and returns buf and
+// where the Execute now starts. The target's answer (swallowed) gives the columns of exactly the
+// rows this Execute returns: without it, rows of a portal nobody described (a client may read
+// them without a description, or execute a suspended portal again after another result) would
+// be masked with the columns of an earlier result, or of none, and so not masked at all.
+func (r *relay) describeBeforeExecute(buf []byte, start int) ([]byte, int) {
+	var ex pgproto3.Execute
+	if ex.Decode(buf[start+5:]) != nil || (r.describedOK && r.describedPortal == ex.Portal) {
+		return buf, start
+	}
+	msg := append([]byte(nil), buf[start:]...)
+	buf, _ = (&pgproto3.Describe{ObjectType: 'P', Name: ex.Portal}).Encode(buf[:start])
+	r.push(pending{kind: pendDescribePortal, swallow: true})
+	at := len(buf)
+	return append(buf, msg...), at
 }
 
 // refuseExecute replaces the Execute at buf[start:] with a Parse, Bind and Execute of the
