@@ -155,4 +155,13 @@ func TestPostgresProtocolState(t *testing.T) {
 			t.Errorf("rows %q, want one masked email", rows)
 		}
 	})
+
+	t.Run("FunctionCallRefused", func(t *testing.T) {
+		fe := conn(t)
+		// lower(text), OID 870: harmless, but a function call cannot be classified.
+		got := roundTrip(t, fe, &pgproto3.FunctionCall{Function: 870, Arguments: [][]byte{[]byte("X")}})
+		if errCode(got) != "42501" {
+			t.Errorf("function call: %v, want the refusal 42501", got)
+		}
+	})
 }

@@ -62,6 +62,19 @@ func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 				r.keepCopyOriginal(body)
 			}
 		}
+	case 'V': // a function call's result: of a type not known, masked as text
+		var v pgproto3.FunctionCallResponse
+		if v.Decode(body) == nil && v.Result != nil {
+			if masked, hits := mk.m.MaskText(nil, v.Result); len(hits) > 0 {
+				mk.count(hits)
+				if r.keepsOriginals() {
+					r.keepOriginal(functionRow(v.Result))
+				}
+				v.Result = masked
+				out, _ = v.Encode(nil)
+				out = out[5:]
+			}
+		}
 	case 'N', 'E':
 		out = mk.message(typ, body)
 	case 'A':

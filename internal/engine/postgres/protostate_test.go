@@ -296,3 +296,46 @@ func TestMaskRowWithoutColumns(t *testing.T) {
 		t.Fatalf("a value with no known column reached the client unmasked: %q", got)
 	}
 }
+
+// A function call names its function by OID: on a guarded target it cannot be classified and
+// is refused; its result is masked and recorded.
+func TestFunctionCall(t *testing.T) {
+	p := newProtoRelay(t, true, nil)
+	fwd := p.client(t, &pgproto3.FunctionCall{Function: 2925, ResultFormatCode: 0})
+	var q *pgproto3.Query
+	for _, m := range frontendMessages(t, fwd) {
+		if m, ok := m.(*pgproto3.Query); ok {
+			q = m
+		}
+		if _, ok := m.(*pgproto3.FunctionCall); ok {
+			t.Fatalf("the function call was forwarded on a guarded target")
+		}
+	}
+	if q == nil || !strings.Contains(q.String, "RAISE EXCEPTION") {
+		t.Fatalf("forwarded %v, want the refusal", frontendMessages(t, fwd))
+	}
+
+	p = newProtoRelay(t, false, []string{"email"})
+	p.client(t, &pgproto3.FunctionCall{Function: 2925, Arguments: [][]byte{[]byte("x")}})
+	got := p.target(t, &pgproto3.FunctionCallResponse{Result: []byte("<email>jane.roe@example.com</email>")}, rfq)
+	if bytes.Contains(got, []byte("jane.roe@example.com")) {
+		t.Fatalf("a function's result reached the client unmasked: %q", got)
+	}
+	var types []event.Type
+	must(t, p.st.Events(context.Background(), p.rec.ID(), 0, func(e *event.Event) error {
+		types = append(types, e.Type)
+		if e.Type == event.Rows && bytes.Contains(e.Raw, []byte("jane.roe")) {
+			t.Errorf("the recording holds the unmasked result")
+		}
+		return nil
+	}))
+	want := []event.Type{event.SessionStart, event.Query, event.Columns, event.Rows, event.Mask}
+	if len(types) != len(want) {
+		t.Fatalf("events %v, want %v", types, want)
+	}
+	for i := range want {
+		if types[i] != want[i] {
+			t.Fatalf("events %v, want %v", types, want)
+		}
+	}
+}

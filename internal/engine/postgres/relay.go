@@ -3,6 +3,7 @@ package postgres
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -491,9 +492,18 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		if f.Decode(body) != nil {
 			return
 		}
-		r.rec.Record(event.Query, event.QueryData{Text: "function call: oid " + strconv.FormatUint(uint64(f.Function), 10), Protocol: "function"}, nil)
+		codes := make([]int16, len(f.ArgFormatCodes))
+		for i, c := range f.ArgFormatCodes {
+			codes[i] = int16(c)
+		}
+		args := make([]event.Value, len(f.Arguments))
+		for i, v := range f.Arguments {
+			args[i] = r.types.render(0, paramFormat(codes, i), v)
+		}
+		r.rec.Record(event.Query, event.QueryData{Text: "function call: oid " + strconv.FormatUint(uint64(f.Function), 10), Protocol: "function", Params: args}, nil)
 		r.statements.Add(1)
-		r.push(pending{kind: pendSimple, start: time.Now()})
+		// Its result is recorded as one row of one column.
+		r.push(pending{kind: pendSimple, start: time.Now(), cols: []event.Column{{Name: "result", Format: int16(f.ResultFormatCode)}}})
 	}
 }
 
@@ -759,6 +769,24 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 	switch typ {
 	case '1', '2', '3':
 		return r.completes(typ)
+	case 'V':
+		var v pgproto3.FunctionCallResponse
+		if v.Decode(body) != nil {
+			return
+		}
+		r.flushRows()
+		p, _ := r.front()
+		r.columns, r.haveCols = p.cols, true
+		r.rec.Record(event.Columns, event.ColumnsData{Columns: r.columns}, nil)
+		row := functionRow(v.Result)
+		if r.origOn && !r.origAdded {
+			r.orig = event.AppendRowBody(r.orig, row)
+		}
+		r.origAdded = false
+		r.rows = event.AppendRowBody(r.rows, row)
+		r.rowsN++
+		r.flushRows()
+		r.haveCols = false
 	case 'D':
 		r.currentColumns()
 		if r.origOn && !r.origAdded {
@@ -919,6 +947,16 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 	return false
 }
 
+// functionRow is a function call's result as the body of a DataRow of one value.
+func functionRow(v []byte) []byte {
+	row := []byte{0, 1, 0xFF, 0xFF, 0xFF, 0xFF}
+	if v == nil {
+		return row
+	}
+	row = binary.BigEndian.AppendUint32(row[:2], uint32(len(v)))
+	return append(row, v...)
+}
+
 // currentColumns returns the columns of the rows being received. Rows of an Execute whose
 // portal was not described take the statement's description with the formats the client bound
 // (recorded as a columns event the first time).
@@ -935,8 +973,8 @@ func (r *relay) currentColumns() []event.Column {
 }
 
 // guardMessage applies the session's guardrails to the client message at buf[start:] and
-// returns buf, with a refused simple Query or Execute replaced by requests that make the target
-// answer with the refusal, in order with everything else the client pipelined.
+// returns buf, with a refused simple Query, Execute or function call replaced by requests that
+// make the target answer with the refusal, in order with everything else the client pipelined.
 // A Parse was classified by onClientMessage; it is the Execute that is decided.
 func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 	body := buf[start+5:]
@@ -980,6 +1018,19 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		}
 		if v := r.decide(r.ctx, execText(r.exec), res); !v.Allow {
 			return r.refuseExecute(buf, start, v.Msg)
+		}
+	case 'F':
+		// A function call names its function by OID only: nothing to classify, so it is
+		// unclassifiable, refused unless a rule allows that class.
+		var f pgproto3.FunctionCall
+		if f.Decode(body) != nil {
+			return buf
+		}
+		text := "function call: oid " + strconv.FormatUint(uint64(f.Function), 10)
+		st := guard.Statement{SQL: text, Kind: "call", Kinds: []string{"call"}, Classes: []string{guard.ClassUnclassifiable},
+			Reasons: []string{guard.ClassUnclassifiable + ": a function call message names its function by OID, which the gateway cannot classify"}}
+		if v := r.decide(r.ctx, text, guard.Result{Statements: []guard.Statement{st}}); !v.Allow {
+			return append(buf[:start], refusalQuery(v.Msg)...)
 		}
 	}
 	return buf
