@@ -164,4 +164,21 @@ func TestPostgresProtocolState(t *testing.T) {
 			t.Errorf("function call: %v, want the refusal 42501", got)
 		}
 	})
+
+	t.Run("ParameterStatus", func(t *testing.T) {
+		fe, tbl := conn(t), table(t)
+		got := roundTrip(t, fe, &pgproto3.Query{String: "select set_config('application_name', (select email from " + tbl + " limit 1), false)"})
+		seen := false
+		for _, m := range got {
+			if ps, ok := m.(*pgproto3.ParameterStatus); ok && ps.Name == "application_name" {
+				seen = true
+				if strings.Contains(ps.Value, "jane.roe") {
+					t.Errorf("ParameterStatus application_name = %q, unmasked", ps.Value)
+				}
+			}
+		}
+		if !seen {
+			t.Errorf("no ParameterStatus for application_name in %v", got)
+		}
+	})
 }

@@ -75,6 +75,18 @@ func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 				out = out[5:]
 			}
 		}
+	case 'S':
+		// A reported setting: set_config('application_name', (select email ...), false) makes
+		// the target send the value back in one.
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			if masked, hits := mk.m.MaskText(nil, []byte(ps.Value)); len(hits) > 0 {
+				mk.count(hits)
+				ps.Value = string(masked)
+				out, _ = ps.Encode(nil)
+				out = out[5:]
+			}
+		}
 	case 'N', 'E':
 		out = mk.message(typ, body)
 	case 'A':

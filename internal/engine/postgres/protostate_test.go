@@ -339,3 +339,13 @@ func TestFunctionCall(t *testing.T) {
 		}
 	}
 }
+
+// A reported setting carries what set_config put in it: select set_config('application_name',
+// (select email from users limit 1), false) must not show the email in the ParameterStatus.
+func TestMaskParameterStatus(t *testing.T) {
+	p := newProtoRelay(t, false, []string{"email"})
+	got := p.target(t, &pgproto3.ParameterStatus{Name: "application_name", Value: "jane.roe@example.com"}, rfq)
+	if bytes.Contains(got, []byte("jane.roe")) {
+		t.Fatalf("a ParameterStatus reached the client unmasked: %q", got)
+	}
+}
