@@ -156,6 +156,24 @@ func TestPostgresProtocolState(t *testing.T) {
 		}
 	})
 
+	t.Run("BinaryRowType", func(t *testing.T) {
+		fe, tbl := conn(t), table(t)
+		got := roundTrip(t, fe, &pgproto3.Parse{Query: "select u from " + tbl + " u"}, &pgproto3.Bind{ResultFormatCodes: []int16{1}},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		n := 0
+		for _, m := range got {
+			if d, ok := m.(*pgproto3.DataRow); ok {
+				n++
+				if strings.Contains(string(d.Values[0]), "jane.roe") {
+					t.Errorf("the row type in binary holds the email unmasked: %q", d.Values[0])
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("got %v, want one row", got)
+		}
+	})
+
 	t.Run("FunctionCallRefused", func(t *testing.T) {
 		fe := conn(t)
 		// lower(text), OID 870: harmless, but a function call cannot be classified.
