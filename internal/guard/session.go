@@ -85,6 +85,25 @@ func (s *Session) Parse(name, sql string) (Result, uint64) {
 	return r, id
 }
 
+// ParseUnclassifiable notes a Parse like Parse, but takes its query for unclassifiable, for
+// reason, without reading it (the engine knows the server may read it otherwise than the parser).
+func (s *Session) ParseUnclassifiable(name, sql, reason string) (Result, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.newID()
+	r := Unclassifiable(sql, reason)
+	s.pending = append(s.pending, change{id: id, op: 's', name: name, st: r.Statements[0]})
+	return r, id
+}
+
+// Unclassifiable is the Result of text in class unclassifiable, for reason, as if it had not
+// parsed.
+func Unclassifiable(sql, reason string) Result {
+	st := Statement{SQL: sql, Kind: "unknown", Kinds: []string{"unknown"}, Classes: []string{ClassUnclassifiable},
+		Reasons: []string{ClassUnclassifiable + ": " + reason}}
+	return Result{Statements: []Statement{st}}
+}
+
 // CloseStatement notes an extended-protocol Close of a statement, pending under the returned
 // id: Settle(id, true) at the server's CloseComplete.
 func (s *Session) CloseStatement(name string) uint64 {

@@ -199,4 +199,15 @@ func TestPostgresProtocolState(t *testing.T) {
 			t.Errorf("no ParameterStatus for application_name in %v", got)
 		}
 	})
+
+	t.Run("NonStandardStrings", func(t *testing.T) {
+		fe, tbl := conn(t), table(t)
+		roundTrip(t, fe, &pgproto3.Query{String: "set standard_conforming_strings = off"})
+		// One string to a parser with standard_conforming_strings on; a DROP to the server.
+		got := roundTrip(t, fe, &pgproto3.Query{String: `select 'x\'' ; drop table ` + tbl + ` ; -- '`})
+		exists(t, tbl)
+		if errCode(got) != "42501" {
+			t.Errorf("got %v, want the refusal 42501", got)
+		}
+	})
 }

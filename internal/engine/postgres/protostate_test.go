@@ -349,3 +349,38 @@ func TestMaskParameterStatus(t *testing.T) {
 		t.Fatalf("a ParameterStatus reached the client unmasked: %q", got)
 	}
 }
+
+// With standard_conforming_strings off on the target, a backslash escapes the quote of a '...'
+// string: 'x\” ; DROP TABLE t; -- ' is one string to the classifier and a DROP to the target.
+// Text with a backslash is unclassifiable then, and while a request that may turn it off is
+// unanswered.
+func TestGuardNonStandardStrings(t *testing.T) {
+	const q = `SELECT 'x\'' ; DROP TABLE t; -- '`
+	refusedQuery := func(fwd []byte) bool {
+		for _, m := range frontendMessages(t, fwd) {
+			if m, ok := m.(*pgproto3.Query); ok && strings.Contains(m.String, "RAISE EXCEPTION") {
+				return true
+			}
+		}
+		return false
+	}
+	p := newProtoRelay(t, true, nil)
+	if fwd := p.client(t, &pgproto3.Query{String: `SELECT E'a\nb'`}); refusedQuery(fwd) {
+		t.Fatal("a backslash with standard_conforming_strings on and nothing pending was refused")
+	}
+	p.target(t, &pgproto3.RowDescription{}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq)
+	// Pipelined behind a request that may turn it off.
+	if fwd := p.client(t, &pgproto3.Query{String: "select set_config('standard_conforming_strings', 'off', false)"}, &pgproto3.Query{String: q}); !refusedQuery(fwd) {
+		t.Fatalf("%s behind an unanswered request was forwarded", q)
+	}
+	p.target(t, &pgproto3.ParameterStatus{Name: "standard_conforming_strings", Value: "off"}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, rfq,
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42501", Message: refusalPrefix + "x"}, rfq)
+	// Reported off.
+	if fwd := p.client(t, &pgproto3.Query{String: q}); !refusedQuery(fwd) {
+		t.Fatalf("%s was forwarded with standard_conforming_strings off", q)
+	}
+	p.target(t, &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42501", Message: refusalPrefix + "x"}, rfq)
+	if fwd := p.client(t, &pgproto3.Parse{Name: "s", Query: q}, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, syncMsg); !refused(t, fwd) {
+		t.Fatalf("an Execute of %s was forwarded with standard_conforming_strings off", q)
+	}
+}

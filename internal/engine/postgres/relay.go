@@ -175,6 +175,9 @@ func newRelay(e *Engine, log *slog.Logger, c *client, t target.Target, up *upstr
 		sealer:  e.d.Sealer,
 		tgt:     t,
 	}
+	if g != nil && up != nil && up.Params["standard_conforming_strings"] == "off" {
+		g.nonStandardStrings.Store(true)
+	}
 	if m := e.d.Metrics; m != nil {
 		r.mFrom = m.Bytes.WithLabelValues(Name, c.target, "from_client")
 		r.mTo = m.Bytes.WithLabelValues(Name, c.target, "to_client")
@@ -385,7 +388,16 @@ func (r *relay) onClientMessage(typ byte, body []byte) {
 		info := &stmtInfo{sql: p.Query, oids: p.ParameterOIDs}
 		pe := pending{kind: pendParse, name: p.Name, info: info}
 		if r.guard != nil {
-			res, id := r.guard.s.Parse(p.Name, p.Query)
+			r.mu.Lock()
+			pending := len(r.queue)
+			r.mu.Unlock()
+			var res guard.Result
+			var id uint64
+			if r.guard.ambiguousStrings(p.Query, pending) {
+				res, id = r.guard.s.ParseUnclassifiable(p.Name, p.Query, ambiguousReason)
+			} else {
+				res, id = r.guard.s.Parse(p.Name, p.Query)
+			}
 			g := res.Merged()
 			info.guard, pe.gid = &g, id
 		}
@@ -769,6 +781,13 @@ func (r *relay) onTargetMessage(typ byte, body []byte) (drop bool) {
 	switch typ {
 	case '1', '2', '3':
 		return r.completes(typ)
+	case 'S':
+		if r.guard != nil {
+			var ps pgproto3.ParameterStatus
+			if ps.Decode(body) == nil && ps.Name == "standard_conforming_strings" {
+				r.guard.nonStandardStrings.Store(ps.Value != "on")
+			}
+		}
 	case 'V':
 		var v pgproto3.FunctionCallResponse
 		if v.Decode(body) != nil {
@@ -984,7 +1003,17 @@ func (r *relay) guardMessage(typ byte, buf []byte, start int) []byte {
 		if q.Decode(body) != nil {
 			return buf
 		}
-		res, id := r.guard.s.ClassifyQuery(q.String)
+		r.mu.Lock()
+		pending := len(r.queue) - 1 // onClientMessage queued this Query last
+		r.mu.Unlock()
+		var res guard.Result
+		var id uint64
+		if r.guard.ambiguousStrings(q.String, pending) {
+			// Not classified: what it prepares is not known; an EXECUTE of it is refused.
+			res = guard.Unclassifiable(q.String, ambiguousReason)
+		} else {
+			res, id = r.guard.s.ClassifyQuery(q.String)
+		}
 		if v := r.decide(r.ctx, q.String, res); !v.Allow {
 			r.guard.s.Drop(id) // it never reaches the target
 			return append(buf[:start], refusalQuery(v.Msg)...)
