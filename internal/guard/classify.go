@@ -312,6 +312,11 @@ func (a *analyzer) special(msg protoreflect.ProtoMessage, sql string, depth int,
 			}
 			st.flag(ClassDestructive, "ALTER ... DROP "+what+" "+n.Name)
 		}
+		// ALTER COLUMN c TYPE ... USING expr writes expr into every row, as an UPDATE without
+		// WHERE does (USING NULL empties the column).
+		if cd := n.Def.GetColumnDef(); exec && n.Subtype == pg.AlterTableType_AT_AlterColumnType && cd != nil && cd.RawDefault != nil {
+			st.flag(ClassDestructive, "ALTER ... ALTER COLUMN "+n.Name+" TYPE ... USING rewrites every row")
+		}
 	case *pg.CopyStmt:
 		if exec && n.IsProgram {
 			dir := "TO"

@@ -12,49 +12,192 @@ import (
 // so that EXECUTE inherits the classes of its PREPARE, and the functions it created, so that
 // calling one, or a trigger executing one, inherits the classes of its body.
 //
-// It records at classification time, whether or not the statement then runs: a PREPARE that
-// was refused is still remembered, which can only make a later EXECUTE look more dangerous
-// than it is, never less. The zero Session is ready to use; it is safe for concurrent use.
+// What a statement does to the prepared statements (PREPARE, DEALLOCATE, DISCARD ALL, a Parse,
+// a Close) takes effect only once the engine has seen the server do it: the server may refuse
+// it (a Parse under a name in use, a PREPARE after an error in the same string) or skip it
+// (everything after an error up to Sync), and a name must never be taken for a harmless
+// statement while the server still holds a destructive one under it. Until then the change is
+// pending, under the id ClassifyQuery, Parse or CloseStatement returned, and the engine settles
+// it with Settle or Drop as the server answers. Meanwhile a name stands for every statement it
+// may hold: the last one known, and every one pending (Prepared merges them), so that the
+// decision is that of the most dangerous.
+//
+// Functions are remembered at classification time, whether or not the statement then runs,
+// and never forgotten: that can only make a later call look more dangerous than it is. The zero
+// Session is ready to use; it is safe for concurrent use.
 type Session struct {
 	mu        sync.Mutex
-	prepared  map[string]Statement
+	prepared  map[string]Statement // as the server holds them, as far as its answers told
+	pending   []change             // sent, not yet settled, in the order sent
+	lastID    uint64
+	cur       uint64 // the id of the classification running (mu held)
+	curLoose  bool   // its changes are loose (a statement inside a Parse)
 	functions map[string]Statement
 }
 
+// change is what one statement does to the prepared statements.
+type change struct {
+	id   uint64
+	op   byte // 's': name now holds st; 'd': name deallocated; 'a': every name deallocated
+	name string
+	st   Statement
+	// loose: the change of a statement inside a Parse's query (PREPARE, DEALLOCATE), which
+	// happens only if that statement is executed. It is never taken as certain: a loose
+	// PREPARE adds to what the name may hold, a loose DEALLOCATE is ignored.
+	loose bool
+}
+
 // Classify classifies sql like Classify, resolving EXECUTE and calls against what this session
-// has seen, and remembers the PREPAREs, DEALLOCATEs, DISCARD ALLs and CREATE FUNCTIONs in it.
-// When sql does not parse, the Result is unclassifiable (the error is in its reasons).
+// has seen, and applies the PREPAREs, DEALLOCATEs, DISCARD ALLs and CREATE FUNCTIONs in it as
+// if the server had run the whole string. When sql does not parse, the Result is
+// unclassifiable (the error is in its reasons). An engine uses ClassifyQuery instead.
 func (s *Session) Classify(sql string) Result {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, _ := classify(sql, s)
+	r, id := s.ClassifyQuery(sql)
+	s.Settle(id, true)
 	return r
 }
 
-// Parse classifies the query of an extended-protocol Parse message and remembers it under the
-// statement name ("" is the unnamed statement), for Prepared to return at Bind/Execute.
-func (s *Session) Parse(name, sql string) Result {
+// ClassifyQuery classifies the statements of a simple Query like Classify, but what they do to
+// the prepared statements is pending under the returned id until Settle (the server answered
+// the Query: ok when no error came back, so that every statement ran) or Drop (the Query never
+// reached the server).
+func (s *Session) ClassifyQuery(sql string) (Result, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id := s.newID()
+	s.cur, s.curLoose = id, false
 	r, _ := classify(sql, s)
-	s.remember(name, flatten(r))
-	return r
+	s.cur = 0
+	return r, id
 }
 
-// Prepared returns the classification of a prepared statement, by name; ok is false when the
-// session has not seen it (the engine should then refuse it on a guarded target).
+// Parse classifies the query of an extended-protocol Parse message and notes it pending under
+// the statement name ("" is the unnamed statement) and the returned id: Settle(id, true) at
+// the server's ParseComplete, Drop(id) when it refused or skipped the Parse.
+func (s *Session) Parse(name, sql string) (Result, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.newID()
+	s.cur, s.curLoose = id, true
+	r, _ := classify(sql, s)
+	s.cur = 0
+	s.pending = append(s.pending, change{id: id, op: 's', name: name, st: flatten(r)})
+	return r, id
+}
+
+// ParseUnclassifiable notes a Parse like Parse, but takes its query for unclassifiable, for
+// reason, without reading it (the engine knows the server may read it otherwise than the parser).
+func (s *Session) ParseUnclassifiable(name, sql, reason string) (Result, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.newID()
+	r := Unclassifiable(sql, reason)
+	s.pending = append(s.pending, change{id: id, op: 's', name: name, st: r.Statements[0]})
+	return r, id
+}
+
+// Unclassifiable is the Result of text in class unclassifiable, for reason, as if it had not
+// parsed.
+func Unclassifiable(sql, reason string) Result {
+	st := Statement{SQL: sql, Kind: "unknown", Kinds: []string{"unknown"}, Classes: []string{ClassUnclassifiable},
+		Reasons: []string{ClassUnclassifiable + ": " + reason}}
+	return Result{Statements: []Statement{st}}
+}
+
+// CloseStatement notes an extended-protocol Close of a statement, pending under the returned
+// id: Settle(id, true) at the server's CloseComplete.
+func (s *Session) CloseStatement(name string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.newID()
+	s.pending = append(s.pending, change{id: id, op: 'd', name: name})
+	return id
+}
+
+// Settle applies the changes pending under id: exactly when ok (the server did them all), and
+// when not (an error came back, after some of them perhaps) only by adding what a PREPARE may
+// have created to what its name may hold.
+func (s *Session) Settle(id uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.pending[:0]
+	for _, c := range s.pending {
+		if c.id != id {
+			kept = append(kept, c)
+			continue
+		}
+		exact := ok && !c.loose
+		switch {
+		case c.op == 's' && exact:
+			s.remember(c.name, c.st)
+		case c.op == 's':
+			if old, had := s.prepared[c.name]; had {
+				s.remember(c.name, mergeStatements([]Statement{old, c.st}))
+			} else {
+				s.remember(c.name, c.st)
+			}
+		case c.op == 'd' && exact:
+			delete(s.prepared, c.name)
+		case c.op == 'a' && exact:
+			s.prepared = nil
+		}
+	}
+	clear(s.pending[len(kept):])
+	s.pending = kept
+}
+
+// Drop forgets the changes pending under id: the server never did them.
+func (s *Session) Drop(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.pending[:0]
+	for _, c := range s.pending {
+		if c.id != id {
+			kept = append(kept, c)
+		}
+	}
+	clear(s.pending[len(kept):])
+	s.pending = kept
+}
+
+// Prepared returns what the prepared statement name may be: the last statement the server is
+// known to hold under it merged with every one pending; ok is false when the session knows of
+// none (the engine should then refuse it on a guarded target).
 func (s *Session) Prepared(name string) (st Statement, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok = s.prepared[name]
-	return st, ok
+	c := s.candidates(name)
+	if len(c) == 0 {
+		return Statement{}, false
+	}
+	return mergeStatements(c), true
 }
 
-// Close forgets a prepared statement (extended-protocol Close of a statement).
-func (s *Session) Close(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.prepared, name)
+// candidates lists what name may hold (mu held). Within the string being classified,
+// statements run in order, each only if those before it did: there, a PREPARE replaces and a
+// DEALLOCATE removes.
+func (s *Session) candidates(name string) []Statement {
+	var out []Statement
+	if st, ok := s.prepared[name]; ok {
+		out = append(out, st)
+	}
+	for _, c := range s.pending {
+		own := c.id == s.cur && !c.loose && !s.curLoose
+		switch {
+		case c.op == 's' && c.name == name && own:
+			out = append(out[:0], c.st)
+		case c.op == 's' && c.name == name:
+			out = append(out, c.st)
+		case own && (c.op == 'a' || c.op == 'd' && c.name == name):
+			out = out[:0]
+		}
+	}
+	return out
+}
+
+func (s *Session) newID() uint64 {
+	s.lastID++
+	return s.lastID
 }
 
 func (s *Session) remember(name string, st Statement) {
@@ -63,6 +206,18 @@ func (s *Session) remember(name string, st Statement) {
 	}
 	s.prepared[name] = st
 }
+
+// mergeStatements merges what a name may hold into one statement, with the classes of all.
+func mergeStatements(sts []Statement) Statement {
+	if len(sts) == 1 {
+		return sts[0]
+	}
+	return flatten(Result{Statements: sts})
+}
+
+// Merged is r as one statement: the statement when it holds one, else all of them merged (their
+// texts joined, every kind, relation and class), as the prepared statement of a Parse is.
+func (r Result) Merged() Statement { return flatten(r) }
 
 // flatten merges every statement of r into one (a Parse message carries one statement, but a
 // string that held several must not lose any).
@@ -90,16 +245,16 @@ func (s *Session) observe(n *pg.Node, st Statement) {
 		inner := st
 		inner.Kinds = without(st.Kinds, "prepare")
 		inner.Kind = kindOf(x.PrepareStmt.Query)
-		s.remember(x.PrepareStmt.Name, inner)
+		s.pending = append(s.pending, change{id: s.cur, op: 's', name: x.PrepareStmt.Name, st: inner, loose: s.curLoose})
 	case *pg.Node_DeallocateStmt:
 		if x.DeallocateStmt.Isall {
-			s.prepared = nil
+			s.pending = append(s.pending, change{id: s.cur, op: 'a', loose: s.curLoose})
 		} else {
-			delete(s.prepared, x.DeallocateStmt.Name)
+			s.pending = append(s.pending, change{id: s.cur, op: 'd', name: x.DeallocateStmt.Name, loose: s.curLoose})
 		}
 	case *pg.Node_DiscardStmt:
 		if x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
-			s.prepared = nil
+			s.pending = append(s.pending, change{id: s.cur, op: 'a', loose: s.curLoose})
 		}
 	case *pg.Node_CreateFunctionStmt:
 		if len(st.Classes) == 0 {
@@ -116,12 +271,14 @@ func (s *Session) observe(n *pg.Node, st Statement) {
 
 // inheritPrepared merges the classes of prepared statement name into st (mu held).
 func (s *Session) inheritPrepared(st *stmtState, name string) {
-	p, ok := s.prepared[name]
-	if !ok {
+	c := s.candidates(name)
+	if len(c) == 0 {
 		st.flag(ClassUnclassifiable, "cannot classify: EXECUTE "+name+" of a statement this session did not prepare")
 		return
 	}
-	st.merge(p)
+	for _, p := range c {
+		st.merge(p)
+	}
 }
 
 // inheritFunction merges the classes of a function this session created (mu held). Functions

@@ -40,28 +40,90 @@ func TestSessionPrepareExecute(t *testing.T) {
 
 func TestSessionExtendedProtocol(t *testing.T) {
 	var s Session
-	if r := s.Parse("s1", "DELETE FROM t"); !r.Has(ClassDestructive) {
+	r, id := s.Parse("s1", "DELETE FROM t")
+	if !r.Has(ClassDestructive) {
 		t.Fatalf("Parse result = %+v", r)
 	}
 	st, ok := s.Prepared("s1")
 	if !ok || !st.has(ClassDestructive) {
 		t.Fatalf("Prepared(s1) = %+v, %v", st, ok)
 	}
+	s.Settle(id, true) // ParseComplete
 	// The protocol-level statement is visible to SQL EXECUTE, as in PostgreSQL.
 	if r := s.Classify("EXECUTE s1"); !r.Has(ClassDestructive) {
 		t.Errorf("EXECUTE s1 = %+v", r)
 	}
-	s.Parse("", "SELECT 1")
+	_, id = s.Parse("", "SELECT 1")
+	s.Settle(id, true)
 	if st, ok := s.Prepared(""); !ok || len(st.Classes) != 0 {
 		t.Errorf("unnamed = %+v, %v", st, ok)
 	}
-	s.Close("s1")
+	id = s.CloseStatement("s1")
+	if _, ok := s.Prepared("s1"); !ok {
+		t.Error("a Close not yet answered forgot s1")
+	}
+	s.Settle(id, true) // CloseComplete
 	if _, ok := s.Prepared("s1"); ok {
 		t.Error("Close did not forget s1")
 	}
-	if r := s.Parse("bad", "DELETE FROM"); !r.Unclassifiable() {
+	if r, _ := s.Parse("bad", "DELETE FROM"); !r.Unclassifiable() {
 		t.Errorf("unparseable Parse = %+v", r)
 	}
+}
+
+// TestSessionNameStillHoldsDestructive: a name the server holds a destructive statement under
+// is never taken for a harmless one on the word of a Parse or PREPARE the server refused or
+// skipped (a name in use, an error earlier in the string or pipeline), or of a DEALLOCATE in a
+// string that was refused or failed.
+func TestSessionNameStillHoldsDestructive(t *testing.T) {
+	var s Session
+	_, id := s.Parse("s", "DROP TABLE t")
+	s.Settle(id, true)
+	destructive := func(step string) {
+		t.Helper()
+		if st, ok := s.Prepared("s"); !ok || !st.has(ClassDestructive) {
+			t.Fatalf("after %s: Prepared(s) = %+v, %v; the server still holds DROP TABLE t", step, st, ok)
+		}
+		if r := s.Classify("EXECUTE s"); !r.Has(ClassDestructive) {
+			t.Fatalf("after %s: EXECUTE s = %+v", step, r)
+		}
+	}
+	// Parse under the name in use: 42P05, nothing changes.
+	_, id = s.Parse("s", "SELECT 1")
+	destructive("a Parse not yet answered")
+	s.Drop(id)
+	destructive("a refused Parse")
+	// PREPARE under the name in use, in a string that then fails.
+	r, id := s.ClassifyQuery("PREPARE s AS SELECT 1")
+	if r.Has(ClassDestructive) {
+		t.Fatalf("PREPARE s AS SELECT 1 = %+v", r)
+	}
+	destructive("a PREPARE not yet answered")
+	s.Settle(id, false)
+	destructive("a PREPARE that failed")
+	// A string the gateway refused never ran.
+	_, id = s.ClassifyQuery("DEALLOCATE s; PREPARE s AS SELECT 1; DROP TABLE x")
+	destructive("a refused string, before it is dropped")
+	s.Drop(id)
+	destructive("a refused string")
+	// A string that failed before its DEALLOCATE.
+	_, id = s.ClassifyQuery("SELECT 1/0; DEALLOCATE s; PREPARE s AS SELECT 1")
+	s.Settle(id, false)
+	destructive("a failed string")
+	// A Close skipped after an error.
+	id = s.CloseStatement("s")
+	s.Drop(id)
+	destructive("a skipped Close")
+	// Once the server did all of a string, its effect is known.
+	_, id = s.ClassifyQuery("DEALLOCATE s; PREPARE s AS SELECT 1")
+	s.Settle(id, true)
+	if st, ok := s.Prepared("s"); !ok || len(st.Classes) != 0 {
+		t.Errorf("after DEALLOCATE and PREPARE ran: Prepared(s) = %+v, %v", st, ok)
+	}
+	// A PREPARE inside a Parse's query runs only if it is executed: it adds, never replaces.
+	_, id = s.Parse("", "PREPARE s AS DELETE FROM t")
+	s.Settle(id, true)
+	destructive("a Parse of PREPARE")
 }
 
 func TestSessionFunctions(t *testing.T) {

@@ -137,3 +137,39 @@ func TestBinaryContainers(t *testing.T) {
 		t.Error("a value nested deeper than maxNesting was walked")
 	}
 }
+
+// Binary values of types the masker does not know by OID (a table's row type, citext, a domain,
+// xml, tsvector ...) are masked too: walked as records or arrays when framed so, else as text.
+// Types known to hold no text are left as they are.
+func TestBinaryUnknownTypes(t *testing.T) {
+	m, err := masking.New([]string{"credit_card", "email"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := newMasker(m)
+	const email = "jane.roe@example.com"
+	rowType := uint32(16390) // select u from users u
+	int4 := binary.BigEndian.AppendUint32(nil, 7)
+	row := binRecord(field{23, int4}, field{oidText, []byte(email)}, field{16400, []byte("x " + email)}) // 16400: citext
+	out, ok := mk.binaryValue(rowType, row, 0)
+	if want := binRecord(field{23, int4}, field{oidText, []byte("j****@****.com")}, field{16400, []byte("x j****@****.com")}); !ok || !bytes.Equal(out, want) {
+		t.Fatalf("row type:\n got %v %q\nwant %q", ok, out, want)
+	}
+	for _, oid := range []uint32{16400, 142 /* xml */, 3614 /* tsvector: text after a header */} {
+		v := []byte("<e>" + email + "</e>")
+		if out, ok := mk.binaryValue(oid, v, 0); !ok || bytes.Contains(out, []byte(email)) {
+			t.Errorf("type %d: %v %q", oid, ok, out)
+		}
+	}
+	// An array of a row type.
+	arr := binArray(rowType, row)
+	if out, ok := mk.binaryValue(16391, arr, 0); !ok || bytes.Contains(out, []byte(email)) {
+		t.Errorf("array of a row type: %v %q", ok, out)
+	}
+	// Types holding no text are left alone, whatever their bytes.
+	for _, oid := range []uint32{23, 1184, 2950, 1007} {
+		if _, ok := mk.binaryValue(oid, []byte(email), 0); ok {
+			t.Errorf("type %d was masked", oid)
+		}
+	}
+}

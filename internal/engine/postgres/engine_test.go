@@ -221,7 +221,7 @@ func newRecordedRelay(t testing.TB) (*relay, store.Store, *recorder.Session) {
 	}
 	e := testEngine(t, nil)
 	r := &relay{e: e, log: e.d.Log, c: &client{target: "pg"}, rec: s, limit: 1 << 20,
-		stmts: map[string]*stmtInfo{}, portals: map[string]portalInfo{}, types: newValueRenderer()}
+		stmts: map[string]*stmtInfo{}, portals: map[string]*portalInfo{}, types: newValueRenderer()}
 	return r, st, s
 }
 

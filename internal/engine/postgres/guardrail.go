@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -19,7 +20,24 @@ import (
 type guardrails struct {
 	rules []guard.Rule
 	s     guard.Session
+	// nonStandardStrings: the target reported standard_conforming_strings off, so a backslash
+	// in a '...' string escapes the quote there, where the classifier (which parses as with it
+	// on) would see the string end (see ambiguousStrings).
+	nonStandardStrings atomic.Bool
 }
+
+// ambiguousStrings reports whether the target may read the quoted strings of text otherwise
+// than the classifier: text holds a backslash, and standard_conforming_strings is off on the
+// target, or may be by the time it parses text (requests before it are unanswered: one of them
+// may turn it off, set_config('standard_conforming_strings', 'off', false)). Such text is
+// unclassifiable: 'x\” ; DROP TABLE t; -- ' is one string to the classifier and a DROP to
+// the target. pending is how many requests before this one await an answer.
+func (g *guardrails) ambiguousStrings(text string, pending int) bool {
+	return strings.IndexByte(text, '\\') >= 0 && (g.nonStandardStrings.Load() || pending > 0)
+}
+
+// ambiguousReason is the reason of the refusal of such text.
+const ambiguousReason = "cannot classify: the text holds a backslash and standard_conforming_strings is (or may by then be) off on the target, where a backslash can end a string the classifier reads on"
 
 // newGuardrails makes a session's guardrails from its policy decision; nil when there are none.
 func newGuardrails(classes []string, custom []config.GuardrailRule) *guardrails {

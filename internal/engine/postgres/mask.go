@@ -62,6 +62,31 @@ func (r *relay) rewrite(typ byte, buf []byte, start int) []byte {
 				r.keepCopyOriginal(body)
 			}
 		}
+	case 'V': // a function call's result: of a type not known, masked as text
+		var v pgproto3.FunctionCallResponse
+		if v.Decode(body) == nil && v.Result != nil {
+			if masked, hits := mk.m.MaskText(nil, v.Result); len(hits) > 0 {
+				mk.count(hits)
+				if r.keepsOriginals() {
+					r.keepOriginal(functionRow(v.Result))
+				}
+				v.Result = masked
+				out, _ = v.Encode(nil)
+				out = out[5:]
+			}
+		}
+	case 'S':
+		// A reported setting: set_config('application_name', (select email ...), false) makes
+		// the target send the value back in one.
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			if masked, hits := mk.m.MaskText(nil, []byte(ps.Value)); len(hits) > 0 {
+				mk.count(hits)
+				ps.Value = string(masked)
+				out, _ = ps.Encode(nil)
+				out = out[5:]
+			}
+		}
 	case 'N', 'E':
 		out = mk.message(typ, body)
 	case 'A':
@@ -120,10 +145,16 @@ func (mk *masker) dataRow(cols []event.Column, body []byte) []byte {
 	}
 	changed := false
 	for i, v := range mk.values {
-		if v == nil || i >= len(cols) {
+		if v == nil {
 			continue
 		}
-		if nv, ok := mk.value(cols[i], v); ok {
+		// A value whose column is not known is masked as text, and whole when the session
+		// has column rules: it could be any column.
+		c := event.Column{Ruled: mk.m.HasColumnRules()}
+		if i < len(cols) {
+			c = cols[i]
+		}
+		if nv, ok := mk.value(c, v); ok {
 			mk.values[i] = nv
 			changed = true
 		}

@@ -42,7 +42,7 @@ func TestMaskedRowsKeepSealedOriginals(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &relay{e: e, log: e.d.Log, c: &client{target: "pg"}, rec: s, limit: 1 << 20, stmts: map[string]*stmtInfo{},
-		portals: map[string]portalInfo{}, types: newValueRenderer(), masker: newMasker(m), sealer: keys}
+		portals: map[string]*portalInfo{}, types: newValueRenderer(), masker: newMasker(m), sealer: keys}
 
 	const card = "4111111111111111"
 	stream := encode(t,
@@ -167,7 +167,7 @@ func TestMaskedMessagesKeepSealedOriginals(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &relay{e: e, log: e.d.Log, c: &client{target: "pg"}, rec: s, limit: 1 << 20, stmts: map[string]*stmtInfo{},
-		portals: map[string]portalInfo{}, types: newValueRenderer(), masker: newMasker(m), sealer: keys}
+		portals: map[string]*portalInfo{}, types: newValueRenderer(), masker: newMasker(m), sealer: keys}
 
 	const card, mail = "4111111111111111", "jane.roe@example.com"
 	stream := encode(t,
