@@ -120,12 +120,7 @@ func (s *Session) CloseStatement(name string) uint64 {
 func (s *Session) Settle(id uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept := s.pending[:0]
-	for _, c := range s.pending {
-		if c.id != id {
-			kept = append(kept, c)
-			continue
-		}
+	for _, c := range s.takePending(id) {
 		exact := ok && !c.loose
 		switch {
 		case c.op == 's' && exact:
@@ -142,22 +137,30 @@ func (s *Session) Settle(id uint64, ok bool) {
 			s.prepared = nil
 		}
 	}
+}
+
+// takePending removes the changes pending under id and returns them, in the order sent. It runs
+// under mu.
+func (s *Session) takePending(id uint64) []change {
+	var taken []change
+	kept := s.pending[:0]
+	for _, c := range s.pending {
+		if c.id == id {
+			taken = append(taken, c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
 	clear(s.pending[len(kept):])
 	s.pending = kept
+	return taken
 }
 
 // Drop forgets the changes pending under id: the server never did them.
 func (s *Session) Drop(id uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept := s.pending[:0]
-	for _, c := range s.pending {
-		if c.id != id {
-			kept = append(kept, c)
-		}
-	}
-	clear(s.pending[len(kept):])
-	s.pending = kept
+	s.takePending(id)
 }
 
 // Prepared returns what the prepared statement name may be: the last statement the server is

@@ -44,19 +44,12 @@ func newProtoRelay(t *testing.T, guarded bool, mask []string) protoRelay {
 // client passes the client's messages and returns what the gateway forwards to the target.
 func (p protoRelay) client(t *testing.T, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
 	t.Helper()
-	var buf []byte
-	must(t, feed(encode(t, msgs...), func(typ byte, body []byte) {
-		start := len(buf)
-		buf = append(buf, typ, 0, 0, 0, 0)
-		buf = append(buf, body...)
-		copy(buf[start+1:], be32(len(body)+4))
-		buf = p.clientMessage(typ, buf, start)
-	}))
-	return buf
+	return relayEach(t, msgs, p.clientMessage)
 }
 
-// target passes the target's messages and returns what the gateway sends to the client.
-func (p protoRelay) target(t *testing.T, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+// relayEach frames each of msgs onto a buffer and passes it to handle, as the relay does with
+// what it reads, and returns what handle leaves of the buffer.
+func relayEach(t *testing.T, msgs []interface{ Encode([]byte) ([]byte, error) }, handle func(typ byte, buf []byte, start int) []byte) []byte {
 	t.Helper()
 	var buf []byte
 	must(t, feed(encode(t, msgs...), func(typ byte, body []byte) {
@@ -64,8 +57,15 @@ func (p protoRelay) target(t *testing.T, msgs ...interface{ Encode([]byte) ([]by
 		buf = append(buf, typ, 0, 0, 0, 0)
 		buf = append(buf, body...)
 		copy(buf[start+1:], be32(len(body)+4))
-		buf = p.targetMessage(typ, buf, start)
+		buf = handle(typ, buf, start)
 	}))
+	return buf
+}
+
+// target passes the target's messages and returns what the gateway sends to the client.
+func (p protoRelay) target(t *testing.T, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+	t.Helper()
+	buf := relayEach(t, msgs, p.targetMessage)
 	p.flushRows()
 	p.flushMaskEvent()
 	must(t, p.rec.Commit())
