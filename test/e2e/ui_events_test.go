@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/airlock-gw/airlock/internal/event"
 	"github.com/airlock-gw/airlock/internal/recorder"
-	"github.com/airlock-gw/airlock/internal/signing"
-	"github.com/airlock-gw/airlock/internal/store/filestore"
 )
 
 // writeRecordings records, through the recorder and before the gateway starts, a Kubernetes
@@ -21,18 +18,10 @@ import (
 // request, an exit status), and a PostgreSQL session that got a notification.
 func writeRecordings(t *testing.T, dataDir string) (kube, ssh, pg string) {
 	t.Helper()
-	st, err := filestore.Open(dataDir, filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, _, err := signing.Open(filepath.Join(dataDir, "signing"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
 	now := start
-	rec := &recorder.Recorder{Store: st, Signer: keys, Now: func() time.Time { now = now.Add(time.Millisecond); return now }}
+	rec, closeStore := offlineRecorder(t, dataDir, func() time.Time { now = now.Add(time.Millisecond); return now })
+	defer closeStore()
 	session := func(typ, target string, record func(s *recorder.Session)) string {
 		s, err := rec.Start(context.Background(), recorder.Info{Protocol: typ, Target: target, User: "alice", Client: "127.0.0.1:40000",
 			Start: event.SessionStartData{User: "alice", Role: "user", Target: target, TargetType: typ, ClientAddr: "127.0.0.1:40000"}})

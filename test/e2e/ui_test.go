@@ -189,24 +189,32 @@ func (b *uiBrowser) signOut() {
 	b.do("sign out", chromedp.Click(chromedp.CSS("header .who button")), chromedp.WaitVisible(chromedp.CSS("#username")))
 }
 
+// offlineRecorder opens the data directory's store and signing key as the gateway will, for a
+// test that records sessions there before the gateway starts; closeStore closes the store.
+func offlineRecorder(t *testing.T, dataDir string, now func() time.Time) (rec *recorder.Recorder, closeStore func()) {
+	t.Helper()
+	st, err := filestore.Open(dataDir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _, err := signing.Open(filepath.Join(dataDir, "signing"), "", nil)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	return &recorder.Recorder{Store: st, Signer: keys, Now: now}, func() { st.Close() }
+}
+
 // writeTerminalRecording records a synthetic hour-long SSH terminal session through the
 // recorder into the gateway's data directory, before the gateway starts, signed with the key
 // the gateway will load: a resize at the start and one at 30 minutes, a typed command every
 // 10 seconds with its output, a clock line every 100 ms, and output that holds HTML.
 func writeTerminalRecording(t *testing.T, dataDir string) (id string, events int) {
 	t.Helper()
-	st, err := filestore.Open(dataDir, filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, _, err := signing.Open(filepath.Join(dataDir, "signing"), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	now := start
-	rec := &recorder.Recorder{Store: st, Signer: keys, Now: func() time.Time { return now }}
+	rec, closeStore := offlineRecorder(t, dataDir, func() time.Time { return now })
+	defer closeStore()
 	s, err := rec.Start(context.Background(), recorder.Info{Protocol: "ssh", Target: "host1", User: "alice", Client: "127.0.0.1:40000",
 		Start: event.SessionStartData{User: "alice", Role: "user", AuthMethod: "password", Target: "host1", TargetType: "ssh", ClientAddr: "127.0.0.1:40000"}})
 	if err != nil {
