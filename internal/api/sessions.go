@@ -341,8 +341,8 @@ func (s *Server) sessionEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	// With reveal, a rows event (or an error, notice, notification, copy.out or terminal.input)
-	// is held until
-	// the event after it (and any checkpoints between) shows whether an original belongs to it.
+	// is held until the event after it (and any checkpoints between) shows whether an original
+	// belongs to it.
 	var held []eventJSON
 	flushHeld := func() {
 		for i := range held {
