@@ -282,6 +282,11 @@ func Validate(rules []config.Policy) error {
 				return fmt.Errorf("policy %q: guardrail rule %q: name and an action (deny, approve, warn) are required", r.Name, gr.Name)
 			}
 		}
+		if r.SSH != nil && len(r.SSH) == 0 {
+			// An empty list would read as "not set" (shell, exec and sftp allowed), the opposite
+			// of what it looks like; a rule that means no ssh at all says access: deny.
+			return fmt.Errorf("policy %q: ssh: an empty list would allow shell, exec and sftp as if ssh were not set: name the features (%s), or deny access", r.Name, strings.Join(SSHFeatures, ", "))
+		}
 		for _, f := range r.SSH {
 			if !slices.Contains(SSHFeatures, f) {
 				return fmt.Errorf("policy %q: ssh: unknown feature %q (known: %s)", r.Name, f, strings.Join(SSHFeatures, ", "))

@@ -80,6 +80,9 @@ func TestValidate(t *testing.T) {
 		{Name: "d", Subjects: []string{"*"}, Targets: []string{"*"}, Guardrails: []string{"explode:destructive"}},
 		{Name: "e", Subjects: []string{"*"}, Targets: []string{"*"}, Guardrails: []string{"reads"}},
 		{Name: "f", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "deny", Masking: []string{"email"}},
+		// ssh: [] reads like "no ssh features", but an empty list is "not set" (shell, exec and
+		// sftp): refused rather than taken either way.
+		{Name: "g", Subjects: []string{"*"}, Targets: []string{"*"}, Access: "allow", SSH: []string{}},
 	}
 	if err := Validate([]config.Policy{ok}); err != nil {
 		t.Fatal(err)
