@@ -111,13 +111,7 @@ func (s *session) recordInput(d event.TerminalData, raw, data []byte) error {
 	}
 	s.rec.Record(event.TerminalInput, d, nil)
 	keyID, nonce, ct := s.e.d.Sealer.Seal(data, []byte(s.rec.ID()))
-	s.rec.Record(event.Original, event.OriginalData{Of: event.TerminalInput, KeyID: keyID, Nonce: base64.StdEncoding.EncodeToString(nonce)}, ct)
-	if err := s.rec.Commit(); err != nil {
-		s.log.Error("recording failed: ending session", "err", err)
-		s.fail(endState{reason: "error", err: err})
-		return err
-	}
-	return nil
+	return s.record(event.Original, event.OriginalData{Of: event.TerminalInput, KeyID: keyID, Nonce: base64.StdEncoding.EncodeToString(nonce)}, ct)
 }
 
 func (s *session) addFrom(n int) {
