@@ -207,9 +207,7 @@ func TestListUsers(t *testing.T) {
 // absent bearer token).
 func TestLogoutByCookie(t *testing.T) {
 	f := newFixture(t)
-	aud := &memAudit{}
-	f.srv.Audit = aud
-	f.h = f.srv.Handler()
+	aud := f.recordAudit()
 	c, csrf := webLogin(t, f, "alice")
 	if rw := cookieReq(f, "POST", "/api/v1/auth/logout", "", c, csrf); rw.Code != http.StatusOK {
 		t.Fatalf("logout by cookie: %d %s", rw.Code, rw.Body)

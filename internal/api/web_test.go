@@ -182,6 +182,14 @@ type memAudit struct {
 	es []audit.Entry
 }
 
+// recordAudit makes the fixture's server audit into memory, and returns where.
+func (f *fixture) recordAudit() *memAudit {
+	aud := &memAudit{}
+	f.srv.Audit = aud
+	f.h = f.srv.Handler()
+	return aud
+}
+
 func (m *memAudit) Record(_ context.Context, e audit.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -214,9 +222,7 @@ func TestTerminate(t *testing.T) {
 	f := newFixture(t)
 	ft := &fakeTerminator{cause: map[string]error{}}
 	f.srv.Terminator = ft
-	aud := &memAudit{}
-	f.srv.Audit = aud
-	f.h = f.srv.Handler()
+	aud := f.recordAudit()
 	if res, _ := f.do(t, "POST", "/api/v1/sessions/s-bob/terminate", "carol", `{"reason":"x"}`); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("auditor terminate: %d, want 403", res.StatusCode)
 	}

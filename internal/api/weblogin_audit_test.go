@@ -13,9 +13,7 @@ import (
 // token's id (what its logout names), the role and the groups; a refusal with its reason.
 func TestWebLoginAudit(t *testing.T) {
 	f := newFixture(t)
-	aud := &memAudit{}
-	f.srv.Audit = aud
-	f.h = f.srv.Handler()
+	aud := f.recordAudit()
 	c, _ := webLogin(t, f, "alice")
 	id, err := f.srv.Auth.VerifyToken(c.Value)
 	if err != nil {

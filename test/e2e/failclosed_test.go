@@ -52,12 +52,7 @@ func startGatewayOnTmpfs(t *testing.T, cfg gwConfig) (*gateway, *fullableDir) {
 	g := newGateway(t, dir, cfg)
 	// Cleanups run last first: stop the gateway, then unmount, then remove the temp dir.
 	mountTmpfs(t, g.DataDir)
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			g.dumpLog(t, 0)
-		}
-	})
+	g.stopAtCleanup(t)
 	g.start(t)
 	return g, &fullableDir{dir: g.DataDir, filler: filepath.Join(g.DataDir, "e2e-filler")}
 }

@@ -332,12 +332,7 @@ func startGateway(t testing.TB, cfg gwConfig) *gateway {
 	requirePostgres(t)
 	dir := t.TempDir()
 	g := newGateway(t, dir, cfg)
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			g.dumpLog(t, 0)
-		}
-	})
+	g.stopAtCleanup(t)
 	g.start(t)
 	return g
 }
@@ -469,6 +464,16 @@ func (g *gateway) signal(sig syscall.Signal, wait time.Duration) (error, bool) {
 }
 
 // stop ends the gateway: SIGTERM, then SIGKILL after 15s.
+// stopAtCleanup stops the gateway when the test ends, and prints its log if the test failed.
+func (g *gateway) stopAtCleanup(t testing.TB) {
+	t.Cleanup(func() {
+		g.stop()
+		if t.Failed() {
+			g.dumpLog(t, 0)
+		}
+	})
+}
+
 func (g *gateway) stop() {
 	if g == nil || g.cmd == nil {
 		return

@@ -74,12 +74,7 @@ func TestUIShowsWhatThePlayerDoesNot(t *testing.T) {
 	b := newBrowser(t)
 	g := newGateway(t, t.TempDir(), gwConfig{})
 	kube, ssh, pg := writeRecordings(t, g.DataDir)
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			g.dumpLog(t, 0)
-		}
-	})
+	g.stopAtCleanup(t)
 	g.start(t)
 	base := g.apiURL()
 	b.signIn(base, "audrey", audPassword)

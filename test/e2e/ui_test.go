@@ -288,12 +288,7 @@ func TestUIBrowser(t *testing.T) {
     masking: [email]
 `,
 	})
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			g.dumpLog(t, 0)
-		}
-	})
+	g.stopAtCleanup(t)
 	g.start(t)
 	base := g.apiURL()
 
@@ -537,12 +532,7 @@ func TestUITerminalPlayer(t *testing.T) {
 	b := newBrowser(t)
 	g := newGateway(t, t.TempDir(), gwConfig{})
 	termID, termEvents := writeTerminalRecording(t, g.DataDir)
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			g.dumpLog(t, 0)
-		}
-	})
+	g.stopAtCleanup(t)
 	g.start(t)
 	base := g.apiURL()
 	b.signIn(base, "audrey", audPassword)

@@ -87,24 +87,25 @@ func frontendMessages(t *testing.T, b []byte) []pgproto3.FrontendMessage {
 		}
 		switch m := m.(type) {
 		case *pgproto3.Parse:
-			c := *m
-			out = append(out, &c)
+			out = append(out, cloned(m))
 		case *pgproto3.Describe:
-			c := *m
-			out = append(out, &c)
+			out = append(out, cloned(m))
 		case *pgproto3.Query:
-			c := *m
-			out = append(out, &c)
+			out = append(out, cloned(m))
 		case *pgproto3.Execute:
-			c := *m
-			out = append(out, &c)
+			out = append(out, cloned(m))
 		case *pgproto3.Bind:
-			c := *m
-			out = append(out, &c)
+			out = append(out, cloned(m))
 		default:
 			out = append(out, m)
 		}
 	}
+}
+
+// cloned is a copy of m: the backend reuses its message values from one Receive to the next.
+func cloned[T any](m *T) *T {
+	c := *m
+	return &c
 }
 
 // backendMessages decodes what the gateway sends to the client (their types, and the values of
