@@ -18,7 +18,10 @@ import (
 	"github.com/airlock-gw/airlock/internal/target"
 )
 
-func TestRequests(t *testing.T) {
+// requestsHarness serves the API with an approval broker that posts each pending request to
+// hook, for root (an admin) and alice (a user); the harness is signed in as root.
+func requestsHarness(t *testing.T, hook http.HandlerFunc) (*harness, *approval.Broker) {
+	t.Helper()
 	hash, _ := auth.HashPassword("pw")
 	svc, err := auth.NewService(bytes.Repeat([]byte("k"), 32), []auth.User{
 		{Name: "alice", PasswordHash: hash, Role: auth.RoleUser},
@@ -28,19 +31,23 @@ func TestRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := apitest.New()
-	// The webhook tells the test when a request is pending.
-	ids := make(chan string, 4)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p approval.Pending
-		json.NewDecoder(r.Body).Decode(&p)
-		ids <- p.ID
-	}))
-	t.Cleanup(hook.Close)
-	b := &approval.Broker{Now: func() time.Time { return t0 }, Webhook: hook.URL}
+	hs := httptest.NewServer(hook)
+	t.Cleanup(hs.Close)
+	b := &approval.Broker{Now: func() time.Time { return t0 }, Webhook: hs.URL}
 	srv := &api.Server{Store: st, Auth: svc, Policy: &policy.Engine{}, Targets: &target.Catalog{Store: st}, Approvals: b}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	h := (&harness{url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}).as(t, "root")
+	return (&harness{url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}).as(t, "root"), b
+}
+
+func TestRequests(t *testing.T) {
+	// The webhook tells the test when a request is pending.
+	ids := make(chan string, 4)
+	h, b := requestsHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		var p approval.Pending
+		json.NewDecoder(r.Body).Decode(&p)
+		ids <- p.ID
+	})
 
 	code, out, errOut := h.run(t, runRequests, "list")
 	if code != 0 || out != "" || !strings.Contains(errOut, "No requests") {
@@ -107,20 +114,8 @@ func TestRequests(t *testing.T) {
 // A pending statement is the requester's text: controls in it are shown as escapes, so that it
 // cannot redraw its row of the list and show the approver a harmless statement instead.
 func TestRequestsListShowsControlsAsText(t *testing.T) {
-	hash, _ := auth.HashPassword("pw")
-	svc, err := auth.NewService(bytes.Repeat([]byte("k"), 32), []auth.User{{Name: "root", PasswordHash: hash, Role: auth.RoleAdmin}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := apitest.New()
 	pending := make(chan struct{}, 1) // the webhook says when the request is pending
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pending <- struct{}{} }))
-	t.Cleanup(hook.Close)
-	b := &approval.Broker{Now: func() time.Time { return t0 }, Webhook: hook.URL}
-	srv := &api.Server{Store: st, Auth: svc, Policy: &policy.Engine{}, Targets: &target.Catalog{Store: st}, Approvals: b}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h := (&harness{url: ts.URL, st: st, auth: svc, vars: map[string]string{"XDG_CONFIG_HOME": t.TempDir()}}).as(t, "root")
+	h, b := requestsHarness(t, func(w http.ResponseWriter, r *http.Request) { pending <- struct{}{} })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go b.Request(ctx, approval.Request{Session: "s1", User: "mallory", Target: "pg", Rule: "no-drop",
