@@ -150,9 +150,7 @@ func (ch *channel) sendExits(exits []*ssh.Request) {
 		return
 	}
 	if f := s.failure.Load(); f != nil {
-		ch.tell(failMessage(*f))
-		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
-		ch.closed.Store(true)
+		ch.exitWithLocked(failMessage(*f))
 		return
 	}
 	for _, r := range exits {
@@ -161,9 +159,7 @@ func (ch *channel) sendExits(exits []*ssh.Request) {
 	if len(exits) == 0 {
 		// No exit status: the program may have been cut off with the agent that carried it.
 		if lost := s.agentLost(nil); lost != nil {
-			ch.tell(s.lostMessage(lost))
-			ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
-			ch.closed.Store(true)
+			ch.exitWithLocked(s.lostMessage(lost))
 		}
 	}
 }
@@ -352,14 +348,21 @@ func (ch *channel) abort(msg string) {
 	ch.errOut.end()
 	ch.wmu.Lock()
 	if !ch.closed.Load() {
-		ch.tell(msg)
-		ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+		ch.exitWithLocked(msg)
 	}
 	ch.closed.Store(true)
 	ch.wmu.Unlock()
 	ch.cc.CloseWrite()
 	ch.cc.Close()
 	ch.uc.Close()
+}
+
+// exitWithLocked ends the channel for the client with msg and exit status 255 (the gateway,
+// not the program, ended it). It runs under wmu.
+func (ch *channel) exitWithLocked(msg string) {
+	ch.tell(msg)
+	ch.cc.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+	ch.closed.Store(true)
 }
 
 // upstreamRequests holds the target's exit-status and exit-signal until the output before them
